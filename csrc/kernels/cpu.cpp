@@ -1,0 +1,76 @@
+#include "kernels/cpu.h"
+
+#include <omp.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <initializer_list>
+
+namespace fastmlp {
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::avx512: return "avx512";
+    case Isa::avx2: return "avx2";
+    default: return "generic";
+  }
+}
+
+bool parse_isa(const char* name, Isa* out) {
+  for (Isa isa : {Isa::generic, Isa::avx2, Isa::avx512}) {
+    if (std::strcmp(name, isa_name(isa)) == 0) {
+      *out = isa;
+      return true;
+    }
+  }
+  return false;
+}
+
+Isa detected_isa() {
+#if defined(FASTMLP_X86) && (defined(__GNUC__) || defined(__clang__))
+  // __builtin_cpu_supports also checks that the OS saves the wide registers (XCR0).
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
+    return Isa::avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx2;
+#endif
+  return Isa::generic;
+}
+
+namespace {
+
+Isa initial_cap() {
+  const char* env = std::getenv("FASTMLP_ISA");
+  Isa cap = Isa::avx512;
+  if (env != nullptr && *env != '\0' && !parse_isa(env, &cap)) cap = Isa::generic;  // unknown: safest
+  return cap;
+}
+
+std::atomic<int> g_active{-1};
+
+}  // namespace
+
+Isa active_isa() {
+  int v = g_active.load(std::memory_order_relaxed);
+  if (v < 0) {
+    Isa det = detected_isa(), cap = initial_cap();
+    v = static_cast<int>(cap < det ? cap : det);
+    g_active.store(v, std::memory_order_relaxed);
+  }
+  return static_cast<Isa>(v);
+}
+
+Isa set_isa_cap(Isa cap) {
+  Isa det = detected_isa();
+  Isa isa = cap < det ? cap : det;
+  g_active.store(static_cast<int>(isa), std::memory_order_relaxed);
+  return isa;
+}
+
+int num_threads() { return omp_get_max_threads(); }
+
+void set_num_threads(int n) { omp_set_num_threads(n < 1 ? 1 : n); }
+
+}  // namespace fastmlp

@@ -1,0 +1,26 @@
+// Which instruction set the kernels use, decided once at import.
+//
+// Kernels for several ISAs are compiled side by side (CMakeLists.txt puts the CPU flags
+// on their sources only). The active ISA is the best one the CPU supports, capped by the
+// FASTMLP_ISA environment variable or by set_isa_cap(), so tests can exercise every path.
+#pragma once
+
+namespace fastmlp {
+
+enum class Isa : int { generic = 0, avx2 = 1, avx512 = 2 };
+
+const char* isa_name(Isa isa);
+// Returns false if `name` is not one of "generic", "avx2", "avx512".
+bool parse_isa(const char* name, Isa* out);
+
+Isa detected_isa();  // best ISA this CPU and OS support (and this build compiled)
+Isa active_isa();    // min(detected, cap)
+// Cap the active ISA; returns the resulting active ISA.
+Isa set_isa_cap(Isa cap);
+
+// Threads used by the kernels (OpenMP). Work is split along rows/columns only, never
+// along a reduction, so results do not depend on this number.
+int num_threads();
+void set_num_threads(int n);
+
+}  // namespace fastmlp

@@ -1,0 +1,42 @@
+"""fastmlp: multilayer perceptrons trained fast on the CPU.
+
+C++ kernels (fastmlp._core) with a NumPy twin (fastmlp.reference); pick one with
+``backend="native"`` or ``backend="numpy"``.
+"""
+from .backend import BACKENDS, KERNEL_NAMES, get_backend
+
+__version__ = "0.1.0"
+
+
+def build_info():
+    """What the native core was built with and which kernels it runs on this CPU."""
+    from .backend import _native_module
+    return _native_module().build_info()
+
+
+def set_isa(name):
+    """Cap the instruction set of the native kernels ("generic", "avx2" or "avx512").
+
+    The cap is also read from the FASTMLP_ISA environment variable at import. Returns the
+    ISA now active (never more than the CPU supports).
+    """
+    from .backend import _native_module
+    return _native_module().set_isa(name)
+
+
+def set_num_threads(n):
+    """Threads used by the native kernels (threadpoolctl's OpenMP limit works too)."""
+    from .backend import _native_module
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"n: expected a thread count >= 1, got {n}")
+    _native_module().set_num_threads(n)
+
+
+def get_num_threads():
+    from .backend import _native_module
+    return _native_module().get_num_threads()
+
+
+__all__ = ["BACKENDS", "KERNEL_NAMES", "build_info", "get_backend", "get_num_threads",
+           "set_isa", "set_num_threads", "__version__"]

@@ -1,0 +1,71 @@
+"""Element-wise activations f and their derivatives f', as the lecture writes them.
+
+Every function here is the NumPy twin of a native kernel with the same name and
+signature (csrc/kernels/activation.*). `param` is the leaky-ReLU slope or the ELU alpha
+and is ignored by the other activations.
+"""
+import numpy as np
+
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "identity")
+DEFAULT_PARAM = {"leaky_relu": 0.1, "elu": 1.0}
+
+
+def sigmoid(z):
+    """σ(z) = 1 / (1 + e^(−z)), evaluated so that e^x never overflows."""
+    e = np.exp(-np.abs(z))          # in (0, 1]
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype, copy=False)
+
+
+def activation_forward(z, name, param):
+    """a = f(z)."""
+    if name == "sigmoid":
+        return sigmoid(z)
+    if name == "tanh":
+        return np.tanh(z)
+    if name == "relu":
+        return np.where(z > 0, z, z.dtype.type(0))
+    if name == "leaky_relu":
+        return np.where(z > 0, z, z.dtype.type(param) * z)
+    if name == "elu":
+        return np.where(z > 0, z, z.dtype.type(param) * np.expm1(np.minimum(z, 0)))
+    if name == "identity":
+        return z.copy()
+    raise ValueError(f"activation: unknown name {name!r}; expected one of {ACTIVATIONS}")
+
+
+def activation_derivative(z, a, name, param):
+    """f'(z), given z and a = f(z) (sigmoid and tanh are cheaper from a)."""
+    one, zero = z.dtype.type(1), z.dtype.type(0)
+    if name == "sigmoid":
+        return a * (one - a)
+    if name == "tanh":
+        return one - a * a
+    if name == "relu":                       # f'(0) = 0
+        return np.where(z > 0, one, zero)
+    if name == "leaky_relu":
+        return np.where(z > 0, one, z.dtype.type(param))
+    if name == "elu":
+        return np.where(z > 0, one, z.dtype.type(param) * np.exp(np.minimum(z, 0)))
+    if name == "identity":
+        return np.ones_like(z)
+    raise ValueError(f"activation: unknown name {name!r}; expected one of {ACTIVATIONS}")
+
+
+def maxout_forward(z, k):
+    """Maxout over groups of k linear pieces: z (n, m·k) -> a (n, m), argmax (n, m).
+
+    Unit j's pieces are columns j·k … j·k+k−1; ties go to the first piece.
+    """
+    n, mk = z.shape
+    pieces = z.reshape(n, mk // k, k)
+    argmax = pieces.argmax(axis=2)
+    a = np.take_along_axis(pieces, argmax[..., None], axis=2)[..., 0]
+    return a, argmax.astype(np.int64)
+
+
+def maxout_backward(da, argmax, k):
+    """Route da (n, m) to the winning piece of each unit: -> dz (n, m·k)."""
+    n, m = da.shape
+    dz = np.zeros((n, m, k), dtype=da.dtype)
+    np.put_along_axis(dz, argmax[..., None], da[..., None], axis=2)
+    return dz.reshape(n, m * k)
