@@ -1,0 +1,38 @@
+// Element-wise activations f, their derivatives f', and maxout.
+// Twins: python/fastmlp/reference/activation.py (same formulas, same order of operations).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace fastmlp {
+
+enum class Act : int { sigmoid, tanh, relu, leaky_relu, elu, identity };
+
+// Returns false if `name` is not an activation name ("maxout" is not: it changes shapes).
+bool parse_activation(const char* name, Act* out);
+
+// z (n) -> a (n), a = f(z). `a` may alias `z`. param: leaky-ReLU slope or ELU alpha.
+template <class T>
+void activation_forward(T* a, const T* z, std::size_t n, Act act, T param);
+
+// z (n), a = f(z) (n) -> d (n), d = f'(z). `d` may alias `z` or `a`.
+template <class T>
+void activation_derivative(T* d, const T* z, const T* a, std::size_t n, Act act, T param);
+
+// In place: delta (n) *= f'(z). The backward epilogue of a layer.
+template <class T>
+void activation_backward(T* delta, const T* z, const T* a, std::size_t n, Act act, T param);
+
+// z (n, m*k) -> a (n, m), argmax (n, m): unit j's pieces are columns j*k .. j*k+k-1,
+// ties go to the first piece.
+template <class T>
+void maxout_forward(T* a, std::int64_t* argmax, const T* z, std::size_t n, std::size_t m,
+                    std::size_t k);
+
+// da (n, m), argmax (n, m) -> dz (n, m*k): da routed to each unit's winning piece.
+template <class T>
+void maxout_backward(T* dz, const T* da, const std::int64_t* argmax, std::size_t n,
+                     std::size_t m, std::size_t k);
+
+}  // namespace fastmlp
