@@ -4,6 +4,7 @@ C++ kernels (fastmlp._core) with a NumPy twin (fastmlp.reference); pick one with
 ``backend="native"`` or ``backend="numpy"``.
 """
 from .backend import BACKENDS, KERNEL_NAMES, get_backend
+from . import autograd
 
 __version__ = "0.1.0"
 
