@@ -1,5 +1,8 @@
 """fastmlp.autograd: the lecture's example, finite-difference checks of every op on both
 backends, conv2d against a direct loop, the engine's bookkeeping, and bad input."""
+import doctest
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -183,6 +186,12 @@ def test_lecture_example():
     f.backward()
     assert f.item() == -12.0
     assert (q.grad, x.grad, y.grad, z.grad) == (-4.0, -4.0, -4.0, 3.0)
+
+
+def test_docs_examples_run():
+    result = doctest.testfile(str(Path(__file__).parents[1] / "docs" / "autograd.md"),
+                              module_relative=False)
+    assert result.attempted > 40 and result.failed == 0
 
 
 # -- conv2d against the definition --------------------------------------------------------
