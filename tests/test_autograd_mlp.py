@@ -70,9 +70,10 @@ def test_graph_matches_hand_derived_backprop(activation, output, backend):
     rng = np.random.default_rng(5)
     X = rng.standard_normal((7, 5))
     Y = targets(out_name, 7, 3, rng)
+    selected = use_backend(backend)
     net = MLP([5, 4, 4, 3], activation=activation, output=out_name, loss=loss_name,
               backend=backend, dtype="float64", seed=3)
-    with use_backend(backend):
+    with selected:
         model = graph_of(net, activation)
         J = graph_loss(model(Tensor(X)), Y)
         weights = [layer.weight for layer in model if isinstance(layer, nn.Linear)]
