@@ -384,7 +384,9 @@ def test_engine_rejects_a_gradient_of_the_wrong_shape():
     (lambda: Tensor(normal(2, 3)) @ Tensor(normal(2, 3)), "matmul: expected 2-D"),
     (lambda: Tensor(normal(3)) @ Tensor(normal(3)), "matmul: expected 2-D"),
     (lambda: autograd.activation(Tensor(1.0), "swish"), "name: expected one of"),
-    (lambda: autograd.maxout(Tensor(normal(2, 5)), 3), "z: expected shape"),
+    (lambda: autograd.maxout(Tensor(normal(2, 5)), 3), "z: expected"),
+    (lambda: autograd.softmax(Tensor(normal(5))), "z: expected a 2-D array"),
+    (lambda: nn.Activation("softplus"), "name: expected one of"),
     (lambda: autograd.maxout(Tensor(normal(2, 6)), 0), "k: expected"),
     (lambda: autograd.softmax_cross_entropy(Tensor(normal(3, 2)), [0, 1]), "y: expected 3"),
     (lambda: autograd.softmax_cross_entropy(Tensor(normal(2, 2)), [0, 2]), r"y: labels must lie"),
@@ -422,3 +424,61 @@ def test_parameters_are_found_once_in_order():
     shared = nn.Linear(2, 2, rng=0)
     model = nn.Sequential(shared, nn.ReLU(), shared, nn.Conv2d(1, 1, 2, bias=False, rng=0))
     assert model.parameters() == [shared.weight, shared.bias, model[3].weight]
+
+
+# -- named edge cases --------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_relu_gradient_at_exactly_zero_is_zero(backend):
+    with use_backend(backend, ACT):
+        z = Tensor([-1.0, 0.0, 2.0], requires_grad=True)
+        autograd.relu(z).sum().backward()
+    np.testing.assert_array_equal(z.grad, [0.0, 0.0, 1.0])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("loss,kernel,y", [
+    (autograd.softmax_cross_entropy, "softmax_cross_entropy", np.array([0, 1])),
+    (autograd.sigmoid_binary_cross_entropy, "sigmoid_binary_cross_entropy", np.eye(2)),
+])
+def test_losses_of_huge_logits_stay_finite(loss, kernel, y, backend):
+    with use_backend(backend, (kernel,)):
+        z = Tensor([[300.0, -300.0], [300.0, -300.0]], requires_grad=True)
+        J = loss(z, y)
+        J.backward()
+    assert np.isfinite(J.item()) and J.item() > 100 and np.isfinite(z.grad).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_empty_batch_gives_zero_loss_and_zero_gradients(backend):
+    with use_backend(backend, ("matmul",) + ACT + ("softmax_cross_entropy",)):
+        model = nn.Sequential(nn.Linear(3, 4, rng=0), nn.Sigmoid(), nn.Linear(4, 2, rng=1))
+        J = autograd.softmax_cross_entropy(model(Tensor(np.zeros((0, 3)))), np.zeros(0, int))
+        J.backward()
+    assert J.item() == 0.0
+    assert all(p.grad is not None and not p.grad.any() for p in model.parameters())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("layout", ["fortran", "strided", "read_only"])
+def test_any_input_layout_gives_the_same_results(layout, backend):
+    x = normal(6, 8)
+    odd = {"fortran": np.asfortranarray(x), "strided": np.repeat(x, 2, axis=1)[:, ::2],
+           "read_only": x.copy()}[layout]
+    odd.flags.writeable = layout != "read_only"
+
+    def run(inputs):
+        model = nn.Sequential(nn.Linear(8, 5, rng=0), nn.Tanh(), nn.Linear(5, 3, rng=1))
+        conv = nn.Conv2d(1, 2, 3, rng=2)
+        J = autograd.softmax_cross_entropy(model(inputs), [0, 1, 2, 0, 1, 2])
+        J = J + conv(inputs.reshape(1, 1, 6, 8)).sum() + (inputs.T @ inputs).sum()
+        J.backward()
+        return J.item(), [p.grad for p in model.parameters() + conv.parameters()]
+
+    with use_backend(backend, ("matmul",) + ACT + ("softmax_cross_entropy",)):
+        want, want_grads = run(Tensor(x))
+        got, got_grads = run(Tensor(odd))
+        got_plain, _ = run(odd)            # an ndarray straight into the graph, no copy
+    np.testing.assert_allclose([got, got_plain], [want, want], rtol=1e-13)
+    for g, w in zip(got_grads, want_grads):
+        np.testing.assert_allclose(g, w, rtol=1e-13, atol=1e-15)

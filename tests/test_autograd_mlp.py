@@ -6,6 +6,7 @@ import pytest
 import fastmlp
 from fastmlp import autograd
 from fastmlp.autograd import Tensor, nn
+from test_autograd import use_backend
 
 MLP = getattr(fastmlp, "MLP", None)
 
@@ -47,19 +48,6 @@ def graph_of(net, activation):
     return nn.Sequential(*layers)
 
 
-def use_backend(name):
-    """Both sides on backend `name`; the native one only once it has every kernel."""
-    if name == "native":
-        try:
-            table = fastmlp.get_backend("native")
-        except RuntimeError as exc:
-            pytest.skip(str(exc))
-        missing = [k for k in fastmlp.KERNEL_NAMES if k not in table.kernels]
-        if missing:
-            pytest.skip(f"native backend lacks kernels {missing}")
-    return autograd.backend(name)
-
-
 @pytest.mark.skipif(MLP is None, reason="fastmlp.MLP has not landed on this branch yet")
 @pytest.mark.parametrize("backend", ["numpy", "native"])
 @pytest.mark.parametrize("output", OUTPUTS)
@@ -70,7 +58,7 @@ def test_graph_matches_hand_derived_backprop(activation, output, backend):
     rng = np.random.default_rng(5)
     X = rng.standard_normal((7, 5))
     Y = targets(out_name, 7, 3, rng)
-    selected = use_backend(backend)
+    selected = use_backend(backend, fastmlp.KERNEL_NAMES)   # MLP(backend=...) needs them all
     net = MLP([5, 4, 4, 3], activation=activation, output=out_name, loss=loss_name,
               backend=backend, dtype="float64", seed=3)
     with selected:

@@ -64,8 +64,7 @@ class Activation(Module):
     """f applied element-wise; name is one of the design's activations (see ops.activation)."""
 
     def __init__(self, name, param=None):
-        ops.activation(Tensor(0.0), name, param)      # reject a bad name now, not mid-forward
-        self.name, self.param = name, param
+        self.name, self.param = name, ops.activation_param(name, param)
 
     def forward(self, x):
         return ops.activation(x, self.name, self.param)

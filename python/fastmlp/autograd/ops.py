@@ -21,6 +21,18 @@ def _operands(a, b):
     return lift(a, b), lift(b, a)
 
 
+def _data(x):
+    return x.data if isinstance(x, Tensor) else np.asarray(x)
+
+
+def _matrix(x, what):
+    """The array of x, which must be 2-D (n rows of K values)."""
+    x = _data(x)
+    if x.ndim != 2:
+        raise ValueError(f"{what}: expected a 2-D array (n, K), got shape {x.shape}")
+    return x
+
+
 def _rows(x):
     """x as a C-contiguous 2-D array (n, everything else), the layout the kernels take."""
     if x.ndim < 2:
@@ -325,15 +337,16 @@ def transpose(a, axes=None):
     return Transpose.apply(a, axes=axes)
 
 
-def activation(z, name, param=None):
-    """f(z) for an activation of the design: sigmoid, tanh, relu, leaky_relu, elu, identity.
-
-    param is the leaky-ReLU slope (default 0.1) or the ELU alpha (default 1.0).
-    """
+def activation_param(name, param=None):
+    """Check an activation name; its param, or the default (leaky-ReLU slope 0.1, ELU alpha 1.0)."""
     if name not in ACTIVATIONS:
         raise ValueError(f"name: expected one of {ACTIVATIONS} (maxout is autograd.maxout), got {name!r}")
-    param = DEFAULT_PARAM.get(name, 0.0) if param is None else float(param)
-    return Activation.apply(z, name=name, param=param)
+    return DEFAULT_PARAM.get(name, 0.0) if param is None else float(param)
+
+
+def activation(z, name, param=None):
+    """f(z) for an activation of the design: sigmoid, tanh, relu, leaky_relu, elu, identity."""
+    return Activation.apply(z, name=name, param=activation_param(name, param))
 
 
 def sigmoid(z):
@@ -364,27 +377,23 @@ def maxout(z, k):
     """Maxout with k pieces per unit: z (n, m·k) -> (n, m)."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k: expected a number of pieces >= 1, got {k!r}")
-    shape = np.shape(_data(z))
-    if len(shape) != 2 or shape[1] % k:
-        raise ValueError(f"z: expected shape (n, m·k) with k={k}, got {shape}")
+    if _matrix(z, "z").shape[1] % k:
+        raise ValueError(f"z: expected (n, m·k) columns with k={k}, got shape {_data(z).shape}")
     return Maxout.apply(z, k=int(k))
 
 
 def softmax(z):
     """Row-wise softmax of z (n, K)."""
+    _matrix(z, "z")
     return Softmax.apply(z)
 
 
-def _data(x):
-    return x.data if isinstance(x, Tensor) else np.asarray(x)
-
-
-def _targets(y, x, name):
-    """Targets as the loss kernels take them: same shape and dtype as x (labels are constants)."""
+def _targets(y, x):
+    """Targets as the loss kernels take them: the shape and dtype of the array x."""
     y = _data(y)
-    if y.shape != np.shape(_data(x)):
-        raise ValueError(f"y: expected targets of shape {np.shape(_data(x))}, got {y.shape} ({name})")
-    return np.ascontiguousarray(y, dtype=_data(x).dtype)
+    if y.shape != x.shape:
+        raise ValueError(f"y: expected targets of shape {x.shape}, got {y.shape}")
+    return np.ascontiguousarray(y, dtype=x.dtype)
 
 
 def softmax_cross_entropy(z, y):
@@ -392,9 +401,7 @@ def softmax_cross_entropy(z, y):
 
     y: integer labels (n,) or one-hot / probability rows (n, K).
     """
-    z_data, y_data = _data(z), _data(y)
-    if z_data.ndim != 2:
-        raise ValueError(f"z: expected logits of shape (n, K), got {z_data.shape}")
+    z_data, y_data = _matrix(z, "z"), _data(y)
     if y_data.ndim == 1:
         if y_data.dtype.kind not in "iu" or len(y_data) != len(z_data):
             raise ValueError(f"y: expected {len(z_data)} integer labels, got {y_data.dtype} {y_data.shape}")
@@ -402,21 +409,19 @@ def softmax_cross_entropy(z, y):
             raise ValueError(f"y: labels must lie in [0, {z_data.shape[1]})")
         y_data = y_data.astype(np.int64, copy=False)
     else:
-        y_data = _targets(y_data, z_data, "softmax_cross_entropy")
+        y_data = _targets(y_data, z_data)
     return SoftmaxCrossEntropy.apply(z, y_data)
 
 
 def sigmoid_binary_cross_entropy(z, y):
     """J = −(1/n) Σ [y log σ(z) + (1 − y) log(1 − σ(z))] from logits z (n, K), y in [0, 1]."""
-    return SigmoidBinaryCrossEntropy.apply(z, _targets(y, z, "sigmoid_binary_cross_entropy"))
+    return SigmoidBinaryCrossEntropy.apply(z, _targets(y, _matrix(z, "z")))
 
 
 def quadratic_loss(a, y):
     """J = (1/2n) Σ (a − y)² for a (n, K); y may be a Tensor that requires grad."""
-    if isinstance(y, Tensor):
-        _targets(y, a, "quadratic_loss")
-        return QuadraticLoss.apply(a, y)
-    return QuadraticLoss.apply(a, _targets(y, a, "quadratic_loss"))
+    targets = _targets(y, _matrix(a, "a"))
+    return QuadraticLoss.apply(a, y if isinstance(y, Tensor) else targets)
 
 
 def conv2d(x, f, b=None):
