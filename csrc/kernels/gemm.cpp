@@ -180,8 +180,10 @@ void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std:
   const GemmKernel<T>& kr = active_kernel<T>();
   const std::size_t mr = kr.mr, nr = kr.nr, kc_max = kr.kc, nc_max = kr.nc;
   const Split split = choose_split(m, n, k, mr, nr, nc_max);
-  T* packed_b =
-      tls_packed_b.get<T>(std::min(k, kc_max) * ceil_div(std::min(n, nc_max), nr) * nr);
+  // B tile jt always sits at jt * b_tile, whatever the current kc, so a thread never
+  // writes where another may still be reading.
+  const std::size_t b_tile = std::min(k, kc_max) * nr;
+  T* packed_b = tls_packed_b.get<T>(b_tile * ceil_div(std::min(n, nc_max), nr));
   const std::size_t a_slot = mr * std::min(k, kc_max);
   T* packed_a_all = tls_packed_a.get<T>(a_slot * static_cast<std::size_t>(split.threads));
   const std::size_t tiles_m = ceil_div(m, mr);
@@ -209,7 +211,7 @@ void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std:
         const std::size_t kc = std::min(kc_max, k - pc);
         const bool overwrite = pc == 0 && !accumulate, last = pc + kc == k;
         for (std::size_t jt = pb0; jt < pb1; ++jt)
-          pack_b(packed_b + jt * kc * nr, b + sd(pc) * rs_b + sd(jc + jt * nr) * cs_b, rs_b, cs_b,
+          pack_b(packed_b + jt * b_tile, b + sd(pc) * rs_b + sd(jc + jt * nr) * cs_b, rs_b, cs_b,
                  kc, std::min(nr, nc - jt * nr), nr);
         if (split.along_m) {
 #pragma omp barrier
@@ -219,7 +221,7 @@ void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std:
           pack_a(packed_a, a + sd(i0) * rs_a + sd(pc) * cs_a, rs_a, cs_a, mv, kc, mr);
           for (std::size_t jt = jn0; jt < jn1; ++jt) {
             const std::size_t j0 = jc + jt * nr;
-            kr.run(kc, packed_a, packed_b + jt * kc * nr, c + sd(i0) * ldc + sd(j0), ldc, mv,
+            kr.run(kc, packed_a, packed_b + jt * b_tile, c + sd(i0) * ldc + sd(j0), ldc, mv,
                    std::min(nr, n - j0), overwrite);
           }
           if (last && jn0 < jn1) epilogue(i0, i0 + mv, jc + jn0 * nr, std::min(n, jc + jn1 * nr));
@@ -227,6 +229,9 @@ void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std:
         if (split.along_m) {
 #pragma omp barrier  // everyone is done with packed_b before it is repacked
         }
+      }
+      if (!split.along_m) {
+#pragma omp barrier  // the next nc block may give a B tile to another thread
       }
     }
   }
