@@ -1,0 +1,80 @@
+// Matrix products (GEMM) and the fused layer kernels built on them.
+// Twins: python/fastmlp/reference/gemm.py (matmul, linear_forward, linear_backward).
+//
+// BLIS-style: B is packed into KC x NC blocks of NR-wide micro-panels (shared by the
+// threads), A into MR x KC micro-panels (one per thread), and a register-blocked
+// micro-kernel computes each MR x NR tile of C. Operands are read through (row, col)
+// strides, so transposed, Fortran-order, strided and negative-stride inputs need no
+// copy. Packing buffers are thread-local and only grow: a steady-state call allocates
+// nothing.
+//
+// Determinism: every element of C is computed by the same sequence of operations
+// (a chain of multiply-adds over k in KC blocks of a size fixed per ISA and dtype) no
+// matter M, N or the thread count, so results are bitwise identical for any number of
+// threads and row i of C does not depend on the other rows of the batch. Threads split
+// C along rows or columns, never along k.
+#pragma once
+
+#include <cstddef>
+
+#include "kernels/activation.h"
+
+namespace fastmlp {
+
+// A (m,k) strides (rs_a, cs_a), B (k,n) strides (rs_b, cs_b) -> C (m,n) row stride ldc.
+// C = A B, or C += A B when `accumulate`. Strides are in elements and may be negative
+// or zero. k == 0 gives C = 0 (or leaves C unchanged when accumulating).
+template <class T>
+void gemm(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std::ptrdiff_t cs_a,
+          const T* b, std::ptrdiff_t rs_b, std::ptrdiff_t cs_b, std::size_t m, std::size_t n,
+          std::size_t k, bool accumulate);
+
+// X (n,k), W (m,k), bias (m) -> Z (n,m) = X Wᵀ + bias, A (n,m) = f(Z); Z and A have row
+// stride m. The bias and the activation are applied to each block of rows while it is
+// still in cache. `a` may equal `z` (then only f(Z) is kept).
+template <class T>
+void linear_forward(T* z, T* a, const T* x, std::ptrdiff_t rs_x, std::ptrdiff_t cs_x,
+                    const T* w, std::ptrdiff_t rs_w, std::ptrdiff_t cs_w, const T* bias,
+                    std::ptrdiff_t s_bias, std::size_t n, std::size_t k, std::size_t m, Act act,
+                    T param);
+
+// delta (n,m) = dJ/dZ, X (n,k), W (m,k), z_prev and a_prev (n,k) row stride k
+//   -> dW (m,k) = deltaᵀ X, db (m) = sum of delta's rows (row 0 first), both overwritten
+//      or, when `accumulate`, added to;
+//      delta_prev (n,k) = (delta W) * f'(z_prev) (skipped when delta_prev is null; no
+//      multiply for Act::identity, and then z_prev / a_prev may be null).
+template <class T>
+void linear_backward(T* dw, T* db, T* delta_prev, const T* delta, std::ptrdiff_t rs_d,
+                     std::ptrdiff_t cs_d, const T* x, std::ptrdiff_t rs_x, std::ptrdiff_t cs_x,
+                     const T* w, std::ptrdiff_t rs_w, std::ptrdiff_t cs_w, const T* z_prev,
+                     const T* a_prev, std::size_t n, std::size_t k, std::size_t m, Act act_prev,
+                     T param_prev, bool accumulate);
+
+// ---- Internal: the micro-kernels, one set per ISA (gemm_avx2.cpp, gemm_avx512.cpp). ----
+
+// a: packed MR x kc micro-panel (a[p*MR + i]), b: packed kc x NR micro-panel
+// (b[p*NR + j]), both zero-padded and 64-byte aligned -> the top-left m x n corner of
+// the MR x NR tile at c (row stride ldc): c = a b when `overwrite`, else c += a b.
+// The product is accumulated over p = 0, 1, ..., kc-1 from zero, then stored or added.
+template <class T>
+using MicroKernel = void (*)(std::size_t kc, const T* a, const T* b, T* c, std::ptrdiff_t ldc,
+                             std::size_t m, std::size_t n, bool overwrite);
+
+// A micro-kernel with its register tile (mr x nr) and cache blocking: kc x nc blocks of B
+// are packed (kc is fixed per kernel: it decides the order of the additions).
+template <class T>
+struct GemmKernel {
+  MicroKernel<T> run;
+  std::size_t mr, nr, kc, nc;
+};
+
+namespace isa_kernels {
+#ifdef FASTMLP_X86
+extern const GemmKernel<float> avx2_f32;
+extern const GemmKernel<double> avx2_f64;
+extern const GemmKernel<float> avx512_f32;
+extern const GemmKernel<double> avx512_f64;
+#endif
+}  // namespace isa_kernels
+
+}  // namespace fastmlp

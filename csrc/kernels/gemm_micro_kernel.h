@@ -1,0 +1,61 @@
+// The register-blocked micro-kernel, written once over a SIMD vector type V and included
+// by each ISA's source (gemm_avx2.cpp, gemm_avx512.cpp), which defines V and compiles
+// this with its own CPU flags.
+//
+// Include it only inside an anonymous namespace: code compiled for AVX-512 must never
+// be an inline function or template with external linkage, or the linker could pick the
+// AVX-512 copy for generic callers (an ODR violation that crashes older CPUs).
+//
+// V provides: type R (one register of V::width elements of type T), zero(), load(p)
+// (64-byte aligned), loadu(p), storeu(p, r), broadcast(p), fmadd(a, b, c) = a*b + c
+// with one rounding, add(a, b). The includer provides <cstddef> (no headers may be
+// included from here: this text sits inside a namespace).
+
+// a (kc, MR) packed, b (kc, NV*width) packed -> the m x n corner of C (row stride ldc):
+// C = a b when `overwrite`, else C += a b. Each element is a chain of fused multiply-adds
+// over p = 0 .. kc-1 starting from zero, then stored or added to C: the same operations
+// whatever m and n are (edge tiles are zero-padded by the packing).
+template <class V, std::size_t MR, std::size_t NV>
+void simd_micro_kernel(std::size_t kc, const typename V::T* a, const typename V::T* b,
+                       typename V::T* c, std::ptrdiff_t ldc, std::size_t m, std::size_t n,
+                       bool overwrite) {
+  using T = typename V::T;
+  using R = typename V::R;
+  constexpr std::size_t W = V::width, NR = NV * W;
+  R acc[MR][NV];
+#pragma GCC unroll 32
+  for (std::size_t i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (std::size_t j = 0; j < NV; ++j) acc[i][j] = V::zero();
+
+  for (std::size_t p = 0; p < kc; ++p, a += MR, b += NR) {
+    R bv[NV];
+#pragma GCC unroll 8
+    for (std::size_t j = 0; j < NV; ++j) bv[j] = V::load(b + j * W);
+#pragma GCC unroll 32
+    for (std::size_t i = 0; i < MR; ++i) {
+      R ai = V::broadcast(a + i);
+#pragma GCC unroll 8
+      for (std::size_t j = 0; j < NV; ++j) acc[i][j] = V::fmadd(ai, bv[j], acc[i][j]);
+    }
+  }
+
+  if (m == MR && n == NR) {
+#pragma GCC unroll 32
+    for (std::size_t i = 0; i < MR; ++i) {
+      T* row = c + static_cast<std::ptrdiff_t>(i) * ldc;
+#pragma GCC unroll 8
+      for (std::size_t j = 0; j < NV; ++j)
+        V::storeu(row + j * W, overwrite ? acc[i][j] : V::add(V::loadu(row + j * W), acc[i][j]));
+    }
+    return;
+  }
+  // Edge tile: only the valid corner is touched, with the same additions as above.
+  alignas(64) T tile[MR][NR];
+  for (std::size_t i = 0; i < MR; ++i)
+    for (std::size_t j = 0; j < NV; ++j) V::storeu(&tile[i][j * W], acc[i][j]);
+  for (std::size_t i = 0; i < m; ++i) {
+    T* row = c + static_cast<std::ptrdiff_t>(i) * ldc;
+    for (std::size_t j = 0; j < n; ++j) row[j] = overwrite ? tile[i][j] : row[j] + tile[i][j];
+  }
+}
