@@ -1,17 +1,15 @@
 """Shared fixtures: `mlp_backend` runs a model test on every backend that can run the MLP."""
 import pytest
 
-import fastmlp
-from fastmlp.model import MODEL_OPS
+from fastmlp.model import missing_ops
 
 
 def native_skip_reason():
     """Why the native backend cannot run an MLP here, or None if it can."""
     try:
-        table = fastmlp.get_backend("native")
+        missing = missing_ops("native")
     except RuntimeError as exc:
         return str(exc)
-    missing = [op for op in MODEL_OPS if op not in table.kernels]
     return f"native backend lacks {', '.join(missing)}" if missing else None
 
 

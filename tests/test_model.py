@@ -183,8 +183,8 @@ def test_native_backend_missing_ops_are_listed():
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_save_load_round_trip(tmp_path, dtype):
     rng = np.random.default_rng(6)
-    net = MLP([3, 5, 4, 2], activation=[("leaky_relu", 0.2), ("maxout", 3)], output="sigmoid",
-              loss="quadratic", backend="numpy", dtype=dtype, seed=9)
+    net = MLP([3, 5, 4, 4, 2], activation=[("leaky_relu", 0.2), ("maxout", 3), "tanh"],
+              output="sigmoid", loss="quadratic", backend="numpy", dtype=dtype, seed=9)
     X, Y = rng.standard_normal((10, 3)), rng.integers(0, 2, (10, 2))
     net.fit(X, Y, epochs=2, batch_size=3, lr=0.1)
     net.save(tmp_path / "model.npz")

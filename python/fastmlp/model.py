@@ -92,6 +92,11 @@ def parse_activation(spec, name="activation"):
     return act, 0.0
 
 
+def activation_spec(name, param):
+    """(name, param) -> the shortest spec that parses back to it: 'relu' or ('elu', 0.5)."""
+    return (name, param) if name == "maxout" or name in DEFAULT_PARAM else name
+
+
 def parse_activations(activation, n_hidden):
     """One spec for every hidden layer, or a list with one spec per hidden layer."""
     if _is_spec(activation):
@@ -135,6 +140,11 @@ def _check_dtype(dtype):
     if name not in DTYPES:
         raise ValueError(f"dtype: expected one of {DTYPES}, got {dtype!r}")
     return name
+
+
+def missing_ops(backend):
+    """The kernels the MLP needs that `backend` does not have (raises if it cannot load)."""
+    return [op for op in MODEL_OPS if op not in get_backend(backend).kernels]
 
 
 def r2(ss_res, ss_tot):
@@ -195,7 +205,7 @@ class MLP:
     @backend.setter
     def backend(self, name):
         kernels = get_backend(name)
-        missing = [op for op in MODEL_OPS if op not in kernels.kernels]
+        missing = missing_ops(name)
         if missing:
             raise NotImplementedError(
                 f"backend: {name!r} lacks the kernels {', '.join(missing)} (not built yet); "
@@ -240,7 +250,7 @@ class MLP:
         return sum(w.size + b.size for w, b in zip(self._weights, self._biases))
 
     def __repr__(self):
-        specs = [(a, p) if a == "maxout" or a in DEFAULT_PARAM else a for a, p in self.activations]
+        specs = [activation_spec(*act) for act in self.activations]
         return (f"MLP({self.sizes}, activation={specs!r}, output={self.output!r}, "
                 f"loss={self.loss_name!r}, backend={self.backend!r}, dtype={self.dtype!r})")
 
@@ -410,7 +420,7 @@ class MLP:
         _, z, out, _ = layers[-1]
         dws, dbs = self._backward(layers, self._loss_and_delta(z, out, Y)[1])
         if weight_decay:
-            dws = [dw + self._weights[0].dtype.type(weight_decay) * w
+            dws = [dw + np.dtype(self.dtype).type(weight_decay) * w
                    for dw, w in zip(dws, self._weights)]
         return dws, dbs
 
@@ -472,7 +482,7 @@ class MLP:
             n_layers = len(config["sizes"]) - 1
             weights = [f[f"W{l}"] for l in range(n_layers)]
             biases = [f[f"b{l}"] for l in range(n_layers)]
-        net = cls(config["sizes"], activation=[tuple(a) for a in config["activations"]],
+        net = cls(config["sizes"], activation=[activation_spec(*a) for a in config["activations"]],
                   output=config["output"], loss=config["loss"],
                   backend=config["backend"] if backend is None else backend,
                   dtype=config["dtype"], seed=config["seed"])
