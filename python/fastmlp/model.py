@@ -57,8 +57,10 @@ def check_positive_int(value, name, minimum=1):
 
 def check_real(value, name, minimum=None, strict=False):
     """A finite real number, > minimum when strict else >= minimum."""
-    if not _is_real(value) or not np.isfinite(value):
-        raise TypeError(f"{name}: expected a finite real number, got {value!r}")
+    if not _is_real(value):
+        raise TypeError(f"{name}: expected a real number, got {value!r}")
+    if not np.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, got {value!r}")
     if minimum is not None and (value <= minimum if strict else value < minimum):
         raise ValueError(f"{name}: expected a number {'>' if strict else '>='} {minimum}, "
                          f"got {value!r}")
