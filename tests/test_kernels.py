@@ -243,3 +243,228 @@ def test_parity(case, shape, dtype, isa):
 def test_parity_any_layout(case, layout):
     """Fortran-order, strided (non-contiguous) and read-only inputs give the same results."""
     run_case(case, (7, 13), np.float64, layout=layout)
+
+
+# ---- named edge cases ------------------------------------------------------------------
+
+@pytest.fixture
+def native():
+    return fastmlp.get_backend("native")
+
+
+@pytest.fixture
+def numpy_twin():
+    return fastmlp.get_backend("numpy")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_relu_family_at_exactly_zero(native, numpy_twin, dtype, isa):
+    z = np.array([[-0.0, 0.0, -1.0, 1.0]], dtype=dtype)
+    for name in ("relu", "leaky_relu", "elu"):
+        p = param_of(name)
+        for op, args in (("activation_forward", (z, name, p)),
+                         ("activation_derivative", (z, numpy_twin.activation_forward(z, name, p), name, p))):
+            got, want = getattr(native, op)(*args), getattr(numpy_twin, op)(*args)
+            np.testing.assert_array_equal(got[0, :2], want[0, :2], err_msg=f"{op} {name} at ±0")
+            np.testing.assert_allclose(got, want, rtol=4 * eps_of(dtype), err_msg=f"{op} {name}")
+    assert not np.signbit(native.activation_forward(z, "relu", 0.0)).any()   # relu(-0) = +0, as in NumPy
+    np.testing.assert_array_equal(native.activation_derivative(z, z, "relu", 0.0)[0, :2], [0, 0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("big", (300.0, 1e4))
+def test_huge_logits_give_finite_losses_and_gradients(native, numpy_twin, dtype, big, isa):
+    z = np.array([[big, -big, 0.0], [-big, -big, big], [big, big, -big], [-big, 0.0, -big]], dtype=dtype)
+    labels = np.array([1, 2, 0, 0])
+    targets = np.eye(3, dtype=dtype)[labels]
+    for op, y in (("softmax_cross_entropy", labels), ("softmax_cross_entropy", targets),
+                  ("sigmoid_binary_cross_entropy", targets)):
+        loss, grad = getattr(native, op)(z, y)
+        want_loss, want_grad = getattr(numpy_twin, op)(z, y)
+        assert np.isfinite(loss) and np.isfinite(grad).all(), op
+        assert loss == pytest.approx(want_loss, rel=8 * eps_of(dtype)), op
+        np.testing.assert_allclose(grad, want_grad, rtol=8 * eps_of(dtype), atol=eps_of(dtype), err_msg=op)
+    for name in ("sigmoid", "tanh", "elu"):
+        a = native.activation_forward(z, name, 1.0)
+        assert np.isfinite(a).all(), name
+        np.testing.assert_allclose(a, numpy_twin.activation_forward(z, name, 1.0), rtol=4 * eps_of(dtype))
+    p = native.softmax(z)
+    assert np.isfinite(p).all()
+    np.testing.assert_allclose(p, numpy_twin.softmax(z), rtol=8 * eps_of(dtype), atol=np.finfo(dtype).tiny)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_empty_batch(native, dtype):
+    z = np.zeros((0, 5), dtype=dtype)
+    for op, y in (("softmax_cross_entropy", np.zeros(0, dtype=np.int64)),
+                  ("softmax_cross_entropy", z), ("sigmoid_binary_cross_entropy", z),
+                  ("quadratic_loss", z)):
+        loss, grad = getattr(native, op)(z, y)
+        assert loss == 0.0 and type(loss) is float, op
+        assert grad.shape == (0, 5) and grad.dtype == dtype, op
+    assert native.softmax(z).shape == (0, 5)
+    assert native.softmax(np.zeros((0, 0), dtype=dtype)).shape == (0, 0)
+    w = np.zeros((0, 3), dtype=dtype)
+    assert native.sgd_update(w, w.copy(), 0.1, 0.0) is None
+
+
+def test_non_finite_values_propagate_like_numpy(native, numpy_twin):
+    z = np.array([[np.nan, 1.0, np.inf, -np.inf, 0.0, np.nan]])
+    for name in ACTIVATIONS:
+        p = param_of(name)
+        np.testing.assert_array_equal(native.activation_forward(z, name, p),
+                                      numpy_twin.activation_forward(z, name, p), err_msg=name)
+    for k in (2, 3):
+        got, want = native.maxout_forward(z, k), numpy_twin.maxout_forward(z, k)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.op not in ("matmul", "linear_forward", "linear_backward")],
+                         ids=lambda c: c.id)
+def test_isas_agree_bitwise(case):
+    """The element-wise kernels add in a fixed lane order, so every ISA gives the same bits."""
+    isas = runnable_isas()
+    before = fastmlp.build_info()["isa"]
+    native_op = getattr(fastmlp.get_backend("native"), case.op)
+    results = []
+    try:
+        for isa_name in isas:
+            fastmlp.set_isa(isa_name)
+            args = case.make_inputs(np.random.default_rng(1), (9, 1024), np.dtype(np.float32))
+            out = native_op(*args)
+            results.append(args[0] if case.inplace else out)
+    finally:
+        fastmlp.set_isa(before)
+    for isa_name, out in zip(isas[1:], results[1:]):
+        for a, b in zip(np.atleast_1d(results[0]) if not isinstance(out, tuple) else results[0],
+                        np.atleast_1d(out) if not isinstance(out, tuple) else out):
+            np.testing.assert_array_equal(a, b, err_msg=f"{case.id}: {isa_name} vs {isas[0]}")
+
+
+def test_sgd_update_with_overlapping_dw_reads_the_old_values(native, numpy_twin):
+    buf = np.arange(10.0)
+    ref = buf.copy()
+    native.sgd_update(buf[1:], buf[:-1], 0.5, 0.0)
+    numpy_twin.sgd_update(ref[1:], ref[:-1], 0.5, 0.0)
+    np.testing.assert_array_equal(buf, ref)
+
+
+# ---- argument checks: a clear TypeError / ValueError naming the argument ----------------
+
+F32, F64 = np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float64)
+LABELS = np.array([0, 2])
+
+
+def valid_calls(z):
+    """Every native op with valid arguments built around z (2, 3), as name -> args."""
+    return {
+        "activation_forward": (z, "relu", 0.0),
+        "activation_derivative": (z, z, "relu", 0.0),
+        "maxout_forward": (z, 3),
+        "maxout_backward": (z, np.zeros(z.shape, np.int64), 2),
+        "softmax": (z,),
+        "softmax_cross_entropy": (z, LABELS),
+        "sigmoid_binary_cross_entropy": (z, z),
+        "quadratic_loss": (z, z),
+        "sgd_update": (z.copy(), z, 0.1, 0.0),
+    }
+
+
+def with_arg(op, index, value):
+    args = list(valid_calls(F64)[op])
+    args[index] = value
+    return args
+
+
+ARG_NAMES = {"activation_forward": ("z",), "activation_derivative": ("z", "a"), "maxout_forward": ("z",),
+             "maxout_backward": ("da",), "softmax": ("z",), "softmax_cross_entropy": ("z",),
+             "sigmoid_binary_cross_entropy": ("z", "y"), "quadratic_loss": ("a", "y"),
+             "sgd_update": ("w", "dw")}
+BAD_DTYPES = (np.int64, np.int32, np.bool_, np.float16, np.complex128, object)
+
+
+def test_valid_calls_run(native):
+    for dtype in DTYPES:
+        for op, args in valid_calls(np.zeros((2, 3), dtype)).items():
+            getattr(native, op)(*args)
+
+
+@pytest.mark.parametrize("bad", BAD_DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("op", sorted(ARG_NAMES))
+def test_wrong_dtype_is_a_type_error_naming_the_argument(native, op, bad):
+    for index, name in enumerate(ARG_NAMES[op]):
+        with pytest.raises(TypeError, match=rf"^{name}: expected a float32 or float64 array, got dtype"):
+            getattr(native, op)(*with_arg(op, index, F64.astype(bad)))
+
+
+@pytest.mark.parametrize("op", [op for op, names in ARG_NAMES.items() if len(names) == 2])
+def test_mixed_float_dtypes_are_refused(native, op):
+    second = ARG_NAMES[op][1]
+    with pytest.raises(TypeError, match=rf"^{second}: expected the dtype of {ARG_NAMES[op][0]} \(float64\), got float32"):
+        getattr(native, op)(*with_arg(op, 1, F32))
+
+
+def test_mixed_dtypes_for_float_targets_are_refused(native):
+    with pytest.raises(TypeError, match=r"^y: expected the dtype of z"):
+        native.softmax_cross_entropy(F64, F32)
+
+
+@pytest.mark.parametrize("op", sorted(ARG_NAMES))
+def test_non_arrays_are_refused(native, op):
+    with pytest.raises(TypeError, match=rf"^{ARG_NAMES[op][0]}: expected a numpy.ndarray, got list"):
+        getattr(native, op)(*with_arg(op, 0, F64.tolist()))
+
+
+@pytest.mark.parametrize("labels", ([0, 3], [-1, 0], [0, 2**63 + 5]), ids=("K", "negative", "huge_uint64"))
+def test_labels_out_of_range(native, labels):
+    dtype = np.uint64 if labels[1] > 2**62 else np.int64
+    with pytest.raises(ValueError, match=r"^y: expected values in \[0, 3\)"):
+        native.softmax_cross_entropy(F64, np.array(labels, dtype=dtype))
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda nat: nat.softmax_cross_entropy(F64, np.array([0, 1, 2])), ValueError, r"^y: expected integer labels of shape \(2,\)"),
+    (lambda nat: nat.softmax_cross_entropy(F64, LABELS.astype(bool)), TypeError, r"^y: expected integer labels"),
+    (lambda nat: nat.softmax_cross_entropy(F64, np.zeros(2)), ValueError, r"^y: expected the shape of z \(2, 3\), got \(2,\)"),
+    (lambda nat: nat.softmax_cross_entropy(F64[0], LABELS), ValueError, r"^z: expected a 2-D array"),
+    (lambda nat: nat.softmax(np.zeros((2, 0))), ValueError, r"^z: expected at least one column"),
+    (lambda nat: nat.sigmoid_binary_cross_entropy(F64, F64.T), ValueError, r"^y: expected the shape of z"),
+    (lambda nat: nat.quadratic_loss(F64, F64[:, :2]), ValueError, r"^y: expected the shape of a"),
+    (lambda nat: nat.activation_forward(F64, "softplus", 0.0), ValueError, r"^name: unknown activation 'softplus'"),
+    (lambda nat: nat.activation_derivative(F64, F64, "maxout", 0.0), ValueError, r"^name: unknown activation"),
+    (lambda nat: nat.activation_derivative(F64, F64[:1], "relu", 0.0), ValueError, r"^a: expected the shape of z"),
+    (lambda nat: nat.activation_forward(F64, "elu", float("nan")), ValueError, r"^param: expected a finite number"),
+    (lambda nat: nat.activation_forward(F32, "elu", 1e300), ValueError, r"^param: expected a finite number"),
+    (lambda nat: nat.maxout_forward(F64, 2), ValueError, r"^k: expected a divisor of z's column count 3, got 2"),
+    (lambda nat: nat.maxout_forward(F64, 0), ValueError, r"^k: expected an integer >= 1, got 0"),
+    (lambda nat: nat.maxout_forward(F64[0], 1), ValueError, r"^z: expected a 2-D array"),
+    (lambda nat: nat.maxout_backward(F64, np.full((2, 3), 2), 2), ValueError, r"^argmax: expected values in \[0, 2\)"),
+    (lambda nat: nat.maxout_backward(F64, np.full((2, 3), -1), 2), ValueError, r"^argmax: expected values in \[0, 2\)"),
+    (lambda nat: nat.maxout_backward(F64, np.zeros((2, 3)), 2), TypeError, r"^argmax: expected an integer array"),
+    (lambda nat: nat.maxout_backward(F64, np.zeros((3, 2), np.int64), 2), ValueError, r"^argmax: expected the shape of da"),
+    (lambda nat: nat.maxout_backward(F64, np.zeros((2, 3), np.int64), -1), ValueError, r"^k: expected an integer >= 1"),
+    (lambda nat: nat.sgd_update(F64.copy(), F64, float("inf"), 0.0), ValueError, r"^lr: expected a finite number"),
+    (lambda nat: nat.sgd_update(F64.copy(), F64, 0.1, float("nan")), ValueError, r"^weight_decay: expected a finite number"),
+    (lambda nat: nat.sgd_update(F64.copy(), F64[:1], 0.1, 0.0), ValueError, r"^dw: expected the shape of w"),
+    (lambda nat: nat.sgd_update(np.asfortranarray(np.zeros((3, 2))), np.zeros((3, 2)), 0.1, 0.0), ValueError, r"^w: expected a C-contiguous"),
+    (lambda nat: nat.sgd_update(np.zeros((3, 4))[:, ::2], np.zeros((3, 2)), 0.1, 0.0), ValueError, r"^w: expected a C-contiguous"),
+    (lambda nat: nat.sgd_update(np.zeros(3, dtype=">f8"), np.zeros(3), 0.1, 0.0), ValueError, r"^w: expected a C-contiguous array in native byte order"),
+    (lambda nat: nat.sgd_update(to_readonly(F64), F64, 0.1, 0.0), ValueError, r"^w: expected a writable array"),
+])
+def test_bad_arguments_raise_clear_errors(native, call, error, message):
+    with pytest.raises(error, match=message):
+        call(native)
+
+
+def to_readonly(x):
+    y = x.copy()
+    y.flags.writeable = False
+    return y
+
+
+def test_errors_leave_sgd_update_target_untouched(native):
+    w = np.ones(4)
+    with pytest.raises(ValueError):
+        native.sgd_update(w, np.ones(4), float("nan"), 0.0)
+    np.testing.assert_array_equal(w, np.ones(4))
