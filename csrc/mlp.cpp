@@ -114,7 +114,8 @@ void forward(Workspace<T>& ws, T* const* w, T* const* b, const T* x, std::size_t
     const std::size_t fan_in = net.sizes[l], rows = net.rows(l);
     const T param = l < net.hidden.size() ? static_cast<T>(net.hidden[l].param) : T(0);
     T* z = ws.z[l].data();
-    linear_forward(z, activations(ws, l), in, std::ptrdiff_t(fan_in), 1, w[l],
+    // a maxout layer keeps only z here: its a (fewer columns) comes from maxout_forward
+    linear_forward(z, is_maxout(net, l) ? z : activations(ws, l), in, std::ptrdiff_t(fan_in), 1, w[l],
                    std::ptrdiff_t(fan_in), 1, b[l], 1, n, fan_in, rows, layer_activation(net, l),
                    param);
     if (is_maxout(net, l))
