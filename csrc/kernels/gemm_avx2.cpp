@@ -38,8 +38,8 @@ struct F64x4 {
 
 namespace isa_kernels {
 // 6 x 2 registers of accumulators + 2 of B + 1 broadcast: 15 of the 16 ymm registers.
-const GemmKernel<float> avx2_f32{&simd_micro_kernel<F32x8, 6, 2>, 6, 16, 256, 512};
-const GemmKernel<double> avx2_f64{&simd_micro_kernel<F64x4, 6, 2>, 6, 8, 256, 256};
+const GemmKernel<float> avx2_f32{&simd_micro_kernel<F32x8, 6, 2>, 6, 16, 256, 1024};
+const GemmKernel<double> avx2_f64{&simd_micro_kernel<F64x4, 6, 2>, 6, 8, 256, 512};
 }  // namespace isa_kernels
 
 }  // namespace fastmlp

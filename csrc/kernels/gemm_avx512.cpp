@@ -38,8 +38,8 @@ struct F64x8 {
 
 namespace isa_kernels {
 // 14 x 2 registers of accumulators + 2 of B + 1 broadcast fill the 32 zmm registers.
-const GemmKernel<float> avx512_f32{&simd_micro_kernel<F32x16, 14, 2>, 14, 32, 256, 512};
-const GemmKernel<double> avx512_f64{&simd_micro_kernel<F64x8, 14, 2>, 14, 16, 256, 256};
+const GemmKernel<float> avx512_f32{&simd_micro_kernel<F32x16, 14, 2>, 14, 32, 384, 1024};
+const GemmKernel<double> avx512_f64{&simd_micro_kernel<F64x8, 14, 2>, 14, 16, 256, 512};
 }  // namespace isa_kernels
 
 }  // namespace fastmlp

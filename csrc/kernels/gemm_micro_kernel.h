@@ -22,6 +22,14 @@ void simd_micro_kernel(std::size_t kc, const typename V::T* a, const typename V:
   using T = typename V::T;
   using R = typename V::R;
   constexpr std::size_t W = V::width, NR = NV * W;
+  // Start fetching the C tile now, so it has arrived when the products are added to it
+  // (prefetches never fault, so edge tiles need no care).
+#pragma GCC unroll 32
+  for (std::size_t i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (std::size_t j = 0; j < NR * sizeof(T); j += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(c + static_cast<std::ptrdiff_t>(i) * ldc) + j,
+                   _MM_HINT_T0);
   R acc[MR][NV];
 #pragma GCC unroll 32
   for (std::size_t i = 0; i < MR; ++i)
@@ -40,20 +48,21 @@ void simd_micro_kernel(std::size_t kc, const typename V::T* a, const typename V:
     }
   }
 
-  if (m == MR && n == NR) {
-#pragma GCC unroll 32
-    for (std::size_t i = 0; i < MR; ++i) {
-      T* row = c + static_cast<std::ptrdiff_t>(i) * ldc;
-#pragma GCC unroll 8
-      for (std::size_t j = 0; j < NV; ++j)
-        V::storeu(row + j * W, overwrite ? acc[i][j] : V::add(V::loadu(row + j * W), acc[i][j]));
-    }
-    return;
-  }
-  // Edge tile: only the valid corner is touched, with the same additions as above.
+  // A full tile goes straight to C; an edge tile goes through `tile`, then only its
+  // valid corner is touched, with the same additions.
+  const bool direct = m == MR && n == NR;
   alignas(64) T tile[MR][NR];
-  for (std::size_t i = 0; i < MR; ++i)
-    for (std::size_t j = 0; j < NV; ++j) V::storeu(&tile[i][j * W], acc[i][j]);
+  T* dst = direct ? c : &tile[0][0];
+  const std::ptrdiff_t ld = direct ? ldc : static_cast<std::ptrdiff_t>(NR);
+  const bool add_c = direct && !overwrite;
+#pragma GCC unroll 32
+  for (std::size_t i = 0; i < MR; ++i) {
+    T* row = dst + static_cast<std::ptrdiff_t>(i) * ld;
+#pragma GCC unroll 8
+    for (std::size_t j = 0; j < NV; ++j)
+      V::storeu(row + j * W, add_c ? V::add(V::loadu(row + j * W), acc[i][j]) : acc[i][j]);
+  }
+  if (direct) return;
   for (std::size_t i = 0; i < m; ++i) {
     T* row = c + static_cast<std::ptrdiff_t>(i) * ldc;
     for (std::size_t j = 0; j < n; ++j) row[j] = overwrite ? tile[i][j] : row[j] + tile[i][j];
