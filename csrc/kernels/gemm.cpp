@@ -66,8 +66,22 @@ void generic_micro_kernel(std::size_t kc, const T* a, const T* b, T* c, std::ptr
   }
 }
 
+// See PackTransposed in gemm.h.
 template <class T>
-constexpr GemmKernel<T> generic_kernel{&generic_micro_kernel<T, 4, 8>, 4, 8, 256, 512};
+void generic_pack_transposed(T* dst, const T* src, std::ptrdiff_t ld, std::size_t lines,
+                             std::size_t width, std::size_t kc) {
+  for (std::size_t r = 0; r < lines; ++r) {
+    const T* line = src + static_cast<std::ptrdiff_t>(r) * ld;
+    for (std::size_t p = 0; p < kc; ++p) dst[p * width + r] = line[p];
+  }
+  for (std::size_t r = lines; r < width; ++r)
+    for (std::size_t p = 0; p < kc; ++p) dst[p * width + r] = T(0);
+}
+
+template <class T>
+constexpr GemmKernel<T> generic_kernel{{&generic_micro_kernel<T, 1, 8>, &generic_micro_kernel<T, 2, 8>,
+                                        &generic_micro_kernel<T, 3, 8>, &generic_micro_kernel<T, 4, 8>},
+                                       &generic_pack_transposed<T>, 4, 8, 256, 512};
 
 template <class T>
 const GemmKernel<T>& active_kernel() {
@@ -104,38 +118,41 @@ void prefetch_run(const T* first, std::ptrdiff_t stride, std::size_t count) {
 // The outer loops of the packing run this many iterations ahead with their prefetches.
 constexpr std::size_t kPrefetchAhead = 2;
 
-// A (m_valid, kc) strides (rs, cs) -> dst (kc, mr): dst[p*mr + i], rows >= m_valid zero.
+// A (mr, kc) strides (rs, cs) -> dst (kc, mr): dst[p*mr + i].
 template <class T>
-void pack_a(T* dst, const T* a, std::ptrdiff_t rs, std::ptrdiff_t cs, std::size_t m_valid,
-            std::size_t kc, std::size_t mr) {
-  // Walk the source along its unit (or smaller) stride.
-  if (std::abs(cs) <= std::abs(rs)) {
-    for (std::size_t i = 0; i < m_valid; ++i) {
+void pack_a(const GemmKernel<T>& kr, T* dst, const T* a, std::ptrdiff_t rs, std::ptrdiff_t cs,
+            std::size_t mr, std::size_t kc) {
+  if (cs == 1) {  // row-major A
+    kr.pack_transposed(dst, a, rs, mr, mr, kc);
+  } else if (std::abs(cs) <= std::abs(rs)) {  // walk the source along its smaller stride
+    for (std::size_t i = 0; i < mr; ++i) {
       const T* row = a + sd(i) * rs;
-      if (i + kPrefetchAhead < m_valid) prefetch_run(row + sd(kPrefetchAhead) * rs, cs, kc);
+      if (i + kPrefetchAhead < mr) prefetch_run(row + sd(kPrefetchAhead) * rs, cs, kc);
       for (std::size_t p = 0; p < kc; ++p) dst[p * mr + i] = row[sd(p) * cs];
     }
   } else {
     for (std::size_t p = 0; p < kc; ++p) {
       const T* col = a + sd(p) * cs;
-      for (std::size_t i = 0; i < m_valid; ++i) dst[p * mr + i] = col[sd(i) * rs];
+      for (std::size_t i = 0; i < mr; ++i) dst[p * mr + i] = col[sd(i) * rs];
     }
   }
-  if (m_valid < mr)
-    for (std::size_t p = 0; p < kc; ++p)
-      for (std::size_t i = m_valid; i < mr; ++i) dst[p * mr + i] = T(0);
 }
 
 // B (kc, n_valid) strides (rs, cs) -> dst (kc, nr): dst[p*nr + j], columns >= n_valid zero.
 template <class T>
-void pack_b(T* dst, const T* b, std::ptrdiff_t rs, std::ptrdiff_t cs, std::size_t kc,
-            std::size_t n_valid, std::size_t nr) {
+void pack_b(const GemmKernel<T>& kr, T* dst, const T* b, std::ptrdiff_t rs, std::ptrdiff_t cs,
+            std::size_t kc, std::size_t n_valid, std::size_t nr) {
+  if (rs == 1 && cs != 1) {  // column-major B, e.g. Wᵀ
+    kr.pack_transposed(dst, b, cs, n_valid, nr, kc);
+    return;
+  }
   if (std::abs(cs) <= std::abs(rs)) {
     for (std::size_t p = 0; p < kc; ++p) {
       const T* row = b + sd(p) * rs;
-      T* out = dst + p * nr;
-      for (std::size_t j = 0; j < n_valid; ++j) out[j] = row[sd(j) * cs];
-      for (std::size_t j = n_valid; j < nr; ++j) out[j] = T(0);
+      if (cs == 1)  // the common row-major case, as one vectorised copy
+        std::copy_n(row, n_valid, dst + p * nr);
+      else
+        for (std::size_t j = 0; j < n_valid; ++j) dst[p * nr + j] = row[sd(j) * cs];
     }
   } else {
     for (std::size_t j = 0; j < n_valid; ++j) {
@@ -143,10 +160,10 @@ void pack_b(T* dst, const T* b, std::ptrdiff_t rs, std::ptrdiff_t cs, std::size_
       if (j + kPrefetchAhead < n_valid) prefetch_run(col + sd(kPrefetchAhead) * cs, rs, kc);
       for (std::size_t p = 0; p < kc; ++p) dst[p * nr + j] = col[sd(p) * rs];
     }
-    if (n_valid < nr)
-      for (std::size_t p = 0; p < kc; ++p)
-        for (std::size_t j = n_valid; j < nr; ++j) dst[p * nr + j] = T(0);
   }
+  // Column by column: a short row of zeros per p would become a memset call each.
+  for (std::size_t j = n_valid; j < nr; ++j)
+    for (std::size_t p = 0; p < kc; ++p) dst[p * nr + j] = T(0);
 }
 
 struct NoEpilogue {
@@ -183,14 +200,15 @@ void compute_block(const Product<T>& g, std::size_t i_begin, std::size_t i_end,
       const std::size_t kc = std::min(g.kc_max, g.k - pc);
       const bool overwrite = pc == 0 && !g.accumulate, last = pc + kc == g.k;
       for (std::size_t jt = 0; jt < tiles_n; ++jt)
-        pack_b(packed_b + jt * kc * nr, g.b + sd(pc) * g.rs_b + sd(jc + jt * nr) * g.cs_b, g.rs_b,
+        pack_b(kr, packed_b + jt * kc * nr, g.b + sd(pc) * g.rs_b + sd(jc + jt * nr) * g.cs_b, g.rs_b,
                g.cs_b, kc, std::min(nr, nc - jt * nr), nr);
       for (std::size_t i0 = i_begin; i0 < i_end; i0 += mr) {
         const std::size_t mv = std::min(mr, i_end - i0);
-        pack_a(packed_a, g.a + sd(i0) * g.rs_a + sd(pc) * g.cs_a, g.rs_a, g.cs_a, mv, kc, mr);
+        const MicroKernel<T> run = kr.run[mv - 1];
+        pack_a(kr, packed_a, g.a + sd(i0) * g.rs_a + sd(pc) * g.cs_a, g.rs_a, g.cs_a, mv, kc);
         for (std::size_t jt = 0; jt < tiles_n; ++jt) {
           const std::size_t j0 = jc + jt * nr;
-          kr.run(kc, packed_a, packed_b + jt * kc * nr, g.c + sd(i0) * g.ldc + sd(j0), g.ldc, mv,
+          run(kc, packed_a, packed_b + jt * kc * nr, g.c + sd(i0) * g.ldc + sd(j0), g.ldc, mv,
                  std::min(nr, jc + nc - j0), overwrite);
         }
         if (last) epilogue(i0, i0 + mv, jc, jc + nc);

@@ -60,11 +60,24 @@ template <class T>
 using MicroKernel = void (*)(std::size_t kc, const T* a, const T* b, T* c, std::ptrdiff_t ldc,
                              std::size_t m, std::size_t n, bool overwrite);
 
-// A micro-kernel with its register tile (mr x nr) and cache blocking: kc x nc blocks of B
-// are packed (kc is fixed per kernel: it decides the order of the additions).
+// A micro-kernel family with its register tile (mr x nr) and cache blocking: kc x nc
+// blocks of B are packed (k is cut into blocks of at most kc). run[r - 1] computes
+// r-row tiles, r = 1 .. mr: edge rows cost no wasted work, and since every element is
+// the same chain of operations whatever the tile height, results do not change.
+constexpr std::size_t kMaxMr = 16;
+
+// src (lines, kc): line r at src + r*ld, contiguous along p -> dst (kc, width):
+// dst[p*width + r] = src[r*ld + p] for r < lines, 0 for lines <= r < width.
+// Packing is a transpose when A is row-major or B column-major (W in X Wᵀ), so each ISA
+// brings its own, done in registers.
+template <class T>
+using PackTransposed = void (*)(T* dst, const T* src, std::ptrdiff_t ld, std::size_t lines,
+                                std::size_t width, std::size_t kc);
+
 template <class T>
 struct GemmKernel {
-  MicroKernel<T> run;
+  MicroKernel<T> run[kMaxMr];
+  PackTransposed<T> pack_transposed;
   std::size_t mr, nr, kc, nc;
 };
 

@@ -7,8 +7,10 @@
 // AVX-512 copy for generic callers (an ODR violation that crashes older CPUs).
 //
 // V provides: type R (one register of V::width elements of type T), zero(), load(p)
-// (64-byte aligned), loadu(p), storeu(p, r), broadcast(p), fmadd(a, b, c) = a*b + c
-// with one rounding, add(a, b). The includer provides <cstddef> (no headers may be
+// (64-byte aligned), loadu(p), storeu(p, r), load_partial(p, n) (n < width elements, the
+// rest zero), store_partial(p, n, r), broadcast(p), fmadd(a, b, c) = a*b + c with one
+// rounding, add(a, b), transpose(r[width]) (in place: r[c] becomes column c).
+// No std:: function templates here: they are inline with external linkage (see above). The includer provides <cstddef> and <utility> (no headers may be
 // included from here: this text sits inside a namespace).
 
 // a (kc, MR) packed, b (kc, NV*width) packed -> the m x n corner of C (row stride ldc):
@@ -67,4 +69,53 @@ void simd_micro_kernel(std::size_t kc, const typename V::T* a, const typename V:
     T* row = c + static_cast<std::ptrdiff_t>(i) * ldc;
     for (std::size_t j = 0; j < n; ++j) row[j] = overwrite ? tile[i][j] : row[j] + tile[i][j];
   }
+}
+
+// See PackTransposed in gemm.h: blocks of width x width elements are transposed in
+// registers.
+template <class V>
+void simd_pack_transposed(typename V::T* dst, const typename V::T* src, std::ptrdiff_t ld,
+                          std::size_t lines, std::size_t width, std::size_t kc) {
+  using R = typename V::R;
+  constexpr std::size_t W = V::width;
+  for (std::size_t r0 = 0; r0 < width; r0 += W) {
+    const std::size_t cols = width - r0 < W ? width - r0 : W;  // of dst in this block
+    for (std::size_t p0 = 0; p0 < kc; p0 += W) {
+      const std::size_t ps = kc - p0 < W ? kc - p0 : W;
+      R r[W];
+      const auto* block = src + static_cast<std::ptrdiff_t>(r0) * ld + p0;
+      if (r0 + W <= lines && ps == W && cols == W) {  // a full block: no edge checks
+#pragma GCC unroll 16
+        for (std::size_t q = 0; q < W; ++q) r[q] = V::loadu(block + static_cast<std::ptrdiff_t>(q) * ld);
+        V::transpose(r);
+#pragma GCC unroll 16
+        for (std::size_t q = 0; q < W; ++q) V::storeu(dst + (p0 + q) * width + r0, r[q]);
+        continue;
+      }
+      for (std::size_t q = 0; q < W; ++q) {
+        if (r0 + q >= lines) {
+          r[q] = V::zero();
+          continue;
+        }
+        const auto* line = block + static_cast<std::ptrdiff_t>(q) * ld;
+        r[q] = ps == W ? V::loadu(line) : V::load_partial(line, ps);
+      }
+      V::transpose(r);
+      for (std::size_t q = 0; q < ps; ++q) {
+        auto* out = dst + (p0 + q) * width + r0;
+        if (cols == W)
+          V::storeu(out, r[q]);
+        else
+          V::store_partial(out, cols, r[q]);
+      }
+    }
+  }
+}
+
+// The kernel family for tiles of 1 .. sizeof...(I) rows, NV vectors wide.
+template <class V, std::size_t NV, std::size_t... I>
+constexpr GemmKernel<typename V::T> make_gemm_kernel(std::index_sequence<I...>, std::size_t kc,
+                                                     std::size_t nc) {
+  return {{&simd_micro_kernel<V, I + 1, NV>...}, &simd_pack_transposed<V>, sizeof...(I),
+          NV * V::width, kc, nc};
 }
