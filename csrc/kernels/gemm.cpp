@@ -81,7 +81,7 @@ void generic_pack_transposed(T* dst, const T* src, std::ptrdiff_t ld, std::size_
 template <class T>
 constexpr GemmKernel<T> generic_kernel{{&generic_micro_kernel<T, 1, 8>, &generic_micro_kernel<T, 2, 8>,
                                         &generic_micro_kernel<T, 3, 8>, &generic_micro_kernel<T, 4, 8>},
-                                       &generic_pack_transposed<T>, 4, 8, 256, 512};
+                                       &generic_pack_transposed<T>, 4, 8, 256, 512, nullptr, 0, 0};
 
 template <class T>
 const GemmKernel<T>& active_kernel() {
@@ -217,6 +217,26 @@ void compute_block(const Product<T>& g, std::size_t i_begin, std::size_t i_end,
   }
 }
 
+// The same block of C as compute_block, by the unpacked dot-product kernel.
+template <class T, class Epilogue>
+void compute_block_dot(const Product<T>& g, std::size_t i_begin, std::size_t i_end,
+                       std::size_t j_begin, std::size_t j_end, const Epilogue& epilogue) {
+  const GemmKernel<T>& kr = *g.kr;
+  for (std::size_t i0 = i_begin; i0 < i_end; i0 += kr.dot_mr) {
+    const std::size_t mv = std::min(kr.dot_mr, i_end - i0);
+    for (std::size_t j0 = j_begin; j0 < j_end; j0 += kr.dot_nr)
+      kr.dot(g.k, g.a + sd(i0) * g.rs_a, g.rs_a, g.b + sd(j0) * g.cs_b, g.cs_b,
+             g.c + sd(i0) * g.ldc + sd(j0), g.ldc, mv, std::min(kr.dot_nr, j_end - j0),
+             !g.accumulate);
+    epilogue(i0, i0 + mv, j_begin, j_end);
+  }
+}
+
+// B up to this size (W in X Wᵀ: n x k, contiguous along k) is read unpacked by the dot
+// kernel: it stays in L2, and packing it would cost as much as the product at small m.
+// The choice depends on n, k and the layout, never on m.
+constexpr std::size_t kDotMaxBBytes = 256 * 1024;
+
 // Below this many multiply-adds per thread, forking costs more than it saves.
 constexpr double kMinMacsPerThread = 1 << 19;
 // Blocks of rows are at least this tall when C is split along rows: each block packs
@@ -245,7 +265,8 @@ void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std:
   // n or the threads), so every element still sees the same additions.
   const std::size_t kc_even = ceil_div(k, ceil_div(k, kr.kc));
   const Product<T> g{c, ldc, a, rs_a, cs_a, b, rs_b, cs_b, m, n, k, accumulate, &kr, kc_even, kr.nc};
-  const std::size_t mr = kr.mr, nr = kr.nr;
+  const bool dot = kr.dot != nullptr && cs_a == 1 && rs_b == 1 && n * k * sizeof(T) <= kDotMaxBBytes;
+  const std::size_t mr = dot ? kr.dot_mr : kr.mr, nr = dot ? kr.dot_nr : kr.nr;
   const std::size_t tiles_m = ceil_div(m, mr), tiles_n = ceil_div(n, nr);
 
   // Blocks: rows x columns, in whole micro-tiles.
@@ -270,14 +291,18 @@ void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std:
   const std::size_t kc = std::min(k, g.kc_max), align = 64 / sizeof(T);
   const std::size_t b_slot = ceil_div(kc * std::min(cols_per, g.nc_max), align) * align;
   const std::size_t a_slot = ceil_div(kc * mr, align) * align;
-  T* slots = tls_packed.get<T>(threads * (b_slot + a_slot));
+  T* slots = dot ? nullptr : tls_packed.get<T>(threads * (b_slot + a_slot));
 
 #pragma omp parallel for schedule(dynamic, 1) num_threads(static_cast<int>(threads)) if (threads > 1)
   for (std::size_t blk = 0; blk < blocks_m * blocks_n; ++blk) {
-    T* packed_b = slots + static_cast<std::size_t>(omp_get_thread_num()) * (b_slot + a_slot);
     const std::size_t i0 = blk / blocks_n * rows_per, j0 = blk % blocks_n * cols_per;
-    compute_block(g, i0, std::min(m, i0 + rows_per), j0, std::min(n, j0 + cols_per), packed_b,
-                  packed_b + b_slot, epilogue);
+    const std::size_t i1 = std::min(m, i0 + rows_per), j1 = std::min(n, j0 + cols_per);
+    if (dot) {
+      compute_block_dot(g, i0, i1, j0, j1, epilogue);
+    } else {
+      T* packed_b = slots + static_cast<std::size_t>(omp_get_thread_num()) * (b_slot + a_slot);
+      compute_block(g, i0, i1, j0, j1, packed_b, packed_b + b_slot, epilogue);
+    }
   }
 }
 

@@ -74,11 +74,24 @@ template <class T>
 using PackTransposed = void (*)(T* dst, const T* src, std::ptrdiff_t ld, std::size_t lines,
                                 std::size_t width, std::size_t kc);
 
+// The product without packing when A is row-major and B column-major (X Wᵀ) and small:
+// a (dot_mr rows, row stride lda), b (dot_nr columns, column stride ldb), both contiguous
+// along k -> the m x n corner of C = a b (or C += a b when not `overwrite`). Each
+// element is a sum of vector-lane partial sums (lane l takes p = l, l + width, ...) added
+// in a fixed order at the end: its own order, fixed per ISA and dtype, that does not
+// depend on m (rows past m, columns past n repeat the last ones and are not stored).
+template <class T>
+using DotKernel = void (*)(std::size_t k, const T* a, std::ptrdiff_t lda, const T* b,
+                           std::ptrdiff_t ldb, T* c, std::ptrdiff_t ldc, std::size_t m,
+                           std::size_t n, bool overwrite);
+
 template <class T>
 struct GemmKernel {
   MicroKernel<T> run[kMaxMr];
   PackTransposed<T> pack_transposed;
   std::size_t mr, nr, kc, nc;
+  DotKernel<T> dot;  // null: no unpacked path
+  std::size_t dot_mr, dot_nr;
 };
 
 namespace isa_kernels {

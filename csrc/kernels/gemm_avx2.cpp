@@ -20,6 +20,11 @@ struct F32x8 {
   static R broadcast(const T* p) { return _mm256_broadcast_ss(p); }
   static R fmadd(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
   static R add(R a, R b) { return _mm256_add_ps(a, b); }
+  static T reduce_add(R r) {  // (lane i + lane i+4), then pairs, then the last two
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(r), _mm256_extractf128_ps(r, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
+  }
   static R load_partial(const T* p, std::size_t n) {
     alignas(32) T t[width] = {};
     for (std::size_t i = 0; i < n; ++i) t[i] = p[i];
@@ -61,6 +66,10 @@ struct F64x4 {
   static R broadcast(const T* p) { return _mm256_broadcast_sd(p); }
   static R fmadd(R a, R b, R c) { return _mm256_fmadd_pd(a, b, c); }
   static R add(R a, R b) { return _mm256_add_pd(a, b); }
+  static T reduce_add(R r) {  // (lane i + lane i+2), then the last two
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(r), _mm256_extractf128_pd(r, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+  }
   static R load_partial(const T* p, std::size_t n) {
     alignas(32) T t[width] = {};
     for (std::size_t i = 0; i < n; ++i) t[i] = p[i];
@@ -89,9 +98,10 @@ struct F64x4 {
 }  // namespace
 
 namespace isa_kernels {
-// 6 x 2 registers of accumulators + 2 of B + 1 broadcast: 15 of the 16 ymm registers.
-const GemmKernel<float> avx2_f32 = make_gemm_kernel<F32x8, 2>(std::make_index_sequence<6>(), 256, 1024);
-const GemmKernel<double> avx2_f64 = make_gemm_kernel<F64x4, 2>(std::make_index_sequence<6>(), 256, 512);
+// 6 x 2 registers of accumulators + 2 of B + 1 broadcast: 15 of the 16 ymm registers;
+// the dot kernel: 3 x 4 accumulators + 3 rows of A + 1 of B.
+const GemmKernel<float> avx2_f32 = make_gemm_kernel<F32x8, 2, 3, 4>(std::make_index_sequence<6>(), 256, 1024);
+const GemmKernel<double> avx2_f64 = make_gemm_kernel<F64x4, 2, 3, 4>(std::make_index_sequence<6>(), 256, 512);
 }  // namespace isa_kernels
 
 }  // namespace fastmlp

@@ -6,9 +6,10 @@
 
 #include "kernels/gemm.h"
 
-// GCC 12's unpack/shuffle intrinsics pass an "undefined" register through, which
-// -Wmaybe-uninitialized reports falsely.
+// GCC 12's unpack/shuffle/reduce intrinsics pass an "undefined" register through, which
+// -W(maybe-)uninitialized reports falsely.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 namespace fastmlp {
 namespace {  // internal linkage for everything built with AVX-512 flags
@@ -24,6 +25,7 @@ struct F32x16 {
   static R broadcast(const T* p) { return _mm512_set1_ps(*p); }
   static R fmadd(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
   static R add(R a, R b) { return _mm512_add_ps(a, b); }
+  static T reduce_add(R r) { return _mm512_reduce_add_ps(r); }
   static __mmask16 first(std::size_t n) { return static_cast<__mmask16>((1u << n) - 1); }
   static R load_partial(const T* p, std::size_t n) { return _mm512_maskz_loadu_ps(first(n), p); }
   static void store_partial(T* p, std::size_t n, R r) { _mm512_mask_storeu_ps(p, first(n), r); }
@@ -62,6 +64,7 @@ struct F64x8 {
   static R broadcast(const T* p) { return _mm512_set1_pd(*p); }
   static R fmadd(R a, R b, R c) { return _mm512_fmadd_pd(a, b, c); }
   static R add(R a, R b) { return _mm512_add_pd(a, b); }
+  static T reduce_add(R r) { return _mm512_reduce_add_pd(r); }
   static __mmask8 first(std::size_t n) { return static_cast<__mmask8>((1u << n) - 1); }
   static R load_partial(const T* p, std::size_t n) { return _mm512_maskz_loadu_pd(first(n), p); }
   static void store_partial(T* p, std::size_t n, R r) { _mm512_mask_storeu_pd(p, first(n), r); }
@@ -87,9 +90,10 @@ struct F64x8 {
 }  // namespace
 
 namespace isa_kernels {
-// 14 x 2 registers of accumulators + 2 of B + 1 broadcast fill the 32 zmm registers.
-const GemmKernel<float> avx512_f32 = make_gemm_kernel<F32x16, 2>(std::make_index_sequence<14>(), 384, 1024);
-const GemmKernel<double> avx512_f64 = make_gemm_kernel<F64x8, 2>(std::make_index_sequence<14>(), 256, 512);
+// 14 x 2 registers of accumulators + 2 of B + 1 broadcast fill the 32 zmm registers;
+// the dot kernel: 4 x 6 accumulators + 4 rows of A + 1 of B.
+const GemmKernel<float> avx512_f32 = make_gemm_kernel<F32x16, 2, 4, 6>(std::make_index_sequence<14>(), 384, 1024);
+const GemmKernel<double> avx512_f64 = make_gemm_kernel<F64x8, 2, 4, 6>(std::make_index_sequence<14>(), 256, 512);
 }  // namespace isa_kernels
 
 }  // namespace fastmlp

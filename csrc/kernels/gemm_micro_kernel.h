@@ -9,7 +9,8 @@
 // V provides: type R (one register of V::width elements of type T), zero(), load(p)
 // (64-byte aligned), loadu(p), storeu(p, r), load_partial(p, n) (n < width elements, the
 // rest zero), store_partial(p, n, r), broadcast(p), fmadd(a, b, c) = a*b + c with one
-// rounding, add(a, b), transpose(r[width]) (in place: r[c] becomes column c).
+// rounding, add(a, b), transpose(r[width]) (in place: r[c] becomes column c),
+// reduce_add(r) (the sum of the lanes, in a fixed order).
 // No std:: function templates here: they are inline with external linkage (see above). The includer provides <cstddef> and <utility> (no headers may be
 // included from here: this text sits inside a namespace).
 
@@ -112,10 +113,62 @@ void simd_pack_transposed(typename V::T* dst, const typename V::T* src, std::ptr
   }
 }
 
-// The kernel family for tiles of 1 .. sizeof...(I) rows, NV vectors wide.
-template <class V, std::size_t NV, std::size_t... I>
+// See DotKernel in gemm.h.
+template <class V, std::size_t MR, std::size_t NR>
+void simd_dot_kernel(std::size_t k, const typename V::T* a, std::ptrdiff_t lda,
+                     const typename V::T* b, std::ptrdiff_t ldb, typename V::T* c,
+                     std::ptrdiff_t ldc, std::size_t m, std::size_t n, bool overwrite) {
+  using T = typename V::T;
+  using R = typename V::R;
+  constexpr std::size_t W = V::width;
+  const T* ar[MR];
+  const T* br[NR];
+  for (std::size_t i = 0; i < MR; ++i) ar[i] = a + static_cast<std::ptrdiff_t>(i < m ? i : m - 1) * lda;
+  for (std::size_t j = 0; j < NR; ++j) br[j] = b + static_cast<std::ptrdiff_t>(j < n ? j : n - 1) * ldb;
+  R acc[MR][NR];
+#pragma GCC unroll 8
+  for (std::size_t i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (std::size_t j = 0; j < NR; ++j) acc[i][j] = V::zero();
+  std::size_t p = 0;
+  for (; p + W <= k; p += W) {
+    R av[MR];
+#pragma GCC unroll 8
+    for (std::size_t i = 0; i < MR; ++i) av[i] = V::loadu(ar[i] + p);
+#pragma GCC unroll 8
+    for (std::size_t j = 0; j < NR; ++j) {
+      R bv = V::loadu(br[j] + p);
+#pragma GCC unroll 8
+      for (std::size_t i = 0; i < MR; ++i) acc[i][j] = V::fmadd(av[i], bv, acc[i][j]);
+    }
+  }
+  if (p < k) {  // the tail, zero-padded
+    R av[MR];
+#pragma GCC unroll 8
+    for (std::size_t i = 0; i < MR; ++i) av[i] = V::load_partial(ar[i] + p, k - p);
+#pragma GCC unroll 8
+    for (std::size_t j = 0; j < NR; ++j) {
+      R bv = V::load_partial(br[j] + p, k - p);
+#pragma GCC unroll 8
+      for (std::size_t i = 0; i < MR; ++i) acc[i][j] = V::fmadd(av[i], bv, acc[i][j]);
+    }
+  }
+  T sums[MR][NR];
+#pragma GCC unroll 8
+  for (std::size_t i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (std::size_t j = 0; j < NR; ++j) sums[i][j] = V::reduce_add(acc[i][j]);
+  for (std::size_t i = 0; i < m && i < MR; ++i) {
+    T* row = c + static_cast<std::ptrdiff_t>(i) * ldc;
+    for (std::size_t j = 0; j < n && j < NR; ++j) row[j] = overwrite ? sums[i][j] : row[j] + sums[i][j];
+  }
+}
+
+// The kernel family for tiles of 1 .. sizeof...(I) rows, NV vectors wide, and the
+// unpacked DMR x DNR dot-product kernel.
+template <class V, std::size_t NV, std::size_t DMR, std::size_t DNR, std::size_t... I>
 constexpr GemmKernel<typename V::T> make_gemm_kernel(std::index_sequence<I...>, std::size_t kc,
                                                      std::size_t nc) {
   return {{&simd_micro_kernel<V, I + 1, NV>...}, &simd_pack_transposed<V>, sizeof...(I),
-          NV * V::width, kc, nc};
+          NV * V::width, kc, nc, &simd_dot_kernel<V, DMR, DNR>, DMR, DNR};
 }
