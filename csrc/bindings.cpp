@@ -67,7 +67,7 @@ std::string shape_str(const py::array& arr) {
 py::array float_array(py::handle obj, const char* arg, py::ssize_t ndim) {
   if (!py::isinstance<py::array>(obj))
     throw py::type_error(std::string(arg) + ": expected a numpy.ndarray, got " +
-                         std::string(py::str(obj.get_type().attr("__name__"))));
+                         std::string(Py_TYPE(obj.ptr())->tp_name));
   auto arr = py::reinterpret_borrow<py::array>(obj);
   if (arr.ndim() != ndim)
     throw py::value_error(std::string(arg) + ": expected a " + std::to_string(ndim) +
@@ -100,7 +100,7 @@ double finite_param(py::handle obj, const char* arg, Act act) {
     value = py::cast<double>(obj);
   } catch (const py::cast_error&) {
     throw py::type_error(std::string(arg) + ": expected a number, got " +
-                         std::string(py::str(obj.get_type().attr("__name__"))));
+                         std::string(Py_TYPE(obj.ptr())->tp_name));
   }
   if (!std::isfinite(value))
     throw py::value_error(std::string(arg) + ": expected a finite number, got " + std::to_string(value));
@@ -110,7 +110,7 @@ double finite_param(py::handle obj, const char* arg, Act act) {
 Act activation(py::handle obj, const char* arg) {
   if (!py::isinstance<py::str>(obj))
     throw py::type_error(std::string(arg) + ": expected an activation name (str), got " +
-                         std::string(py::str(obj.get_type().attr("__name__"))));
+                         std::string(Py_TYPE(obj.ptr())->tp_name));
   std::string name = py::cast<std::string>(obj);
   Act act;
   if (!parse_activation(name.c_str(), &act))

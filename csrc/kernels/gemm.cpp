@@ -46,11 +46,9 @@ class ScratchBuffer {
   std::size_t size_ = 0;
 };
 
-// Both live with the calling thread and are allocated before the threads fork (so no
-// allocation can fail inside the parallel region): packed B is shared by the threads,
-// packed A has one micro-panel slot per thread.
-thread_local ScratchBuffer tls_packed_b;
-thread_local ScratchBuffer tls_packed_a;
+// The packing buffers of every thread of a call live with the calling thread and are
+// allocated before the threads fork, so no allocation can fail inside the parallel region.
+thread_local ScratchBuffer tls_packed;
 
 // The portable micro-kernel, and the oracle the SIMD ones are checked against: a plain
 // triple loop over a register-sized tile that the compiler may vectorise across j.
@@ -68,8 +66,22 @@ void generic_micro_kernel(std::size_t kc, const T* a, const T* b, T* c, std::ptr
   }
 }
 
+// See PackTransposed in gemm.h.
 template <class T>
-constexpr GemmKernel<T> generic_kernel{&generic_micro_kernel<T, 4, 8>, 4, 8, 256, 512};
+void generic_pack_transposed(T* dst, const T* src, std::ptrdiff_t ld, std::size_t lines,
+                             std::size_t width, std::size_t kc) {
+  for (std::size_t r = 0; r < lines; ++r) {
+    const T* line = src + static_cast<std::ptrdiff_t>(r) * ld;
+    for (std::size_t p = 0; p < kc; ++p) dst[p * width + r] = line[p];
+  }
+  for (std::size_t r = lines; r < width; ++r)
+    for (std::size_t p = 0; p < kc; ++p) dst[p * width + r] = T(0);
+}
+
+template <class T>
+constexpr GemmKernel<T> generic_kernel{{&generic_micro_kernel<T, 1, 8>, &generic_micro_kernel<T, 2, 8>,
+                                        &generic_micro_kernel<T, 3, 8>, &generic_micro_kernel<T, 4, 8>},
+                                       &generic_pack_transposed<T>, 4, 8, 256, 512, nullptr, 0, 0};
 
 template <class T>
 const GemmKernel<T>& active_kernel() {
@@ -92,80 +104,151 @@ inline std::ptrdiff_t sd(std::size_t i) { return static_cast<std::ptrdiff_t>(i);
 
 inline std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
 
-// A (m_valid, kc) strides (rs, cs) -> dst (kc, mr): dst[p*mr + i], rows >= m_valid zero.
+// Ask for the source elements first[0], first[stride], ... first[(count-1)*stride] ahead
+// of use when they form a short contiguous range: the packing loops read many short
+// runs (rows of A, rows of W) that the hardware prefetcher picks up too late.
 template <class T>
-void pack_a(T* dst, const T* a, std::ptrdiff_t rs, std::ptrdiff_t cs, std::size_t m_valid,
-            std::size_t kc, std::size_t mr) {
-  // Walk the source along its unit (or smaller) stride.
-  if (std::abs(cs) <= std::abs(rs)) {
-    for (std::size_t i = 0; i < m_valid; ++i) {
+void prefetch_run(const T* first, std::ptrdiff_t stride, std::size_t count) {
+  if (count == 0 || std::abs(stride) > 2) return;
+  const char* lo = reinterpret_cast<const char*>(stride < 0 ? first + sd(count - 1) * stride : first);
+  const std::size_t bytes = count * static_cast<std::size_t>(std::abs(stride)) * sizeof(T);
+  for (std::size_t off = 0; off < bytes; off += 64) __builtin_prefetch(lo + off);
+}
+
+// The outer loops of the packing run this many iterations ahead with their prefetches.
+constexpr std::size_t kPrefetchAhead = 2;
+
+// A (mr, kc) strides (rs, cs) -> dst (kc, mr): dst[p*mr + i].
+template <class T>
+void pack_a(const GemmKernel<T>& kr, T* dst, const T* a, std::ptrdiff_t rs, std::ptrdiff_t cs,
+            std::size_t mr, std::size_t kc) {
+  if (cs == 1) {  // row-major A
+    kr.pack_transposed(dst, a, rs, mr, mr, kc);
+  } else if (std::abs(cs) <= std::abs(rs)) {  // walk the source along its smaller stride
+    for (std::size_t i = 0; i < mr; ++i) {
       const T* row = a + sd(i) * rs;
+      if (i + kPrefetchAhead < mr) prefetch_run(row + sd(kPrefetchAhead) * rs, cs, kc);
       for (std::size_t p = 0; p < kc; ++p) dst[p * mr + i] = row[sd(p) * cs];
     }
   } else {
     for (std::size_t p = 0; p < kc; ++p) {
       const T* col = a + sd(p) * cs;
-      for (std::size_t i = 0; i < m_valid; ++i) dst[p * mr + i] = col[sd(i) * rs];
+      for (std::size_t i = 0; i < mr; ++i) dst[p * mr + i] = col[sd(i) * rs];
     }
   }
-  if (m_valid < mr)
-    for (std::size_t p = 0; p < kc; ++p)
-      for (std::size_t i = m_valid; i < mr; ++i) dst[p * mr + i] = T(0);
 }
 
 // B (kc, n_valid) strides (rs, cs) -> dst (kc, nr): dst[p*nr + j], columns >= n_valid zero.
 template <class T>
-void pack_b(T* dst, const T* b, std::ptrdiff_t rs, std::ptrdiff_t cs, std::size_t kc,
-            std::size_t n_valid, std::size_t nr) {
+void pack_b(const GemmKernel<T>& kr, T* dst, const T* b, std::ptrdiff_t rs, std::ptrdiff_t cs,
+            std::size_t kc, std::size_t n_valid, std::size_t nr) {
+  if (rs == 1 && cs != 1) {  // column-major B, e.g. Wᵀ
+    kr.pack_transposed(dst, b, cs, n_valid, nr, kc);
+    return;
+  }
   if (std::abs(cs) <= std::abs(rs)) {
     for (std::size_t p = 0; p < kc; ++p) {
       const T* row = b + sd(p) * rs;
-      T* out = dst + p * nr;
-      for (std::size_t j = 0; j < n_valid; ++j) out[j] = row[sd(j) * cs];
-      for (std::size_t j = n_valid; j < nr; ++j) out[j] = T(0);
+      if (cs == 1)  // the common row-major case, as one vectorised copy
+        std::copy_n(row, n_valid, dst + p * nr);
+      else
+        for (std::size_t j = 0; j < n_valid; ++j) dst[p * nr + j] = row[sd(j) * cs];
     }
   } else {
     for (std::size_t j = 0; j < n_valid; ++j) {
       const T* col = b + sd(j) * cs;
+      if (j + kPrefetchAhead < n_valid) prefetch_run(col + sd(kPrefetchAhead) * cs, rs, kc);
       for (std::size_t p = 0; p < kc; ++p) dst[p * nr + j] = col[sd(p) * rs];
     }
-    if (n_valid < nr)
-      for (std::size_t p = 0; p < kc; ++p)
-        for (std::size_t j = n_valid; j < nr; ++j) dst[p * nr + j] = T(0);
   }
-}
-
-// Below this many multiply-adds, forking threads costs more than it saves.
-constexpr double kMinMacsPerThread = 1 << 19;
-
-struct Split {
-  int threads;
-  bool along_m;  // else along n (within each nc block)
-};
-
-// How to share C among threads: along whichever of rows / columns balances best.
-// Any choice gives the same results (see gemm.h), so this is free to tune.
-Split choose_split(std::size_t m, std::size_t n, std::size_t k, std::size_t mr, std::size_t nr,
-                   std::size_t nc) {
-  double macs = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
-  int threads = std::min(num_threads(), static_cast<int>(macs / kMinMacsPerThread) + 1);
-  std::size_t tiles_m = ceil_div(m, mr), tiles_n = ceil_div(std::min(n, nc), nr);
-  if (threads <= 1) return {1, true};
-  auto balance = [threads](std::size_t tiles) {
-    std::size_t per = ceil_div(tiles, static_cast<std::size_t>(threads));
-    return static_cast<double>(tiles) / static_cast<double>(per * threads);
-  };
-  bool along_m = balance(tiles_m) >= balance(tiles_n);  // ties: along m, A is packed once
-  std::size_t tiles = along_m ? tiles_m : tiles_n;
-  return {static_cast<int>(std::min<std::size_t>(tiles, threads)), along_m};
+  // Column by column: a short row of zeros per p would become a memset call each.
+  for (std::size_t j = n_valid; j < nr; ++j)
+    for (std::size_t p = 0; p < kc; ++p) dst[p * nr + j] = T(0);
 }
 
 struct NoEpilogue {
   void operator()(std::size_t, std::size_t, std::size_t, std::size_t) const {}
 };
 
+// The operands and blocking of one product, shared by the blocks computed in parallel.
+template <class T>
+struct Product {
+  T* c;
+  std::ptrdiff_t ldc;
+  const T* a;
+  std::ptrdiff_t rs_a, cs_a;
+  const T* b;
+  std::ptrdiff_t rs_b, cs_b;
+  std::size_t m, n, k;
+  bool accumulate;
+  const GemmKernel<T>* kr;
+  std::size_t kc_max, nc_max;
+};
+
+// Rows [i_begin, i_end) x columns [j_begin, j_end) of C, single-threaded: for each
+// nc x kc block of B, pack it, then sweep the rows with one packed A micro-panel at a
+// time (it stays in L1 while B streams from L2). packed_b holds kc x nc, packed_a mr x kc.
+template <class T, class Epilogue>
+void compute_block(const Product<T>& g, std::size_t i_begin, std::size_t i_end,
+                   std::size_t j_begin, std::size_t j_end, T* packed_b, T* packed_a,
+                   const Epilogue& epilogue) {
+  const GemmKernel<T>& kr = *g.kr;
+  const std::size_t mr = kr.mr, nr = kr.nr;
+  for (std::size_t jc = j_begin; jc < j_end; jc += g.nc_max) {
+    const std::size_t nc = std::min(g.nc_max, j_end - jc), tiles_n = ceil_div(nc, nr);
+    for (std::size_t pc = 0; pc < g.k; pc += g.kc_max) {
+      const std::size_t kc = std::min(g.kc_max, g.k - pc);
+      const bool overwrite = pc == 0 && !g.accumulate, last = pc + kc == g.k;
+      for (std::size_t jt = 0; jt < tiles_n; ++jt)
+        pack_b(kr, packed_b + jt * kc * nr, g.b + sd(pc) * g.rs_b + sd(jc + jt * nr) * g.cs_b, g.rs_b,
+               g.cs_b, kc, std::min(nr, nc - jt * nr), nr);
+      for (std::size_t i0 = i_begin; i0 < i_end; i0 += mr) {
+        const std::size_t mv = std::min(mr, i_end - i0);
+        const MicroKernel<T> run = kr.run[mv - 1];
+        pack_a(kr, packed_a, g.a + sd(i0) * g.rs_a + sd(pc) * g.cs_a, g.rs_a, g.cs_a, mv, kc);
+        for (std::size_t jt = 0; jt < tiles_n; ++jt) {
+          const std::size_t j0 = jc + jt * nr;
+          run(kc, packed_a, packed_b + jt * kc * nr, g.c + sd(i0) * g.ldc + sd(j0), g.ldc, mv,
+                 std::min(nr, jc + nc - j0), overwrite);
+        }
+        if (last) epilogue(i0, i0 + mv, jc, jc + nc);
+      }
+    }
+  }
+}
+
+// The same block of C as compute_block, by the unpacked dot-product kernel.
+template <class T, class Epilogue>
+void compute_block_dot(const Product<T>& g, std::size_t i_begin, std::size_t i_end,
+                       std::size_t j_begin, std::size_t j_end, const Epilogue& epilogue) {
+  const GemmKernel<T>& kr = *g.kr;
+  for (std::size_t i0 = i_begin; i0 < i_end; i0 += kr.dot_mr) {
+    const std::size_t mv = std::min(kr.dot_mr, i_end - i0);
+    for (std::size_t j0 = j_begin; j0 < j_end; j0 += kr.dot_nr)
+      kr.dot(g.k, g.a + sd(i0) * g.rs_a, g.rs_a, g.b + sd(j0) * g.cs_b, g.cs_b,
+             g.c + sd(i0) * g.ldc + sd(j0), g.ldc, mv, std::min(kr.dot_nr, j_end - j0),
+             !g.accumulate);
+    epilogue(i0, i0 + mv, j_begin, j_end);
+  }
+}
+
+// B up to this size (W in X Wᵀ: n x k, contiguous along k) is read unpacked by the dot
+// kernel: it stays in L2, and packing it would cost as much as the product at small m.
+// The choice depends on n, k and the layout, never on m.
+constexpr std::size_t kDotMaxBBytes = 256 * 1024;
+
+// Below this many multiply-adds per thread, forking costs more than it saves.
+constexpr double kMinMacsPerThread = 1 << 19;
+// Blocks of rows are at least this tall when C is split along rows: each block packs
+// all of B again.
+constexpr std::size_t kMinBlockRows = 256;
+
 // C = A B (or C += A B), then epilogue(i0, i1, j0, j1) on each finished block of C,
 // called once per element, from the thread that computed it.
+//
+// Threads take independent blocks of C (rows, or columns when there are few rows), each
+// with its own packing buffers, from a dynamic queue: no barriers, so a thread that the
+// OS preempts delays only its own block. The blocks cannot change any result.
 template <class T, class Epilogue>
 void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std::ptrdiff_t cs_a,
                  const T* b, std::ptrdiff_t rs_b, std::ptrdiff_t cs_b, std::size_t m,
@@ -178,61 +261,47 @@ void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std:
     return;
   }
   const GemmKernel<T>& kr = active_kernel<T>();
-  const std::size_t mr = kr.mr, nr = kr.nr, kc_max = kr.kc, nc_max = kr.nc;
-  const Split split = choose_split(m, n, k, mr, nr, nc_max);
-  // B tile jt always sits at jt * b_tile, whatever the current kc, so a thread never
-  // writes where another may still be reading.
-  const std::size_t b_tile = std::min(k, kc_max) * nr;
-  T* packed_b = tls_packed_b.get<T>(b_tile * ceil_div(std::min(n, nc_max), nr));
-  const std::size_t a_slot = mr * std::min(k, kc_max);
-  T* packed_a_all = tls_packed_a.get<T>(a_slot * static_cast<std::size_t>(split.threads));
-  const std::size_t tiles_m = ceil_div(m, mr);
+  // k is cut into equal blocks of at most kr.kc: this depends on k alone (never on m,
+  // n or the threads), so every element still sees the same additions.
+  const std::size_t kc_even = ceil_div(k, ceil_div(k, kr.kc));
+  const Product<T> g{c, ldc, a, rs_a, cs_a, b, rs_b, cs_b, m, n, k, accumulate, &kr, kc_even, kr.nc};
+  const bool dot = kr.dot != nullptr && cs_a == 1 && rs_b == 1 && n * k * sizeof(T) <= kDotMaxBBytes;
+  const std::size_t mr = dot ? kr.dot_mr : kr.mr, nr = dot ? kr.dot_nr : kr.nr;
+  const std::size_t tiles_m = ceil_div(m, mr), tiles_n = ceil_div(n, nr);
 
-#pragma omp parallel num_threads(split.threads) if (split.threads > 1)
-  {
-    const std::size_t tid = static_cast<std::size_t>(omp_get_thread_num());
-    const std::size_t nth = static_cast<std::size_t>(omp_get_num_threads());
-    T* packed_a = packed_a_all + tid * a_slot;
-    auto share = [&](std::size_t count, std::size_t* begin, std::size_t* end) {
-      *begin = count * tid / nth;
-      *end = count * (tid + 1) / nth;
-    };
-    std::size_t im0 = 0, im1 = tiles_m;
-    if (split.along_m) share(tiles_m, &im0, &im1);
+  // Blocks: rows x columns, in whole micro-tiles.
+  double macs = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+  std::size_t threads = static_cast<std::size_t>(
+      std::min<double>(num_threads(), std::max(1.0, macs / kMinMacsPerThread)));
+  std::size_t blocks_m = 1, blocks_n = 1;
+  if (threads > 1) {
+    if (tiles_m * mr >= threads * kMinBlockRows / 2 || tiles_m >= tiles_n) {
+      blocks_m = std::min(tiles_m, threads * std::max<std::size_t>(1, m / (threads * 2 * kMinBlockRows)));
+    } else {
+      blocks_n = std::min(tiles_n, threads);
+    }
+    threads = std::min(threads, blocks_m * blocks_n);
+  }
+  const std::size_t rows_per = ceil_div(tiles_m, blocks_m) * mr;
+  const std::size_t cols_per = ceil_div(tiles_n, blocks_n) * nr;
+  blocks_m = ceil_div(m, rows_per);
+  blocks_n = ceil_div(n, cols_per);
 
-    for (std::size_t jc = 0; jc < n; jc += nc_max) {
-      const std::size_t nc = std::min(nc_max, n - jc), tiles_n = ceil_div(nc, nr);
-      // This thread's column tiles, and the B tiles it packs (all of them are shared
-      // when splitting along m; only its own when splitting along n).
-      std::size_t jn0 = 0, jn1 = tiles_n, pb0, pb1;
-      if (!split.along_m) share(tiles_n, &jn0, &jn1);
-      share(tiles_n, &pb0, &pb1);
-      for (std::size_t pc = 0; pc < k; pc += kc_max) {
-        const std::size_t kc = std::min(kc_max, k - pc);
-        const bool overwrite = pc == 0 && !accumulate, last = pc + kc == k;
-        for (std::size_t jt = pb0; jt < pb1; ++jt)
-          pack_b(packed_b + jt * b_tile, b + sd(pc) * rs_b + sd(jc + jt * nr) * cs_b, rs_b, cs_b,
-                 kc, std::min(nr, nc - jt * nr), nr);
-        if (split.along_m) {
-#pragma omp barrier
-        }
-        for (std::size_t it = im0; it < im1; ++it) {
-          const std::size_t i0 = it * mr, mv = std::min(mr, m - i0);
-          pack_a(packed_a, a + sd(i0) * rs_a + sd(pc) * cs_a, rs_a, cs_a, mv, kc, mr);
-          for (std::size_t jt = jn0; jt < jn1; ++jt) {
-            const std::size_t j0 = jc + jt * nr;
-            kr.run(kc, packed_a, packed_b + jt * b_tile, c + sd(i0) * ldc + sd(j0), ldc, mv,
-                   std::min(nr, n - j0), overwrite);
-          }
-          if (last && jn0 < jn1) epilogue(i0, i0 + mv, jc + jn0 * nr, std::min(n, jc + jn1 * nr));
-        }
-        if (split.along_m) {
-#pragma omp barrier  // everyone is done with packed_b before it is repacked
-        }
-      }
-      if (!split.along_m) {
-#pragma omp barrier  // the next nc block may give a B tile to another thread
-      }
+  // One slot of packed B and one of packed A per thread, 64-byte aligned.
+  const std::size_t kc = std::min(k, g.kc_max), align = 64 / sizeof(T);
+  const std::size_t b_slot = ceil_div(kc * std::min(cols_per, g.nc_max), align) * align;
+  const std::size_t a_slot = ceil_div(kc * mr, align) * align;
+  T* slots = dot ? nullptr : tls_packed.get<T>(threads * (b_slot + a_slot));
+
+#pragma omp parallel for schedule(dynamic, 1) num_threads(static_cast<int>(threads)) if (threads > 1)
+  for (std::size_t blk = 0; blk < blocks_m * blocks_n; ++blk) {
+    const std::size_t i0 = blk / blocks_n * rows_per, j0 = blk % blocks_n * cols_per;
+    const std::size_t i1 = std::min(m, i0 + rows_per), j1 = std::min(n, j0 + cols_per);
+    if (dot) {
+      compute_block_dot(g, i0, i1, j0, j1, epilogue);
+    } else {
+      T* packed_b = slots + static_cast<std::size_t>(omp_get_thread_num()) * (b_slot + a_slot);
+      compute_block(g, i0, i1, j0, j1, packed_b, packed_b + b_slot, epilogue);
     }
   }
 }

@@ -60,12 +60,38 @@ template <class T>
 using MicroKernel = void (*)(std::size_t kc, const T* a, const T* b, T* c, std::ptrdiff_t ldc,
                              std::size_t m, std::size_t n, bool overwrite);
 
-// A micro-kernel with its register tile (mr x nr) and cache blocking: kc x nc blocks of B
-// are packed (kc is fixed per kernel: it decides the order of the additions).
+// A micro-kernel family with its register tile (mr x nr) and cache blocking: kc x nc
+// blocks of B are packed (k is cut into blocks of at most kc). run[r - 1] computes
+// r-row tiles, r = 1 .. mr: edge rows cost no wasted work, and since every element is
+// the same chain of operations whatever the tile height, results do not change.
+constexpr std::size_t kMaxMr = 16;
+
+// src (lines, kc): line r at src + r*ld, contiguous along p -> dst (kc, width):
+// dst[p*width + r] = src[r*ld + p] for r < lines, 0 for lines <= r < width.
+// Packing is a transpose when A is row-major or B column-major (W in X Wᵀ), so each ISA
+// brings its own, done in registers.
+template <class T>
+using PackTransposed = void (*)(T* dst, const T* src, std::ptrdiff_t ld, std::size_t lines,
+                                std::size_t width, std::size_t kc);
+
+// The product without packing when A is row-major and B column-major (X Wᵀ) and small:
+// a (dot_mr rows, row stride lda), b (dot_nr columns, column stride ldb), both contiguous
+// along k -> the m x n corner of C = a b (or C += a b when not `overwrite`). Each
+// element is a sum of vector-lane partial sums (lane l takes p = l, l + width, ...) added
+// in a fixed order at the end: its own order, fixed per ISA and dtype, that does not
+// depend on m (rows past m, columns past n repeat the last ones and are not stored).
+template <class T>
+using DotKernel = void (*)(std::size_t k, const T* a, std::ptrdiff_t lda, const T* b,
+                           std::ptrdiff_t ldb, T* c, std::ptrdiff_t ldc, std::size_t m,
+                           std::size_t n, bool overwrite);
+
 template <class T>
 struct GemmKernel {
-  MicroKernel<T> run;
+  MicroKernel<T> run[kMaxMr];
+  PackTransposed<T> pack_transposed;
   std::size_t mr, nr, kc, nc;
+  DotKernel<T> dot;  // null: no unpacked path
+  std::size_t dot_mr, dot_nr;
 };
 
 namespace isa_kernels {

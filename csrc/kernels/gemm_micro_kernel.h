@@ -7,8 +7,11 @@
 // AVX-512 copy for generic callers (an ODR violation that crashes older CPUs).
 //
 // V provides: type R (one register of V::width elements of type T), zero(), load(p)
-// (64-byte aligned), loadu(p), storeu(p, r), broadcast(p), fmadd(a, b, c) = a*b + c
-// with one rounding, add(a, b). The includer provides <cstddef> (no headers may be
+// (64-byte aligned), loadu(p), storeu(p, r), load_partial(p, n) (n < width elements, the
+// rest zero), store_partial(p, n, r), broadcast(p), fmadd(a, b, c) = a*b + c with one
+// rounding, add(a, b), transpose(r[width]) (in place: r[c] becomes column c),
+// reduce_add(r) (the sum of the lanes, in a fixed order).
+// No std:: function templates here: they are inline with external linkage (see above). The includer provides <cstddef> and <utility> (no headers may be
 // included from here: this text sits inside a namespace).
 
 // a (kc, MR) packed, b (kc, NV*width) packed -> the m x n corner of C (row stride ldc):
@@ -22,6 +25,14 @@ void simd_micro_kernel(std::size_t kc, const typename V::T* a, const typename V:
   using T = typename V::T;
   using R = typename V::R;
   constexpr std::size_t W = V::width, NR = NV * W;
+  // Start fetching the C tile now, so it has arrived when the products are added to it
+  // (prefetches never fault, so edge tiles need no care).
+#pragma GCC unroll 32
+  for (std::size_t i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (std::size_t j = 0; j < NR * sizeof(T); j += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(c + static_cast<std::ptrdiff_t>(i) * ldc) + j,
+                   _MM_HINT_T0);
   R acc[MR][NV];
 #pragma GCC unroll 32
   for (std::size_t i = 0; i < MR; ++i)
@@ -40,22 +51,124 @@ void simd_micro_kernel(std::size_t kc, const typename V::T* a, const typename V:
     }
   }
 
-  if (m == MR && n == NR) {
-#pragma GCC unroll 32
-    for (std::size_t i = 0; i < MR; ++i) {
-      T* row = c + static_cast<std::ptrdiff_t>(i) * ldc;
-#pragma GCC unroll 8
-      for (std::size_t j = 0; j < NV; ++j)
-        V::storeu(row + j * W, overwrite ? acc[i][j] : V::add(V::loadu(row + j * W), acc[i][j]));
-    }
-    return;
-  }
-  // Edge tile: only the valid corner is touched, with the same additions as above.
+  // A full tile goes straight to C; an edge tile goes through `tile`, then only its
+  // valid corner is touched, with the same additions.
+  const bool direct = m == MR && n == NR;
   alignas(64) T tile[MR][NR];
-  for (std::size_t i = 0; i < MR; ++i)
-    for (std::size_t j = 0; j < NV; ++j) V::storeu(&tile[i][j * W], acc[i][j]);
+  T* dst = direct ? c : &tile[0][0];
+  const std::ptrdiff_t ld = direct ? ldc : static_cast<std::ptrdiff_t>(NR);
+  const bool add_c = direct && !overwrite;
+#pragma GCC unroll 32
+  for (std::size_t i = 0; i < MR; ++i) {
+    T* row = dst + static_cast<std::ptrdiff_t>(i) * ld;
+#pragma GCC unroll 8
+    for (std::size_t j = 0; j < NV; ++j)
+      V::storeu(row + j * W, add_c ? V::add(V::loadu(row + j * W), acc[i][j]) : acc[i][j]);
+  }
+  if (direct) return;
   for (std::size_t i = 0; i < m; ++i) {
     T* row = c + static_cast<std::ptrdiff_t>(i) * ldc;
     for (std::size_t j = 0; j < n; ++j) row[j] = overwrite ? tile[i][j] : row[j] + tile[i][j];
   }
+}
+
+// See PackTransposed in gemm.h: blocks of width x width elements are transposed in
+// registers.
+template <class V>
+void simd_pack_transposed(typename V::T* dst, const typename V::T* src, std::ptrdiff_t ld,
+                          std::size_t lines, std::size_t width, std::size_t kc) {
+  using R = typename V::R;
+  constexpr std::size_t W = V::width;
+  for (std::size_t r0 = 0; r0 < width; r0 += W) {
+    const std::size_t cols = width - r0 < W ? width - r0 : W;  // of dst in this block
+    for (std::size_t p0 = 0; p0 < kc; p0 += W) {
+      const std::size_t ps = kc - p0 < W ? kc - p0 : W;
+      R r[W];
+      const auto* block = src + static_cast<std::ptrdiff_t>(r0) * ld + p0;
+      if (r0 + W <= lines && ps == W && cols == W) {  // a full block: no edge checks
+#pragma GCC unroll 16
+        for (std::size_t q = 0; q < W; ++q) r[q] = V::loadu(block + static_cast<std::ptrdiff_t>(q) * ld);
+        V::transpose(r);
+#pragma GCC unroll 16
+        for (std::size_t q = 0; q < W; ++q) V::storeu(dst + (p0 + q) * width + r0, r[q]);
+        continue;
+      }
+      for (std::size_t q = 0; q < W; ++q) {
+        if (r0 + q >= lines) {
+          r[q] = V::zero();
+          continue;
+        }
+        const auto* line = block + static_cast<std::ptrdiff_t>(q) * ld;
+        r[q] = ps == W ? V::loadu(line) : V::load_partial(line, ps);
+      }
+      V::transpose(r);
+      for (std::size_t q = 0; q < ps; ++q) {
+        auto* out = dst + (p0 + q) * width + r0;
+        if (cols == W)
+          V::storeu(out, r[q]);
+        else
+          V::store_partial(out, cols, r[q]);
+      }
+    }
+  }
+}
+
+// See DotKernel in gemm.h.
+template <class V, std::size_t MR, std::size_t NR>
+void simd_dot_kernel(std::size_t k, const typename V::T* a, std::ptrdiff_t lda,
+                     const typename V::T* b, std::ptrdiff_t ldb, typename V::T* c,
+                     std::ptrdiff_t ldc, std::size_t m, std::size_t n, bool overwrite) {
+  using T = typename V::T;
+  using R = typename V::R;
+  constexpr std::size_t W = V::width;
+  const T* ar[MR];
+  const T* br[NR];
+  for (std::size_t i = 0; i < MR; ++i) ar[i] = a + static_cast<std::ptrdiff_t>(i < m ? i : m - 1) * lda;
+  for (std::size_t j = 0; j < NR; ++j) br[j] = b + static_cast<std::ptrdiff_t>(j < n ? j : n - 1) * ldb;
+  R acc[MR][NR];
+#pragma GCC unroll 8
+  for (std::size_t i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (std::size_t j = 0; j < NR; ++j) acc[i][j] = V::zero();
+  std::size_t p = 0;
+  for (; p + W <= k; p += W) {
+    R av[MR];
+#pragma GCC unroll 8
+    for (std::size_t i = 0; i < MR; ++i) av[i] = V::loadu(ar[i] + p);
+#pragma GCC unroll 8
+    for (std::size_t j = 0; j < NR; ++j) {
+      R bv = V::loadu(br[j] + p);
+#pragma GCC unroll 8
+      for (std::size_t i = 0; i < MR; ++i) acc[i][j] = V::fmadd(av[i], bv, acc[i][j]);
+    }
+  }
+  if (p < k) {  // the tail, zero-padded
+    R av[MR];
+#pragma GCC unroll 8
+    for (std::size_t i = 0; i < MR; ++i) av[i] = V::load_partial(ar[i] + p, k - p);
+#pragma GCC unroll 8
+    for (std::size_t j = 0; j < NR; ++j) {
+      R bv = V::load_partial(br[j] + p, k - p);
+#pragma GCC unroll 8
+      for (std::size_t i = 0; i < MR; ++i) acc[i][j] = V::fmadd(av[i], bv, acc[i][j]);
+    }
+  }
+  T sums[MR][NR];
+#pragma GCC unroll 8
+  for (std::size_t i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (std::size_t j = 0; j < NR; ++j) sums[i][j] = V::reduce_add(acc[i][j]);
+  for (std::size_t i = 0; i < m && i < MR; ++i) {
+    T* row = c + static_cast<std::ptrdiff_t>(i) * ldc;
+    for (std::size_t j = 0; j < n && j < NR; ++j) row[j] = overwrite ? sums[i][j] : row[j] + sums[i][j];
+  }
+}
+
+// The kernel family for tiles of 1 .. sizeof...(I) rows, NV vectors wide, and the
+// unpacked DMR x DNR dot-product kernel.
+template <class V, std::size_t NV, std::size_t DMR, std::size_t DNR, std::size_t... I>
+constexpr GemmKernel<typename V::T> make_gemm_kernel(std::index_sequence<I...>, std::size_t kc,
+                                                     std::size_t nc) {
+  return {{&simd_micro_kernel<V, I + 1, NV>...}, &simd_pack_transposed<V>, sizeof...(I),
+          NV * V::width, kc, nc, &simd_dot_kernel<V, DMR, DNR>, DMR, DNR};
 }
