@@ -28,6 +28,12 @@ T* activations(Workspace<T>& ws, std::size_t l) {
   return ws.a[l].empty() ? ws.z[l].data() : ws.a[l].data();
 }
 
+// Asks for the cache lines of [p, p + bytes) to be loaded into L2 while work goes on.
+void prefetch_to_l2(const void* p, std::size_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (std::size_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 2);
+}
+
 // First index of the row's maximum; like numpy.argmax, the first NaN beats every number.
 template <class T>
 std::size_t row_argmax(const T* row, std::size_t k) {
@@ -210,6 +216,9 @@ StepResult train_epoch(T* const* w, T* const* b, Workspace<T>& ws, const T* x, T
   StepResult total{0.0, 0.0};
   for (std::size_t lo = 0; lo < n_rows; lo += batch_size) {
     const std::size_t n = std::min(batch_size, n_rows - lo);
+    if (order != nullptr)  // the next batch's rows are scattered over X: fetch them meanwhile
+      for (std::size_t i = lo + n; i < std::min(n_rows, lo + n + batch_size); ++i)
+        prefetch_to_l2(x + static_cast<std::size_t>(order[i]) * s_in, s_in * sizeof(T));
     const T* xb = x + lo * s_in;
     Targets<T> yb{y.labels ? y.labels + lo : nullptr, y.values ? y.values + lo * k : nullptr};
     if (order != nullptr) {  // gather the batch's rows, as X[order][lo:hi] does
