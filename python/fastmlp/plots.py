@@ -37,7 +37,7 @@ def training_curves(history, path=None, title=None):
 
     `history` is a fastmlp History (or anything with per-epoch lists ``loss``,
     ``accuracy``, ``val_loss``, ``val_accuracy`` and optional ``best_epoch``,
-    ``stopped_epoch``). Epochs are numbered from 1. When validation loss turns up while
+    ``stopped_epoch``, 0-based indices as fit() records them). Epochs are drawn from 1. When validation loss turns up while
     training loss keeps falling, the gap between the curves is the overfitting; the dashed
     line is the epoch early stopping keeps.
     """
@@ -52,10 +52,11 @@ def training_curves(history, path=None, title=None):
                 epochs = np.arange(1, len(values) + 1)
                 ax.plot(epochs, np.asarray(values, dtype=float), style, label=name)
         if best is not None:
-            ax.axvline(best, color="k", linestyle="--", linewidth=1, label=f"best epoch ({best})")
-        if stopped:
-            ax.axvline(stopped, color="tab:red", linestyle=":", linewidth=1,
-                       label=f"stopped ({stopped})")
+            ax.axvline(best + 1, color="k", linestyle="--", linewidth=1,
+                       label=f"best epoch ({best + 1})")
+        if stopped is not None:
+            ax.axvline(stopped + 1, color="tab:red", linestyle=":", linewidth=1,
+                       label=f"early stop ({stopped + 1})")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

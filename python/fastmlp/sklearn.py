@@ -89,7 +89,10 @@ class _BaseMLP(BaseEstimator):
         spec = self.activation
         return [one(s) for s in spec] if isinstance(spec, list) else one(spec)
 
-    def _check_params(self):
+    def _check_params(self, incremental=False):
+        if incremental and self.early_stopping:
+            raise ValueError("early_stopping: partial_fit does not support early_stopping=True")
+
         def check(name, ok, expected):
             if not ok:
                 raise ValueError(f"{name}: expected {expected}, got {getattr(self, name)!r}")
@@ -142,8 +145,6 @@ class _BaseMLP(BaseEstimator):
 
     def _fit(self, X, Y, incremental):
         """Train on X and the encoded targets Y: max_iter epochs, or one when incremental."""
-        if self.early_stopping and incremental:
-            raise ValueError("partial_fit does not support early_stopping=True")
         if self.early_stopping:
             stratify = Y if is_classifier(self) and self.n_outputs_ == 1 else None
             X, X_val, Y, Y_val = train_test_split(X, Y, random_state=self._random_state,
@@ -246,7 +247,8 @@ class _BaseMLP(BaseEstimator):
         return hasattr(self, "net_")
 
     def _forward(self, X):
-        return self.net_.forward(self._validate_X(X))
+        X = self._validate_X(X)   # first: it raises NotFittedError before net_ exists
+        return self.net_.forward(X)
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
@@ -283,9 +285,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def partial_fit(self, X, y, classes=None):
         """One epoch of SGD over X, y. `classes` (all labels that will ever be seen) is
         required on the first call, as in scikit-learn."""
+        self._check_params(incremental=True)
         first = _check_partial_fit_first_call(self, classes)
         if first:
-            self._check_params()
             self._label_binarizer = LabelBinarizer()
             self._label_binarizer.fit(y if type_of_target(y).startswith("multilabel")
                                       else classes)
@@ -329,21 +331,29 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor trained by fastmlp: identity outputs and the
-    quadratic loss (1/2n)·Σ(a − y)², one output per target column. See the module
-    docstring for the parameters and how they relate to scikit-learn's."""
+    quadratic loss (1/2n)·Σ(a − y)², one output per target column.
+
+    The network learns standardised targets (each column shifted and scaled to mean 0 and
+    standard deviation 1 on the first fit / partial_fit call), so that plain SGD's step
+    size does not depend on the targets' units; predict maps back. loss_curve_ is
+    therefore in standardised units. See the module docstring for the parameters and how
+    they relate to scikit-learn's.
+    """
 
     def _encode_targets(self, y, first, incremental):
-        Y = np.ascontiguousarray(y.reshape(len(y), -1), dtype=self.dtype)
+        Y = y.reshape(len(y), -1).astype(np.float64)
         if first:
             self.out_activation_ = "identity"
             self.n_outputs_ = Y.shape[1]
-        return Y
+            self._y_mean = Y.mean(axis=0)
+            std = Y.std(axis=0)
+            self._y_scale = np.where(std > 0, std, 1.0)
+        return np.ascontiguousarray((Y - self._y_mean) / self._y_scale, dtype=self.dtype)
 
     def partial_fit(self, X, y):
         """One epoch of SGD over X, y (the network is created on the first call)."""
+        self._check_params(incremental=True)
         first = not hasattr(self, "net_")
-        if first:
-            self._check_params()
         X, y = self._validate(X, y, reset=first)
         Y = self._encode_targets(y, first=first, incremental=True)
         if first:
@@ -353,9 +363,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return self._fit(X, Y, incremental=True)
 
     def predict(self, X):
-        p = self._forward(X)
+        p = self._forward(X) * self._y_scale + self._y_mean
         return p[:, 0] if self.n_outputs_ == 1 else p
 
     def _score_encoded(self, X, Y):
+        # R² of each column is unchanged when targets and predictions share its scaling
         from sklearn.metrics import r2_score
-        return r2_score(Y, self.predict(X).reshape(Y.shape))
+        return r2_score(Y, self._forward(X))
