@@ -35,22 +35,22 @@ def _finish(fig, path):
 def training_curves(history, path=None, title=None):
     """Train and validation loss and accuracy per epoch, with the best epoch marked.
 
-    `history` is a fastmlp History (or anything with per-epoch lists ``loss``,
-    ``accuracy``, ``val_loss``, ``val_accuracy`` and optional ``best_epoch``,
-    ``stopped_epoch``, 0-based indices as fit() records them). Epochs are drawn from 1. When validation loss turns up while
-    training loss keeps falling, the gap between the curves is the overfitting; the dashed
-    line is the epoch early stopping keeps.
+    `history` is a fastmlp History, or anything with per-epoch lists ``loss``,
+    ``accuracy``, ``val_loss``, ``val_accuracy`` and optional ``best_epoch`` and
+    ``stopped_epoch`` (0-based indices, as fit() records them); epochs are drawn from 1.
+    Where validation loss turns up while training loss keeps falling, the model overfits;
+    the dashed line is the epoch early stopping keeps, the dotted one where it stopped.
     """
     fig = _figure(8, 3.2)
-    axes = fig.subplots(1, 2)
     best = getattr(history, "best_epoch", None)
     stopped = getattr(history, "stopped_epoch", None)
-    for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
-        for prefix, name, style in (("", "train", "-"), ("val_", "validation", "-")):
-            values = list(getattr(history, prefix + key, None) or [])
-            if values and not all(v is None for v in values):
-                epochs = np.arange(1, len(values) + 1)
-                ax.plot(epochs, np.asarray(values, dtype=float), style, label=name)
+    for ax, key in zip(fig.subplots(1, 2), ("loss", "accuracy")):
+        for prefix, name in (("", "train"), ("val_", "validation")):
+            values = np.asarray(getattr(history, prefix + key, None) or [], dtype=float)
+            if values.size:
+                ax.plot(np.arange(1, values.size + 1), values, label=name)
+        if key == "loss" and all(np.all(line.get_ydata() > 0) for line in ax.get_lines()):
+            ax.set_yscale("log")   # late epochs, where train and validation part, stay visible
         if best is not None:
             ax.axvline(best + 1, color="k", linestyle="--", linewidth=1,
                        label=f"best epoch ({best + 1})")
@@ -58,9 +58,9 @@ def training_curves(history, path=None, title=None):
             ax.axvline(stopped + 1, color="tab:red", linestyle=":", linewidth=1,
                        label=f"early stop ({stopped + 1})")
         ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
+        ax.set_ylabel(key)
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
+        if ax.get_lines():
             ax.legend(fontsize="small")
     if title:
         fig.suptitle(title)
