@@ -133,6 +133,9 @@ def load_dataset(args):
     else:
         path = Path(source).expanduser()
         name = path.name
+        if not path.exists():
+            raise CommandError(f"--data {source}: no such file or directory (expected "
+                               "'digits', an IDX directory, a .npz or a .csv file)")
         try:
             if path.is_dir():
                 from .data.idx import load_mnist
@@ -143,9 +146,6 @@ def load_dataset(args):
                 X, y, test = _read_npz(path)
             elif path.suffix.lower() == ".csv":
                 X, y = _read_table(path, args.label_column)
-            elif not path.exists():
-                raise CommandError(f"--data {source}: no such file or directory (expected "
-                                   "'digits', an IDX directory, a .npz or a .csv file)")
             else:
                 raise CommandError(f"--data {source}: expected 'digits', an IDX directory, "
                                    "a .npz or a .csv file")
