@@ -6,32 +6,26 @@ import pytest
 
 sklearn = pytest.importorskip("sklearn")
 
-from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
-import fastmlp  # noqa: E402
+from conftest import MLP_BACKENDS, native_skip_reason  # noqa: E402
 from fastmlp.data import load_digits, make_moons  # noqa: E402
 from fastmlp.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 
-def native_ready():
-    return set(fastmlp.KERNEL_NAMES) <= set(fastmlp.get_backend("native").kernels)
-
-
-BACKENDS = ["numpy", pytest.param("native", marks=pytest.mark.skipif(
-    not native_ready(), reason="the native backend's kernels are not built yet"))]
+BACKENDS = MLP_BACKENDS
 
 # Small and quick, but enough epochs for the accuracy/R² thresholds of the checks.
 CHECK_PARAMS = dict(hidden_layer_sizes=(16,), max_iter=30, random_state=0)
 
 
 def estimators():
-    backends = ["numpy", "native"] if native_ready() else ["numpy"]
+    backends = ["numpy"] if native_skip_reason() else ["numpy", "native"]
     return [cls(backend=b, **CHECK_PARAMS) for b in backends for cls in (MLPClassifier, MLPRegressor)]
 
 
@@ -197,3 +191,11 @@ def test_importing_fastmlp_does_not_import_sklearn():
     code = "import sys, fastmlp, fastmlp.data, fastmlp.plots; print('sklearn' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_readme_sklearn_example_runs(capsys):
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = text.split("## scikit-learn estimators", 1)[1].split("```python\n", 1)[1]
+    exec(compile(example.split("```", 1)[0], "README.md", "exec"), {})
+    assert float(capsys.readouterr().out.rsplit("test accuracy ", 1)[1]) > 0.9
