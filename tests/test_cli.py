@@ -52,6 +52,8 @@ def test_patience_stops_early(capsys):
     (["--activation", "relu", "tanh", "elu"], "one per hidden layer"),
     (["--activation", "swish"], "unknown activation"),
     (["--lr", "-1"], "lr"),
+    (["--lr", "nan"], "lr"),
+    (["--activation", "elu:inf"], "elu parameter"),
     (["--batch-size", "0"], "batch_size"),
 ])
 def test_bad_values_exit_2_with_a_message(capsys, argv, message):

@@ -234,7 +234,7 @@ def test_weights_can_be_assigned_with_checks():
     (dict(activation=("maxout", 0)), ValueError, "maxout pieces"),
     (dict(activation=("maxout", 2.5)), ValueError, "maxout pieces"),
     (dict(activation=("relu", 0.3)), ValueError, "takes no parameter"),
-    (dict(activation=("elu", float("nan"))), TypeError, "elu parameter"),
+    (dict(activation=("elu", float("nan"))), ValueError, "elu parameter"),
     (dict(activation=3), TypeError, "activation"),
     (dict(output="tanh"), ValueError, "output"),
     (dict(output="softmax", loss="quadratic"), ValueError, "not supported"),
@@ -295,7 +295,9 @@ def test_bad_step_arguments():
     for lr in (0, -0.1):
         with pytest.raises(ValueError, match="lr"):
             net.step(X, y, lr=lr)
-    with pytest.raises(TypeError, match="lr"):
+    with pytest.raises(ValueError, match="lr: expected a finite number"):
         net.step(X, y, lr=float("inf"))
+    with pytest.raises(TypeError, match="lr: expected a real number"):
+        net.step(X, y, lr="0.1")
     with pytest.raises(ValueError, match="weight_decay"):
         net.step(X, y, lr=0.1, weight_decay=-1)

@@ -33,7 +33,7 @@ OUTPUT_LOSSES = {
 OUTPUT_ACTIVATION = {"softmax": "identity", "sigmoid": "sigmoid", "identity": "identity"}
 DTYPES = ("float32", "float64")
 # every kernel the model calls; a backend must provide all of them
-MODEL_OPS = ("linear_forward", "linear_backward", "activation_derivative", "maxout_forward",
+MODEL_OPS = ("linear_forward", "linear_backward", "activation_backward", "maxout_forward",
              "maxout_backward", "softmax", "softmax_cross_entropy",
              "sigmoid_binary_cross_entropy", "quadratic_loss", "sgd_update")
 FORMAT_VERSION = 1
@@ -57,8 +57,10 @@ def check_positive_int(value, name, minimum=1):
 
 def check_real(value, name, minimum=None, strict=False):
     """A finite real number, > minimum when strict else >= minimum."""
-    if not _is_real(value) or not np.isfinite(value):
-        raise TypeError(f"{name}: expected a finite real number, got {value!r}")
+    if not _is_real(value):
+        raise TypeError(f"{name}: expected a real number, got {value!r}")
+    if not np.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, got {value!r}")
     if minimum is not None and (value <= minimum if strict else value < minimum):
         raise ValueError(f"{name}: expected a number {'>' if strict else '>='} {minimum}, "
                          f"got {value!r}")
@@ -204,13 +206,12 @@ class MLP:
 
     @backend.setter
     def backend(self, name):
-        kernels = get_backend(name)
         missing = missing_ops(name)
         if missing:
             raise NotImplementedError(
                 f"backend: {name!r} lacks the kernels {', '.join(missing)} (not built yet); "
                 f"use backend='numpy'")
-        self._kernels = kernels
+        self._kernels = get_backend(name)
 
     @property
     def weights(self):
@@ -331,7 +332,7 @@ class MLP:
         if self.output == "identity":
             return loss, d_out
         # the lecture's δ(L) = (a − y) ⊙ σ'(z(L)), with the 1/n of the batch mean
-        return loss, d_out * k.activation_derivative(z, out, self.output, 0.0)
+        return loss, k.activation_backward(d_out, z, out, self.output, 0.0)
 
     def _backward(self, layers, delta):
         """Backpropagate δ(L) through every layer -> (list of ∂J/∂W, list of ∂J/∂b)."""
