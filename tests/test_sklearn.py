@@ -185,12 +185,13 @@ def test_divergence_is_an_error_not_nan():
         MLPClassifier(learning_rate_init=1e6, max_iter=5, backend="numpy").fit(X * 1e3, y)
 
 
-def test_importing_fastmlp_does_not_import_sklearn():
+def test_importing_fastmlp_does_not_import_the_optional_extras():
     import subprocess
     import sys
-    code = "import sys, fastmlp, fastmlp.data, fastmlp.plots; print('sklearn' in sys.modules)"
+    code = ("import sys, fastmlp, fastmlp.data, fastmlp.plots, fastmlp.cli; "
+            "print(sorted({'sklearn', 'matplotlib'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "[]"
 
 
 def test_readme_sklearn_example_runs(capsys):

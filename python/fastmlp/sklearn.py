@@ -211,14 +211,18 @@ class _BaseMLP(BaseEstimator):
         """Train from scratch (or, with warm_start, from the current weights) on X, y."""
         self._check_params()
         first = not (self.warm_start and hasattr(self, "net_"))
+        self._no_improvement_count = 0
+        return self._validate_and_fit(X, y, first, incremental=False)
+
+    def _validate_and_fit(self, X, y, first, incremental):
+        """Check X and y, encode the targets, make the network on the first call, train."""
         X, y = self._validate(X, y, reset=first)
-        Y = self._encode_targets(y, first=first, incremental=False)
+        Y = self._encode_targets(y, first=first, incremental=incremental)
         if first:
             self._new_net(X.shape[1], self.n_outputs_)
         else:
             self._check_outputs(Y)
-            self._no_improvement_count = 0
-        return self._fit(X, Y, incremental=False)
+        return self._fit(X, Y, incremental=incremental)
 
     def _check_outputs(self, Y):
         if Y.shape[1] != self.n_outputs_:
@@ -292,11 +296,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             self._label_binarizer.fit(y if type_of_target(y).startswith("multilabel")
                                       else classes)
             self.classes_ = self._label_binarizer.classes_
-        X, y = self._validate(X, y, reset=first)
-        Y = self._encode_targets(y, first=first, incremental=True)
-        if first:
-            self._new_net(X.shape[1], self.n_outputs_)
-        return self._fit(X, Y, incremental=True)
+        return self._validate_and_fit(X, y, first, incremental=True)
 
     def predict_proba(self, X):
         """Class probabilities (n_samples, n_classes), columns in the order of classes_.
@@ -353,14 +353,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def partial_fit(self, X, y):
         """One epoch of SGD over X, y (the network is created on the first call)."""
         self._check_params(incremental=True)
-        first = not hasattr(self, "net_")
-        X, y = self._validate(X, y, reset=first)
-        Y = self._encode_targets(y, first=first, incremental=True)
-        if first:
-            self._new_net(X.shape[1], self.n_outputs_)
-        else:
-            self._check_outputs(Y)
-        return self._fit(X, Y, incremental=True)
+        return self._validate_and_fit(X, y, first=not hasattr(self, "net_"), incremental=True)
 
     def predict(self, X):
         p = self._forward(X) * self._y_scale + self._y_mean
