@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -465,30 +466,30 @@ void bind_elementwise(py::module_& m) {
 
   m.def(
       "activation_backward",
-      [](const py::object& d_obj, const py::object& z_obj, const py::object& a_obj,
+      [](const py::object& delta_obj, const py::object& z_obj, const py::object& a_obj,
          const std::string& name, double param) {
-        py::array d = require_ndarray(d_obj, "delta"), z = require_ndarray(z_obj, "z"),
+        py::array delta = require_ndarray(delta_obj, "delta"), z = require_ndarray(z_obj, "z"),
                   a = require_ndarray(a_obj, "a");
-        FloatType ft = require_float_dtype(d, "delta");
-        require_same_float_dtype(z, "z", ft, d, "delta");
-        require_same_float_dtype(a, "a", ft, d, "delta");
-        require_same_shape(z, "z", d, "delta");
-        require_same_shape(a, "a", d, "delta");
+        FloatType ft = require_float_dtype(delta, "delta");
+        require_same_float_dtype(z, "z", ft, delta, "delta");
+        require_same_float_dtype(a, "a", ft, delta, "delta");
+        require_same_shape(z, "z", delta, "delta");
+        require_same_shape(a, "a", delta, "delta");
         Act act = require_activation(name);
         return with_float_type(ft, [&](auto tag) -> py::object {
           using T = decltype(tag);
           T p = require_finite<T>(param, "param");
-          auto zc = CArray<T>::ensure(z), ac = CArray<T>::ensure(a);
-          // A fresh result, as the twin's delta * f'(z) (the kernel works in place).
-          auto out = CArray<T>::ensure(d.attr("copy")());
+          auto zc = CArray<T>::ensure(z), ac = CArray<T>::ensure(a), dc = CArray<T>::ensure(delta);
+          auto out = new_array_like<T>(delta);
           py::gil_scoped_release nogil;
+          std::copy(dc.data(), dc.data() + dc.size(), out.mutable_data());
           activation_backward<T>(out.mutable_data(), zc.data(), ac.data(),
-                                 static_cast<std::size_t>(out.size()), act, p);
+                                 static_cast<std::size_t>(dc.size()), act, p);
           return out;
         });
       },
       py::arg("delta"), py::arg("z"), py::arg("a"), py::arg("name"), py::arg("param"),
-      "delta * f'(z), given z and a = f(z), element-wise.");
+      "delta * f'(z), given z and a = f(z), element-wise: a layer's backward epilogue.");
 
   m.def(
       "maxout_forward",

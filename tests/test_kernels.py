@@ -81,6 +81,10 @@ def activation_cases():
         yield Case("activation_derivative", name,
                    lambda rng, s, dt, name=name: _derivative_inputs(rng, s, dt, name),
                    lambda args, out, dt, db=deriv_bound: [db(dt)])
+        yield Case("activation_backward", name,
+                   lambda rng, s, dt, name=name: (logits(rng, s, dt),
+                                                  *_derivative_inputs(rng, s, dt, name)),
+                   lambda args, out, dt, db=deriv_bound: [db(dt)])
 
 
 def _derivative_inputs(rng, shape, dtype, name):
@@ -361,6 +365,7 @@ def valid_calls(z):
     return {
         "activation_forward": (z, "relu", 0.0),
         "activation_derivative": (z, z, "relu", 0.0),
+        "activation_backward": (z, z, z, "relu", 0.0),
         "maxout_forward": (z, 3),
         "maxout_backward": (z, np.zeros(z.shape, np.int64), 2),
         "softmax": (z,),
@@ -377,7 +382,8 @@ def with_arg(op, index, value):
     return args
 
 
-ARG_NAMES = {"activation_forward": ("z",), "activation_derivative": ("z", "a"), "maxout_forward": ("z",),
+ARG_NAMES = {"activation_forward": ("z",), "activation_derivative": ("z", "a"),
+             "activation_backward": ("delta", "z", "a"), "maxout_forward": ("z",),
              "maxout_backward": ("da",), "softmax": ("z",), "softmax_cross_entropy": ("z",),
              "sigmoid_binary_cross_entropy": ("z", "y"), "quadratic_loss": ("a", "y"),
              "sgd_update": ("w", "dw")}
