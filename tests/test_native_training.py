@@ -236,6 +236,20 @@ def test_a_natively_trained_model_saves_and_loads_into_the_reference(tmp_path):
     np.testing.assert_allclose(h_net.loss, h_loaded.loss, rtol=1e-4)
 
 
+def test_a_natively_trained_model_copies_and_pickles_and_the_copy_trains_the_same():
+    import copy
+    import pickle
+    X, y = digits("float64")
+    net = MLP([64, 16, 10], activation="relu", dtype="float64", seed=0)
+    net.fit(X, y, epochs=1, lr=0.1)
+    copies = [copy.deepcopy(net), pickle.loads(pickle.dumps(net))]
+    for m in [net] + copies:
+        m.fit(X, y, epochs=1, lr=0.1)
+    for c in copies:
+        for a, b in zip(c.weights + c.biases, net.weights + net.biases):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_weights_that_are_not_c_contiguous_are_replaced_by_contiguous_copies():
     X, y = digits("float64")
     ref, net = pair([64, 8, 10], "float64")
