@@ -59,14 +59,20 @@ def assert_histories_close(ref, got, rtol):
 
 # ---------------------------------------------------------------- parity with the reference
 
+def three_digit_epochs(sizes, dtype, activation, output, loss):
+    """Both backends trained for 3 epochs of batch 10 -> (X, ref, net, ref history, net's)."""
+    X, y = digits(dtype)
+    Y = targets(y, output)
+    ref, net = pair(sizes, dtype, activation=activation, output=output, loss=loss)
+    histories = [m.fit(X, Y, epochs=3, batch_size=10, lr=LR[loss]) for m in (ref, net)]
+    return (X, ref, net, *histories)
+
+
 @pytest.mark.parametrize("activation", HIDDEN)
 @pytest.mark.parametrize("output,loss", OUTPUTS)
 def test_three_digit_epochs_float64_weights_match_the_reference(activation, output, loss):
-    X, y = digits("float64")
-    Y = targets(y, output)
-    ref, net = pair([64, 24, 16, 10], "float64", activation=activation, output=output, loss=loss)
-    h_ref = ref.fit(X, Y, epochs=3, batch_size=10, lr=LR[loss])
-    h_net = net.fit(X, Y, epochs=3, batch_size=10, lr=LR[loss])
+    X, ref, net, h_ref, h_net = three_digit_epochs([64, 24, 16, 10], "float64", activation,
+                                                   output, loss)
     assert_weights_close(ref, net, 1e-9)
     assert_histories_close(h_ref, h_net, 1e-9)
     if output == "identity":
@@ -78,11 +84,8 @@ def test_three_digit_epochs_float64_weights_match_the_reference(activation, outp
 @pytest.mark.parametrize("activation", ["sigmoid", "relu", ("maxout", 2)])
 @pytest.mark.parametrize("output,loss", OUTPUTS)
 def test_three_digit_epochs_float32_losses_and_predictions_match(activation, output, loss):
-    X, y = digits("float32")
-    Y = targets(y, output)
-    ref, net = pair([64, 30, 30, 10], "float32", activation=activation, output=output, loss=loss)
-    h_ref = ref.fit(X, Y, epochs=3, batch_size=10, lr=LR[loss])
-    h_net = net.fit(X, Y, epochs=3, batch_size=10, lr=LR[loss])
+    X, ref, net, h_ref, h_net = three_digit_epochs([64, 30, 30, 10], "float32", activation,
+                                                   output, loss)
     np.testing.assert_allclose(h_net.loss, h_ref.loss, rtol=1e-4)
     assert_weights_close(ref, net, 1e-4)
     if output != "identity":
