@@ -209,6 +209,29 @@ def test_predict_on_a_whole_set_equals_predict_row_by_row(output, loss, dtype):
     np.testing.assert_array_equal(net.forward(X)[17:30], net.forward(X[17:30]))
 
 
+def test_two_nets_trained_in_parallel_threads_match_sequential_training():
+    """The GIL is released during an epoch: other threads train their own nets meanwhile,
+    each with its own workspace, and get exactly the sequential results."""
+    import threading
+    X, y = digits("float32")
+    make = [lambda: MLP([64, 48, 10], activation="relu", seed=1),
+            lambda: MLP([64, 20, 20, 10], activation=("maxout", 2), seed=2)]
+    sequential = [m() for m in make]
+    for net in sequential:
+        net.fit(X, y, epochs=3, batch_size=16, lr=0.1)
+    parallel = [m() for m in make]
+    threads = [threading.Thread(target=net.fit, args=(X, y),
+                                kwargs=dict(epochs=3, batch_size=16, lr=0.1))
+               for net in parallel]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for a_net, b_net in zip(sequential, parallel):
+        for a, b in zip(a_net.weights + a_net.biases, b_net.weights + b_net.biases):
+            np.testing.assert_array_equal(a, b)
+
+
 # ---------------------------------------------------------------- switching backends
 
 def test_switching_backends_mid_training_continues_the_same_run():
