@@ -99,6 +99,23 @@ def test_matmul_matches_numpy(isa, dtype, m, k, n, layout):
     assert_product(native.matmul(a, b), a, b)
 
 
+@pytest.mark.parametrize("layout", ["nn", "nt"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_simd_kernels_agree_with_the_portable_one(dtype, layout):
+    rng = np.random.default_rng(12)
+    a, b = operands(rng, 45, 300, 77, dtype, layout)
+    previous = fastmlp.build_info()["isa"]
+    try:
+        fastmlp.set_isa("generic")
+        portable = native.matmul(a, b)
+        for isa in ISAS[1:]:
+            fastmlp.set_isa(isa)
+            err = np.abs(native.matmul(a, b).astype(np.float64) - portable)
+            assert np.all(err <= 2 * product_bound(a, b)), isa
+    finally:
+        fastmlp.set_isa(previous)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_matmul_1024(dtype):
     rng = np.random.default_rng(1024)

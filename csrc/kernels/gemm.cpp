@@ -5,9 +5,7 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <cstdint>
 #include <cstdlib>
-#include <cstring>
 #include <new>
 #include <type_traits>
 
@@ -50,9 +48,9 @@ class ScratchBuffer {
 // allocated before the threads fork, so no allocation can fail inside the parallel region.
 thread_local ScratchBuffer tls_packed;
 
-// The portable micro-kernel, and the oracle the SIMD ones are checked against: a plain
-// triple loop over a register-sized tile that the compiler may vectorise across j.
-// Without -ffp-contract it multiplies then adds (two roundings per term).
+// The portable micro-kernel: a plain triple loop over a register-sized tile (the compiler
+// may vectorise it across j), the path on any CPU and the reference the SIMD kernels are
+// tested against. Without -ffp-contract it multiplies then adds (two roundings per term).
 template <class T, std::size_t MR, std::size_t NR>
 void generic_micro_kernel(std::size_t kc, const T* a, const T* b, T* c, std::ptrdiff_t ldc,
                           std::size_t m, std::size_t n, bool overwrite) {
@@ -239,8 +237,8 @@ constexpr std::size_t kDotMaxBBytes = 256 * 1024;
 
 // Below this many multiply-adds per thread, forking costs more than it saves.
 constexpr double kMinMacsPerThread = 1 << 19;
-// Blocks of rows are at least this tall when C is split along rows: each block packs
-// all of B again.
+// When C is split along rows, blocks are about this tall or more (each one packs all of
+// B again), and at least one per thread.
 constexpr std::size_t kMinBlockRows = 256;
 
 // C = A B (or C += A B), then epilogue(i0, i1, j0, j1) on each finished block of C,
