@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -13,6 +14,8 @@
 #include "kernels/activation.h"
 #include "kernels/cpu.h"
 #include "kernels/gemm.h"
+#include "kernels/loss.h"
+#include "kernels/update.h"
 
 namespace py = pybind11;
 using namespace fastmlp;
@@ -188,8 +191,10 @@ py::tuple linear_backward(const py::array& d_arr, const py::array& x_arr, const 
     py::array_t<T> dp_arr({n, k});
     dp = dp_arr.mutable_data();
     dp_obj = dp_arr;
-    if (!z_obj.is_none()) zp = (z_prev = c_contiguous<T>(z_obj)).data();
-    if (!a_obj.is_none()) ap = (a_prev = c_contiguous<T>(a_obj)).data();
+    if (act != Act::identity) {
+      zp = (z_prev = c_contiguous<T>(z_obj)).data();
+      ap = (a_prev = c_contiguous<T>(a_obj)).data();
+    }
   }
   T *dwp = dw.mutable_data(), *dbp = db.mutable_data();
   {
@@ -253,9 +258,10 @@ void bind_gemm(py::module_& m) {
         if (has_prev) {
           act = ga::activation(name_prev, "name_prev");
           p = ga::finite_param(param_prev, "param_prev", act);
-          // z_prev / a_prev are read for every activation but identity.
+          // z_prev / a_prev are read for every activation but identity, which (like the
+          // reference) ignores them: a maxout layer passes its pieces there.
           for (auto [obj, arg] : {std::pair{&z_obj, "z_prev"}, std::pair{&a_obj, "a_prev"}}) {
-            if (obj->is_none() && act == Act::identity) continue;
+            if (act == Act::identity) break;
             py::array arr = ga::float_array(*obj, arg, 2);
             ga::same_dtype(arr, arg, d, "delta");
             ga::expect_dim(arr, arg, 0, x.shape(0), std::string(arg) + " must have x's shape");
@@ -272,6 +278,381 @@ void bind_gemm(py::module_& m) {
       "delta_prev = (delta W) * f'(z_prev) or None when name_prev is None).");
 }
 
+// ---- element-wise, loss and update ops -------------------------------------------------
+// Every argument is checked before any work; errors name the argument and what was
+// expected. Inputs of any strides are copied to C order (only if needed); outputs are fresh
+// C-contiguous arrays; the GIL is released around the kernels.
+namespace {
+
+template <class T>
+using CArray = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+enum class FloatType { f32, f64 };
+
+std::string shape_str(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t d = 0; d < a.ndim(); ++d)
+    s += (d ? ", " : "") + std::to_string(a.shape(d));
+  return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+py::array require_ndarray(const py::handle& obj, const char* arg) {
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(std::string(arg) + ": expected a numpy.ndarray, got " +
+                         std::string(py::str(py::type::of(obj).attr("__name__"))));
+  return py::reinterpret_borrow<py::array>(obj);
+}
+
+// float32 or float64; everything else (ints, bool, float16, longdouble, complex, object) refused.
+FloatType require_float_dtype(const py::array& a, const char* arg) {
+  const py::dtype dt = a.dtype();
+  if (dt.kind() == 'f' && dt.itemsize() == 4) return FloatType::f32;
+  if (dt.kind() == 'f' && dt.itemsize() == 8) return FloatType::f64;
+  throw py::type_error(std::string(arg) + ": expected a float32 or float64 array, got dtype " +
+                       std::string(py::str(dt)));
+}
+
+// A float argument that must share the dtype of the first one (`ref_arg`).
+void require_same_float_dtype(const py::array& a, const char* arg, FloatType expected,
+                              const py::array& ref, const char* ref_arg) {
+  if (require_float_dtype(a, arg) != expected)
+    throw py::type_error(std::string(arg) + ": expected the dtype of " + ref_arg + " (" +
+                         std::string(py::str(ref.dtype())) + "), got " +
+                         std::string(py::str(a.dtype())));
+}
+
+void require_2d(const py::array& a, const char* arg, const char* meaning) {
+  if (a.ndim() != 2)
+    throw py::value_error(std::string(arg) + ": expected a 2-D array " + meaning + ", got shape " +
+                          shape_str(a));
+}
+
+void require_same_shape(const py::array& a, const char* arg, const py::array& ref,
+                        const char* ref_arg) {
+  bool same = a.ndim() == ref.ndim();
+  for (py::ssize_t d = 0; same && d < a.ndim(); ++d) same = a.shape(d) == ref.shape(d);
+  if (!same)
+    throw py::value_error(std::string(arg) + ": expected the shape of " + ref_arg + " " +
+                          shape_str(ref) + ", got " + shape_str(a));
+}
+
+// Softmax needs a class to normalise over (NumPy's max over an empty row raises too).
+void require_classes(const py::array& z, const char* arg) {
+  if (z.shape(1) == 0 && z.shape(0) != 0)
+    throw py::value_error(std::string(arg) + ": expected at least one column (class), got shape " +
+                          shape_str(z));
+}
+
+// A Python float that the kernel will use in dtype T: it must be finite there.
+template <class T>
+T require_finite(double value, const char* arg) {
+  if (!std::isfinite(value) || !std::isfinite(static_cast<T>(value)))
+    throw py::value_error(std::string(arg) + ": expected a finite number, got " +
+                          std::to_string(value));
+  return static_cast<T>(value);
+}
+
+Act require_activation(const std::string& name) {
+  Act act;
+  if (!parse_activation(name.c_str(), &act))
+    throw py::value_error("name: unknown activation '" + name +
+                          "'; expected one of 'sigmoid', 'tanh', 'relu', 'leaky_relu', 'elu', "
+                          "'identity'");
+  return act;
+}
+
+std::size_t require_maxout_k(long long k, const char* arg) {
+  if (k < 1) throw py::value_error(std::string(arg) + ": expected an integer >= 1, got " + std::to_string(k));
+  return static_cast<std::size_t>(k);
+}
+
+// Integer array (any integer dtype) -> C-contiguous int64 whose values all lie in [0, bound).
+py::array_t<std::int64_t, py::array::c_style | py::array::forcecast> require_indices(
+    const py::array& idx, const char* arg, std::int64_t bound, const char* bound_meaning) {
+  const char kind = idx.dtype().kind();
+  if (kind != 'i' && kind != 'u')
+    throw py::type_error(std::string(arg) + ": expected an integer array, got dtype " +
+                         std::string(py::str(idx.dtype())));
+  // uint64 values past 2^63 wrap to negatives here, and so fail the range check below.
+  auto out = CArray<std::int64_t>::ensure(idx);
+  const std::int64_t* v = out.data();
+  for (py::ssize_t i = 0; i < out.size(); ++i)
+    if (v[i] < 0 || v[i] >= bound)
+      throw py::value_error(std::string(arg) + ": expected values in [0, " + std::to_string(bound) +
+                            ") (" + bound_meaning + "), got " + std::to_string(v[i]) +
+                            " at flat index " + std::to_string(i));
+  return out;
+}
+
+template <class F>
+decltype(auto) with_float_type(FloatType ft, F&& f) {
+  if (ft == FloatType::f32) return f(float{});
+  return f(double{});
+}
+
+template <class T>
+py::array_t<T> new_array(py::ssize_t rows, py::ssize_t cols) {
+  return py::array_t<T>({rows, cols});
+}
+
+template <class T>
+py::array_t<T> new_array_like(const py::array& a) {
+  return py::array_t<T>(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
+}
+
+// Loss kernels share one shape: (z or a, y) float (n, K) -> (J, gradient (n, K)).
+template <class Kernel>
+py::tuple bind_float_target_loss(const py::object& z_obj, const py::object& y_obj,
+                                 const char* z_arg, Kernel kernel) {
+  py::array z = require_ndarray(z_obj, z_arg), y = require_ndarray(y_obj, "y");
+  FloatType ft = require_float_dtype(z, z_arg);
+  require_2d(z, z_arg, "(n, K)");
+  require_same_float_dtype(y, "y", ft, z, z_arg);
+  require_same_shape(y, "y", z, z_arg);
+  return with_float_type(ft, [&](auto tag) -> py::tuple {
+    using T = decltype(tag);
+    auto zc = CArray<T>::ensure(z), yc = CArray<T>::ensure(y);
+    auto grad = new_array<T>(z.shape(0), z.shape(1));
+    double loss;
+    {
+      py::gil_scoped_release nogil;
+      loss = kernel(grad.mutable_data(), zc.data(), yc.data(), static_cast<std::size_t>(z.shape(0)),
+                    static_cast<std::size_t>(z.shape(1)));
+    }
+    return py::make_tuple(loss, grad);
+  });
+}
+
+void bind_elementwise(py::module_& m) {
+  m.def(
+      "activation_forward",
+      [](const py::object& z_obj, const std::string& name, double param) {
+        py::array z = require_ndarray(z_obj, "z");
+        FloatType ft = require_float_dtype(z, "z");
+        Act act = require_activation(name);
+        return with_float_type(ft, [&](auto tag) -> py::object {
+          using T = decltype(tag);
+          T p = require_finite<T>(param, "param");
+          auto zc = CArray<T>::ensure(z);
+          auto a = new_array_like<T>(z);
+          py::gil_scoped_release nogil;
+          activation_forward<T>(a.mutable_data(), zc.data(), static_cast<std::size_t>(zc.size()), act, p);
+          return a;
+        });
+      },
+      py::arg("z"), py::arg("name"), py::arg("param"), "a = f(z), element-wise; any shape.");
+
+  m.def(
+      "activation_derivative",
+      [](const py::object& z_obj, const py::object& a_obj, const std::string& name, double param) {
+        py::array z = require_ndarray(z_obj, "z"), a = require_ndarray(a_obj, "a");
+        FloatType ft = require_float_dtype(z, "z");
+        require_same_float_dtype(a, "a", ft, z, "z");
+        require_same_shape(a, "a", z, "z");
+        Act act = require_activation(name);
+        return with_float_type(ft, [&](auto tag) -> py::object {
+          using T = decltype(tag);
+          T p = require_finite<T>(param, "param");
+          auto zc = CArray<T>::ensure(z), ac = CArray<T>::ensure(a);
+          auto d = new_array_like<T>(z);
+          py::gil_scoped_release nogil;
+          activation_derivative<T>(d.mutable_data(), zc.data(), ac.data(),
+                                   static_cast<std::size_t>(zc.size()), act, p);
+          return d;
+        });
+      },
+      py::arg("z"), py::arg("a"), py::arg("name"), py::arg("param"),
+      "f'(z), given z and a = f(z), element-wise.");
+
+  m.def(
+      "activation_backward",
+      [](const py::object& delta_obj, const py::object& z_obj, const py::object& a_obj,
+         const std::string& name, double param) {
+        py::array delta = require_ndarray(delta_obj, "delta"), z = require_ndarray(z_obj, "z"),
+                  a = require_ndarray(a_obj, "a");
+        FloatType ft = require_float_dtype(delta, "delta");
+        require_same_float_dtype(z, "z", ft, delta, "delta");
+        require_same_float_dtype(a, "a", ft, delta, "delta");
+        require_same_shape(z, "z", delta, "delta");
+        require_same_shape(a, "a", delta, "delta");
+        Act act = require_activation(name);
+        return with_float_type(ft, [&](auto tag) -> py::object {
+          using T = decltype(tag);
+          T p = require_finite<T>(param, "param");
+          auto zc = CArray<T>::ensure(z), ac = CArray<T>::ensure(a), dc = CArray<T>::ensure(delta);
+          auto out = new_array_like<T>(delta);
+          py::gil_scoped_release nogil;
+          std::copy(dc.data(), dc.data() + dc.size(), out.mutable_data());
+          activation_backward<T>(out.mutable_data(), zc.data(), ac.data(),
+                                 static_cast<std::size_t>(dc.size()), act, p);
+          return out;
+        });
+      },
+      py::arg("delta"), py::arg("z"), py::arg("a"), py::arg("name"), py::arg("param"),
+      "delta * f'(z), given z and a = f(z), element-wise: a layer's backward epilogue.");
+
+  m.def(
+      "maxout_forward",
+      [](const py::object& z_obj, long long k_arg) {
+        py::array z = require_ndarray(z_obj, "z");
+        FloatType ft = require_float_dtype(z, "z");
+        require_2d(z, "z", "(n, m*k)");
+        std::size_t k = require_maxout_k(k_arg, "k");
+        if (static_cast<std::size_t>(z.shape(1)) % k != 0)
+          throw py::value_error("k: expected a divisor of z's column count " +
+                                std::to_string(z.shape(1)) + ", got " + std::to_string(k));
+        const py::ssize_t n = z.shape(0), m_units = z.shape(1) / static_cast<py::ssize_t>(k);
+        return with_float_type(ft, [&](auto tag) -> py::tuple {
+          using T = decltype(tag);
+          auto zc = CArray<T>::ensure(z);
+          auto a = new_array<T>(n, m_units);
+          auto argmax = new_array<std::int64_t>(n, m_units);
+          {
+            py::gil_scoped_release nogil;
+            maxout_forward<T>(a.mutable_data(), argmax.mutable_data(), zc.data(),
+                              static_cast<std::size_t>(n), static_cast<std::size_t>(m_units), k);
+          }
+          return py::make_tuple(a, argmax);
+        });
+      },
+      py::arg("z"), py::arg("k"), "z (n, m*k) -> a (n, m), argmax (n, m) int64.");
+
+  m.def(
+      "maxout_backward",
+      [](const py::object& da_obj, const py::object& argmax_obj, long long k_arg) {
+        py::array da = require_ndarray(da_obj, "da"), argmax = require_ndarray(argmax_obj, "argmax");
+        FloatType ft = require_float_dtype(da, "da");
+        require_2d(da, "da", "(n, m)");
+        std::size_t k = require_maxout_k(k_arg, "k");
+        require_same_shape(argmax, "argmax", da, "da");
+        const py::ssize_t n = da.shape(0), m_units = da.shape(1);
+        if (m_units != 0 && k > static_cast<std::size_t>(PY_SSIZE_T_MAX / m_units))
+          throw py::value_error("k: too large, m*k overflows (m = " + std::to_string(m_units) + ")");
+        auto idx = require_indices(argmax, "argmax", static_cast<std::int64_t>(k), "piece indices < k");
+        return with_float_type(ft, [&](auto tag) -> py::object {
+          using T = decltype(tag);
+          auto dac = CArray<T>::ensure(da);
+          auto dz = new_array<T>(n, m_units * static_cast<py::ssize_t>(k));
+          py::gil_scoped_release nogil;
+          maxout_backward<T>(dz.mutable_data(), dac.data(), idx.data(), static_cast<std::size_t>(n),
+                             static_cast<std::size_t>(m_units), k);
+          return dz;
+        });
+      },
+      py::arg("da"), py::arg("argmax"), py::arg("k"), "da (n, m) -> dz (n, m*k).");
+
+  m.def(
+      "softmax",
+      [](const py::object& z_obj) {
+        py::array z = require_ndarray(z_obj, "z");
+        FloatType ft = require_float_dtype(z, "z");
+        require_2d(z, "z", "(n, K)");
+        require_classes(z, "z");
+        return with_float_type(ft, [&](auto tag) -> py::object {
+          using T = decltype(tag);
+          auto zc = CArray<T>::ensure(z);
+          auto p = new_array<T>(z.shape(0), z.shape(1));
+          py::gil_scoped_release nogil;
+          softmax<T>(p.mutable_data(), zc.data(), static_cast<std::size_t>(z.shape(0)),
+                     static_cast<std::size_t>(z.shape(1)));
+          return p;
+        });
+      },
+      py::arg("z"), "Row-wise softmax of z (n, K).");
+
+  m.def(
+      "softmax_cross_entropy",
+      [](const py::object& z_obj, const py::object& y_obj) {
+        py::array z = require_ndarray(z_obj, "z"), y = require_ndarray(y_obj, "y");
+        FloatType ft = require_float_dtype(z, "z");
+        require_2d(z, "z", "(n, K)");
+        require_classes(z, "z");
+        const py::ssize_t n = z.shape(0), k = z.shape(1);
+        const char kind = y.dtype().kind();
+        if (kind == 'i' || kind == 'u') {
+          if (y.ndim() != 1 || y.shape(0) != n)
+            throw py::value_error("y: expected integer labels of shape (" + std::to_string(n) +
+                                  ",), got shape " + shape_str(y));
+          auto labels = require_indices(y, "y", k, "class labels < K");
+          return with_float_type(ft, [&](auto tag) -> py::tuple {
+            using T = decltype(tag);
+            auto zc = CArray<T>::ensure(z);
+            auto dz = new_array<T>(n, k);
+            double loss;
+            {
+              py::gil_scoped_release nogil;
+              loss = softmax_cross_entropy<T>(dz.mutable_data(), zc.data(), labels.data(),
+                                              static_cast<std::size_t>(n), static_cast<std::size_t>(k));
+            }
+            return py::make_tuple(loss, dz);
+          });
+        }
+        if (kind != 'f')
+          throw py::type_error("y: expected integer labels (n,) or float targets (n, K), got dtype " +
+                               std::string(py::str(y.dtype())));
+        return bind_float_target_loss(z, y, "z", [](auto* dz, const auto* zp, const auto* yp,
+                                                    std::size_t rows, std::size_t cols) {
+          return softmax_cross_entropy(dz, zp, yp, rows, cols);
+        });
+      },
+      py::arg("z"), py::arg("y"),
+      "(J, dJ/dz) of softmax + cross-entropy; y integer labels (n,) or targets (n, K).");
+
+  m.def(
+      "sigmoid_binary_cross_entropy",
+      [](const py::object& z, const py::object& y) {
+        return bind_float_target_loss(z, y, "z", [](auto* dz, const auto* zp, const auto* yp,
+                                                    std::size_t rows, std::size_t cols) {
+          return sigmoid_binary_cross_entropy(dz, zp, yp, rows, cols);
+        });
+      },
+      py::arg("z"), py::arg("y"), "(J, dJ/dz) of sigmoid + binary cross-entropy; y (n, K).");
+
+  m.def(
+      "quadratic_loss",
+      [](const py::object& a, const py::object& y) {
+        return bind_float_target_loss(a, y, "a", [](auto* da, const auto* ap, const auto* yp,
+                                                    std::size_t rows, std::size_t cols) {
+          return quadratic_loss(da, ap, yp, rows, cols);
+        });
+      },
+      py::arg("a"), py::arg("y"), "(J, dJ/da) of the quadratic loss; y (n, K).");
+
+  m.def(
+      "sgd_update",
+      [](const py::object& w_obj, const py::object& dw_obj, double lr, double weight_decay) {
+        py::array w = require_ndarray(w_obj, "w"), dw = require_ndarray(dw_obj, "dw");
+        FloatType ft = require_float_dtype(w, "w");
+        require_same_float_dtype(dw, "dw", ft, w, "w");
+        require_same_shape(dw, "dw", w, "w");
+        with_float_type(ft, [&](auto tag) {
+          using T = decltype(tag);
+          // Updated in place, so w itself must be the buffer: never a silent copy.
+          if (!py::isinstance<py::array_t<T, py::array::c_style>>(w))
+            throw py::value_error("w: expected a C-contiguous array in native byte order (it is "
+                                  "updated in place), got strides " +
+                                  std::string(py::str(py::tuple(w.attr("strides")))));
+          if (!w.writeable()) throw py::value_error("w: expected a writable array, got a read-only one");
+          T lr_t = require_finite<T>(lr, "lr"), wd_t = require_finite<T>(weight_decay, "weight_decay");
+          auto wc = py::reinterpret_borrow<py::array_t<T, py::array::c_style>>(w);
+          auto dwc = CArray<T>::ensure(dw);
+          // The kernel reads dw[i] after writing w[i-1]: a dw that overlaps w elsewhere than
+          // element for element must be read from a copy (NumPy does the same).
+          const char* w_begin = reinterpret_cast<const char*>(wc.data());
+          const char* dw_begin = reinterpret_cast<const char*>(dwc.data());
+          const auto bytes = static_cast<std::ptrdiff_t>(wc.nbytes());
+          if (dw_begin != w_begin && dw_begin < w_begin + bytes && w_begin < dw_begin + bytes)
+            dwc = CArray<T>::ensure(dwc.attr("copy")());
+          py::gil_scoped_release nogil;
+          sgd_update<T>(wc.mutable_data(), dwc.data(), static_cast<std::size_t>(wc.size()), lr_t, wd_t);
+        });
+      },
+      py::arg("w"), py::arg("dw"), py::arg("lr"), py::arg("weight_decay"),
+      "In place: w -= lr * (dw + weight_decay * w). Returns None.");
+}
+
+}  // namespace
+
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fastmlp's C++ kernels; use them through fastmlp.get_backend('native').";
   if (const char* env = std::getenv("FASTMLP_ISA"); env != nullptr && *env != '\0')
@@ -283,4 +664,5 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
   m.def("get_num_threads", &num_threads);
   bind_gemm(m);
+  bind_elementwise(m);
 }

@@ -1,7 +1,8 @@
 #include "kernels/activation.h"
 
-#include <cmath>
 #include <cstring>
+
+#include "kernels/eltwise_isa.h"
 
 namespace fastmlp {
 
@@ -18,89 +19,22 @@ bool parse_activation(const char* name, Act* out) {
   return false;
 }
 
-namespace {
-
-// σ(z) without overflow: e = exp(-|z|) lies in (0, 1].
-template <class T>
-inline T sigmoid(T z) {
-  T e = std::exp(-std::fabs(z));
-  return z >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
-}
-
-}  // namespace
-
+// The element-wise kernels run the instantiation of the active ISA (eltwise_isa.h).
 template <class T>
 void activation_forward(T* a, const T* z, std::size_t n, Act act, T param) {
-  switch (act) {
-    case Act::sigmoid:
-      for (std::size_t i = 0; i < n; ++i) a[i] = sigmoid(z[i]);
-      break;
-    case Act::tanh:
-      for (std::size_t i = 0; i < n; ++i) a[i] = std::tanh(z[i]);
-      break;
-    case Act::relu:
-      for (std::size_t i = 0; i < n; ++i) a[i] = z[i] > T(0) ? z[i] : T(0);
-      break;
-    case Act::leaky_relu:
-      for (std::size_t i = 0; i < n; ++i) a[i] = z[i] > T(0) ? z[i] : param * z[i];
-      break;
-    case Act::elu:
-      for (std::size_t i = 0; i < n; ++i)
-        a[i] = z[i] > T(0) ? z[i] : param * std::expm1(std::fmin(z[i], T(0)));
-      break;
-    case Act::identity:
-      if (a != z) std::memmove(a, z, n * sizeof(T));
-      break;
-  }
+  with_active_isa([&](auto isa) { activation_forward_isa<T, isa.value>(a, z, n, act, param); });
 }
 
 template <class T>
 void activation_derivative(T* d, const T* z, const T* a, std::size_t n, Act act, T param) {
-  switch (act) {
-    case Act::sigmoid:
-      for (std::size_t i = 0; i < n; ++i) d[i] = a[i] * (T(1) - a[i]);
-      break;
-    case Act::tanh:
-      for (std::size_t i = 0; i < n; ++i) d[i] = T(1) - a[i] * a[i];
-      break;
-    case Act::relu:  // f'(0) = 0
-      for (std::size_t i = 0; i < n; ++i) d[i] = z[i] > T(0) ? T(1) : T(0);
-      break;
-    case Act::leaky_relu:
-      for (std::size_t i = 0; i < n; ++i) d[i] = z[i] > T(0) ? T(1) : param;
-      break;
-    case Act::elu:
-      for (std::size_t i = 0; i < n; ++i)
-        d[i] = z[i] > T(0) ? T(1) : param * std::exp(std::fmin(z[i], T(0)));
-      break;
-    case Act::identity:
-      for (std::size_t i = 0; i < n; ++i) d[i] = T(1);
-      break;
-  }
+  with_active_isa(
+      [&](auto isa) { activation_derivative_isa<T, isa.value>(d, z, a, n, act, param); });
 }
 
 template <class T>
 void activation_backward(T* delta, const T* z, const T* a, std::size_t n, Act act, T param) {
-  switch (act) {
-    case Act::sigmoid:
-      for (std::size_t i = 0; i < n; ++i) delta[i] *= a[i] * (T(1) - a[i]);
-      break;
-    case Act::tanh:
-      for (std::size_t i = 0; i < n; ++i) delta[i] *= T(1) - a[i] * a[i];
-      break;
-    case Act::relu:
-      for (std::size_t i = 0; i < n; ++i) delta[i] = z[i] > T(0) ? delta[i] : T(0) * delta[i];
-      break;
-    case Act::leaky_relu:
-      for (std::size_t i = 0; i < n; ++i) delta[i] = z[i] > T(0) ? delta[i] : param * delta[i];
-      break;
-    case Act::elu:
-      for (std::size_t i = 0; i < n; ++i)
-        delta[i] = z[i] > T(0) ? delta[i] : delta[i] * (param * std::exp(std::fmin(z[i], T(0))));
-      break;
-    case Act::identity:
-      break;
-  }
+  with_active_isa(
+      [&](auto isa) { activation_backward_isa<T, isa.value>(delta, z, a, n, act, param); });
 }
 
 template <class T>
@@ -109,8 +43,11 @@ void maxout_forward(T* a, std::int64_t* argmax, const T* z, std::size_t n, std::
   for (std::size_t i = 0; i < n * m; ++i) {
     const T* pieces = z + i * k;
     std::size_t best = 0;
-    for (std::size_t p = 1; p < k; ++p)
-      if (pieces[p] > pieces[best]) best = p;
+    for (std::size_t p = 1; p < k; ++p) {
+      // Like numpy.argmax: the first NaN beats every number.
+      bool nan_beats_number = pieces[p] != pieces[p] && pieces[best] == pieces[best];
+      if (pieces[p] > pieces[best] || nan_beats_number) best = p;
+    }
     a[i] = pieces[best];
     argmax[i] = static_cast<std::int64_t>(best);
   }

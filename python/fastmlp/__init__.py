@@ -3,7 +3,11 @@
 C++ kernels (fastmlp._core) with a NumPy twin (fastmlp.reference); pick one with
 ``backend="native"`` or ``backend="numpy"``.
 """
+from . import autograd, data
 from .backend import BACKENDS, KERNEL_NAMES, get_backend
+from .gradcheck import gradcheck
+from .model import MLP
+from .training import History
 
 __version__ = "0.1.0"
 
@@ -38,5 +42,6 @@ def get_num_threads():
     return _native_module().get_num_threads()
 
 
-__all__ = ["BACKENDS", "KERNEL_NAMES", "build_info", "get_backend", "get_num_threads",
-           "set_isa", "set_num_threads", "__version__"]
+__all__ = ["BACKENDS", "KERNEL_NAMES", "History", "MLP", "autograd", "build_info", "data",
+           "get_backend", "get_num_threads", "gradcheck", "set_isa", "set_num_threads",
+           "__version__"]

@@ -2,8 +2,9 @@
 
 Each kernel here has a native twin with the same name and signature in fastmlp._core.
 """
-from .activation import (ACTIVATIONS, DEFAULT_PARAM, activation_derivative,
-                         activation_forward, maxout_backward, maxout_forward)
+from .activation import (ACTIVATIONS, DEFAULT_PARAM, activation_backward,
+                         activation_derivative, activation_forward, maxout_backward,
+                         maxout_forward)
 from .gemm import linear_backward, linear_forward, matmul
 from .loss import quadratic_loss, sigmoid_binary_cross_entropy, softmax, softmax_cross_entropy
 from .update import sgd_update
@@ -14,6 +15,7 @@ KERNELS = {
     "linear_backward": linear_backward,
     "activation_forward": activation_forward,
     "activation_derivative": activation_derivative,
+    "activation_backward": activation_backward,
     "maxout_forward": maxout_forward,
     "maxout_backward": maxout_backward,
     "softmax": softmax,

@@ -51,6 +51,14 @@ def activation_derivative(z, a, name, param):
     raise ValueError(f"activation: unknown name {name!r}; expected one of {ACTIVATIONS}")
 
 
+def activation_backward(delta, z, a, name, param):
+    """δ ⊙ f'(z), given z and a = f(z): the backward epilogue of a layer (δ unchanged for
+    identity)."""
+    if name == "identity":
+        return delta
+    return delta * activation_derivative(z, a, name, param)
+
+
 def maxout_forward(z, k):
     """Maxout over groups of k linear pieces: z (n, m·k) -> a (n, m), argmax (n, m).
 

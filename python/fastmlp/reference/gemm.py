@@ -5,7 +5,7 @@ gives ∂J/∂W = δᵀ A, ∂J/∂b = Σ_rows δ and δ(l) = (δ(l+1) W) ⊙ f'
 """
 import numpy as np
 
-from .activation import activation_derivative, activation_forward
+from .activation import activation_backward, activation_forward
 
 
 def matmul(a, b):
@@ -31,7 +31,4 @@ def linear_backward(delta, x, w, z_prev, a_prev, name_prev, param_prev):
     db = delta.sum(axis=0)
     if name_prev is None:
         return dw, db, None
-    delta_prev = delta @ w
-    if name_prev != "identity":
-        delta_prev = delta_prev * activation_derivative(z_prev, a_prev, name_prev, param_prev)
-    return dw, db, delta_prev
+    return dw, db, activation_backward(delta @ w, z_prev, a_prev, name_prev, param_prev)

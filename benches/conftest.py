@@ -1,0 +1,37 @@
+"""Shared bench plumbing: every bench records its median time per group, and the run ends
+with a table of ratios against the group's baseline (the NumPy reference), all measured in
+this one run. Machines are noisy: compare ratios, not absolute times."""
+import collections
+
+import pytest
+
+_results = collections.defaultdict(dict)   # group -> {name: (median seconds, work items)}
+
+
+@pytest.fixture
+def record(benchmark):
+    """Run fn under pytest-benchmark and file its median under (group, name).
+
+    `items` is the work per call (samples, FLOPs...) so the table can show a rate.
+    """
+    def run(group, name, fn, items=None, rounds=5, warmup_rounds=1):
+        benchmark.group = group
+        benchmark.name = name
+        benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=warmup_rounds)
+        _results[group][name] = (benchmark.stats.stats.median, items)
+    return run
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _results:
+        return
+    tr = terminalreporter
+    tr.section("fastmlp: ratios in this run (baseline = numpy; > 1 means faster)")
+    for group in sorted(_results):
+        entries = _results[group]
+        base = entries.get("numpy", (None, None))[0]
+        tr.write_line(group)
+        for name, (median, items) in sorted(entries.items(), key=lambda kv: kv[1][0]):
+            rate = f"{items / median:14,.0f}/s" if items else " " * 16
+            ratio = f"{base / median:6.2f}x" if base else "   n/a"
+            tr.write_line(f"    {name:<22} {median * 1e3:10.3f} ms {rate} {ratio}")

@@ -1,0 +1,7 @@
+// The portable build of the element-wise and loss kernels (baseline flags of the target).
+#include "kernels/activation_impl.h"
+#include "kernels/loss_impl.h"
+
+namespace fastmlp {
+FASTMLP_INSTANTIATE_ELTWISE(Isa::generic)
+}  // namespace fastmlp

@@ -1,0 +1,63 @@
+// The element-wise and loss kernels as compiled for one ISA. Their bodies
+// (activation_impl.h, loss_impl.h) are instantiated once per ISA, in eltwise_<isa>.cpp,
+// with that ISA's flags; the public entry points (activation.cpp, loss.cpp) see only these
+// declarations and pick an instantiation with with_active_isa().
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "kernels/activation.h"
+#include "kernels/cpu.h"
+
+namespace fastmlp {
+
+template <class T, Isa isa>
+void activation_forward_isa(T* a, const T* z, std::size_t n, Act act, T param);
+template <class T, Isa isa>
+void activation_derivative_isa(T* d, const T* z, const T* a, std::size_t n, Act act, T param);
+template <class T, Isa isa>
+void activation_backward_isa(T* delta, const T* z, const T* a, std::size_t n, Act act, T param);
+
+template <class T, Isa isa>
+void softmax_isa(T* p, const T* z, std::size_t n, std::size_t k);
+template <class T, Isa isa>
+double softmax_cross_entropy_labels_isa(T* dz, const T* z, const std::int64_t* labels,
+                                        std::size_t n, std::size_t k);
+template <class T, Isa isa>
+double softmax_cross_entropy_targets_isa(T* dz, const T* z, const T* y, std::size_t n,
+                                         std::size_t k);
+template <class T, Isa isa>
+double sigmoid_binary_cross_entropy_isa(T* dz, const T* z, const T* y, std::size_t n,
+                                        std::size_t k);
+
+// Calls f(std::integral_constant<Isa, active_isa()>{}).
+template <class F>
+decltype(auto) with_active_isa(F&& f) {
+  switch (active_isa()) {
+#ifdef FASTMLP_X86
+    case Isa::avx512: return f(std::integral_constant<Isa, Isa::avx512>{});
+    case Isa::avx2: return f(std::integral_constant<Isa, Isa::avx2>{});
+#endif
+    default: return f(std::integral_constant<Isa, Isa::generic>{});
+  }
+}
+
+// Used by eltwise_<isa>.cpp only; the dtype list lives here so all ISAs get the same set.
+#define FASTMLP_INSTANTIATE_ELTWISE_FOR(T, ISA)                                                \
+  template void activation_forward_isa<T, ISA>(T*, const T*, std::size_t, Act, T);             \
+  template void activation_derivative_isa<T, ISA>(T*, const T*, const T*, std::size_t, Act, T); \
+  template void activation_backward_isa<T, ISA>(T*, const T*, const T*, std::size_t, Act, T);   \
+  template void softmax_isa<T, ISA>(T*, const T*, std::size_t, std::size_t);                   \
+  template double softmax_cross_entropy_labels_isa<T, ISA>(T*, const T*, const std::int64_t*,  \
+                                                           std::size_t, std::size_t);          \
+  template double softmax_cross_entropy_targets_isa<T, ISA>(T*, const T*, const T*,            \
+                                                            std::size_t, std::size_t);         \
+  template double sigmoid_binary_cross_entropy_isa<T, ISA>(T*, const T*, const T*,             \
+                                                           std::size_t, std::size_t);
+#define FASTMLP_INSTANTIATE_ELTWISE(ISA)    \
+  FASTMLP_INSTANTIATE_ELTWISE_FOR(float, ISA) \
+  FASTMLP_INSTANTIATE_ELTWISE_FOR(double, ISA)
+
+}  // namespace fastmlp

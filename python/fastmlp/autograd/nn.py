@@ -1,0 +1,176 @@
+"""Layers built from Tensors, and SGD, so an MLP or a small CNN can be assembled by hand.
+
+    net = nn.Sequential(nn.Linear(2, 16, rng=0), nn.Tanh(), nn.Linear(16, 3, rng=1))
+    opt = nn.SGD(net.parameters(), lr=0.5, weight_decay=1e-4)
+    loss = autograd.softmax_cross_entropy(net(Tensor(X)), y)
+    opt.zero_grad(); loss.backward(); opt.step()
+
+Weights follow the design's layout: Linear.weight is W(l) shaped (s_(l+1), s_l), so a
+layer computes Z = X Wᵀ + b; Conv2d.weight is F shaped (c_out, c_in, kh, kw).
+"""
+import numpy as np
+
+from . import ops
+from .function import kernel
+from .tensor import Tensor
+
+
+class Module:
+    """A callable layer; parameters() finds the Tensors that require grad among its
+    attributes, in sub-modules and in lists of them."""
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def forward(self, x):
+        raise NotImplementedError
+
+    def parameters(self):
+        params, seen = [], set()
+        for value in vars(self).values():
+            for item in value if isinstance(value, (list, tuple)) else (value,):
+                if isinstance(item, Module):
+                    found = item.parameters()
+                elif isinstance(item, Tensor) and item.requires_grad:
+                    found = [item]
+                else:
+                    continue
+                for p in found:
+                    if id(p) not in seen:
+                        seen.add(id(p))
+                        params.append(p)
+        return params
+
+
+def _init(rng, shape, fan_in, dtype):
+    """Gaussian weights with variance 1/fan_in, so the pre-activations start of order 1."""
+    return Tensor(rng.standard_normal(shape) / np.sqrt(fan_in), requires_grad=True, dtype=dtype)
+
+
+class Linear(Module):
+    """z = x Wᵀ + b: x (n, in_features) -> (n, out_features). rng: a seed or a Generator."""
+
+    def __init__(self, in_features, out_features, bias=True, rng=None, dtype=np.float64):
+        rng = np.random.default_rng(rng)
+        self.weight = _init(rng, (out_features, in_features), in_features, dtype)
+        self.bias = Tensor(np.zeros(out_features), requires_grad=True, dtype=dtype) if bias else None
+
+    def forward(self, x):
+        z = ops.matmul(x, self.weight.T)
+        return z if self.bias is None else z + self.bias
+
+
+class Activation(Module):
+    """f applied element-wise; name is one of the design's activations (see ops.activation)."""
+
+    def __init__(self, name, param=None):
+        self.name, self.param = name, ops.activation_param(name, param)
+
+    def forward(self, x):
+        return ops.activation(x, self.name, self.param)
+
+
+class Sigmoid(Activation):
+    def __init__(self):
+        super().__init__("sigmoid")
+
+
+class Tanh(Activation):
+    def __init__(self):
+        super().__init__("tanh")
+
+
+class ReLU(Activation):
+    def __init__(self):
+        super().__init__("relu")
+
+
+class LeakyReLU(Activation):
+    def __init__(self, slope=0.1):
+        super().__init__("leaky_relu", slope)
+
+
+class ELU(Activation):
+    def __init__(self, alpha=1.0):
+        super().__init__("elu", alpha)
+
+
+class Identity(Activation):
+    def __init__(self):
+        super().__init__("identity")
+
+
+class Maxout(Module):
+    """Max over k pieces per unit: (n, m·k) -> (n, m); the Linear before it has m·k outputs."""
+
+    def __init__(self, k):
+        self.k = k
+
+    def forward(self, x):
+        return ops.maxout(x, self.k)
+
+
+class Softmax(Module):
+    def forward(self, x):
+        return ops.softmax(x)
+
+
+class Conv2d(Module):
+    """Valid, stride-1 convolution: (n, in_channels, H, W) -> (n, out_channels, H−kh+1, W−kw+1)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, bias=True, rng=None,
+                 dtype=np.float64):
+        kh, kw = (kernel_size, kernel_size) if np.isscalar(kernel_size) else kernel_size
+        rng = np.random.default_rng(rng)
+        self.weight = _init(rng, (out_channels, in_channels, kh, kw), in_channels * kh * kw, dtype)
+        self.bias = Tensor(np.zeros(out_channels), requires_grad=True, dtype=dtype) if bias else None
+
+    def forward(self, x):
+        return ops.conv2d(x, self.weight, self.bias)
+
+
+class Flatten(Module):
+    """(n, ...) -> (n, everything else), between convolutional and linear layers."""
+
+    def forward(self, x):
+        return x.reshape(x.shape[0], -1)
+
+
+class Sequential(Module):
+    def __init__(self, *layers):
+        self.layers = list(layers)
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def __len__(self):
+        return len(self.layers)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class SGD:
+    """W ← W − lr (∂J/∂W + weight_decay · W), through the backend's sgd_update kernel.
+
+    As in the design, weight decay applies to weights and filters only: parameters with
+    one dimension (biases) are updated without it.
+    """
+
+    def __init__(self, parameters, lr, weight_decay=0.0):
+        self.parameters = list(parameters)
+        if not all(isinstance(p, Tensor) and p.requires_grad for p in self.parameters):
+            raise TypeError("parameters: expected Tensors created with requires_grad=True")
+        self.lr, self.weight_decay = float(lr), float(weight_decay)
+
+    def zero_grad(self):
+        for p in self.parameters:
+            p.grad = None
+
+    def step(self):
+        update = kernel("sgd_update")
+        for p in self.parameters:
+            if p.grad is not None:
+                update(p.data, p.grad, self.lr, self.weight_decay if p.ndim >= 2 else 0.0)

@@ -1,0 +1,78 @@
+"""Samples per second for one training epoch of the design's three cases, on this machine.
+
+Used by `fastmlp bench` and by benches/bench_training.py. Each runner is a function
+that trains one epoch on synthetic data; rates are only comparable within one run.
+"""
+import time
+
+import numpy as np
+
+CASES = {  # name: (sizes, activation, batch size, samples per epoch)
+    "seed": ([784, 30, 30, 10], "sigmoid", 10, 6000),
+    "mid": ([784, 256, 256, 10], "relu", 64, 6400),
+    "big": ([784, 1024, 1024, 10], "relu", 256, 4096),
+}
+QUICK_BATCHES = 8   # --quick: an epoch of this many batches per case
+LR = 0.1
+
+
+def synthetic(n, sizes, dtype, seed=0):
+    """Uniform pixels in [0, 1) and random labels: the work per epoch is what matters."""
+    rng = np.random.default_rng(seed)
+    return rng.random((n, sizes[0])).astype(dtype), rng.integers(0, sizes[-1], n)
+
+
+def fastmlp_epoch(backend, sizes, activation, batch_size, X, y, dtype):
+    from .model import MLP
+    net = MLP(sizes, activation=activation, output="softmax", backend=backend, dtype=dtype,
+              seed=0)
+    return lambda: net.fit(X, y, epochs=1, batch_size=batch_size, lr=LR)
+
+
+def torch_epoch(sizes, activation, batch_size, X, y, dtype):
+    """The same network and plain SGD in PyTorch (CPU), or None without PyTorch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+    act = {"sigmoid": torch.nn.Sigmoid, "relu": torch.nn.ReLU}[activation]
+    layers = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        layers += [torch.nn.Linear(fan_in, fan_out), act()]
+    model = torch.nn.Sequential(*layers[:-1]).to(getattr(torch, dtype))
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    perm = torch.from_numpy(np.random.default_rng(0).permutation(len(X)))
+
+    def epoch():
+        for start in range(0, len(X), batch_size):
+            idx = perm[start:start + batch_size]
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(Xt[idx]), yt[idx]).backward()
+            opt.step()
+    return epoch
+
+
+def make_runner(runner, case, dtype, n=None):
+    """(epoch function or None if `runner` is unavailable, samples per epoch)."""
+    sizes, activation, batch_size, default_n = CASES[case]
+    n = default_n if n is None else n
+    X, y = synthetic(n, sizes, dtype)
+    if runner == "torch":
+        return torch_epoch(sizes, activation, batch_size, X, y, dtype), n
+    return fastmlp_epoch(runner, sizes, activation, batch_size, X, y, dtype), n
+
+
+def samples_per_second(epoch, n, repeat):
+    """Best of `repeat` timed epochs, after one untimed warm-up epoch."""
+    epoch()
+    best = min(_timed(epoch) for _ in range(repeat))
+    return n / best
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start

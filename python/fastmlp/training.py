@@ -1,0 +1,138 @@
+"""The training loop: epochs of shuffled mini-batch SGD, a validation set, early stopping."""
+import math
+import time
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+import numpy as np
+
+from .model import check_positive_int, check_real
+
+
+@dataclass
+class History:
+    """Per-epoch numbers of one fit() call.
+
+    loss, accuracy          running means over the epoch's mini-batches, each measured
+                            before its update (accuracy is R² for an identity output)
+    val_loss, val_accuracy  on validation_data after the epoch (empty without it)
+    seconds                 wall time of each epoch, validation included
+    best_epoch              index of the epoch with the lowest val_loss (None without
+                            validation data)
+    stopped_epoch           index of the epoch after which early stopping ended training
+                            (None if every epoch ran)
+    """
+    loss: List[float] = field(default_factory=list)
+    accuracy: List[float] = field(default_factory=list)
+    val_loss: List[float] = field(default_factory=list)
+    val_accuracy: List[float] = field(default_factory=list)
+    seconds: List[float] = field(default_factory=list)
+    best_epoch: Optional[int] = None
+    stopped_epoch: Optional[int] = None
+
+
+def format_epoch(history, epoch):
+    """One line of numbers for epoch `epoch` of `history`."""
+    line = (f"epoch {epoch + 1:4d}  loss {history.loss[epoch]:.4f}  "
+            f"acc {history.accuracy[epoch]:.4f}")
+    if history.val_loss:
+        line += (f"  val_loss {history.val_loss[epoch]:.4f}  "
+                 f"val_acc {history.val_accuracy[epoch]:.4f}")
+    return line + f"  {history.seconds[epoch]:.2f}s"
+
+
+def _epoch_bar(progress, epoch, epochs, n_batches):
+    """A tqdm bar over the epoch's batches when progress=True and tqdm is installed."""
+    if progress is not True:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False)
+
+
+def _report(progress, bar, history):
+    epoch = len(history.loss) - 1
+    if callable(progress):
+        progress(history)
+    elif progress:
+        if bar is not None:
+            bar.close()
+        print(format_epoch(history, epoch), flush=True)
+
+
+def fit(net, X, Y, epochs=30, batch_size=10, lr=0.5, weight_decay=0.0,
+        validation_data=None, patience=None, shuffle=True, progress=False):
+    """Train `net` by mini-batch SGD for `epochs` passes over (X, Y); returns a History.
+
+    Each epoch shuffles the rows with the net's generator (unless shuffle=False) and takes
+    one net.step per batch of `batch_size` rows (the last batch may be smaller).
+    validation_data=(Xv, Yv) is scored after every epoch. With `patience`, training stops
+    once val_loss has not improved for `patience` epochs, and the net ends up holding the
+    weights of its best epoch. progress=True shows a tqdm bar per epoch (a printed line
+    when tqdm is missing); a callable is called with the History after every epoch.
+    """
+    X = net._check_X(X)
+    Y = net._check_Y(Y, len(X))
+    if len(X) == 0:
+        raise ValueError("X: expected at least one row to train on")
+    epochs = check_positive_int(epochs, "epochs", minimum=0)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    lr = check_real(lr, "lr", 0, strict=True)
+    weight_decay = check_real(weight_decay, "weight_decay", 0)
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError("validation_data: expected a pair (X_val, Y_val) or None")
+        Xv = net._check_X(validation_data[0])
+        Yv = net._check_Y(validation_data[1], len(Xv))
+    if patience is not None:
+        patience = check_positive_int(patience, "patience")
+        if validation_data is None:
+            raise ValueError("patience: early stopping needs validation_data")
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise TypeError(f"shuffle: expected True or False, got {shuffle!r}")
+    if not (isinstance(progress, (bool, np.bool_)) or callable(progress)):
+        raise TypeError(f"progress: expected True, False or a callable, got {progress!r}")
+
+    history = History()
+    n = len(X)
+    n_batches = math.ceil(n / batch_size)
+    best_loss, best_params, waited = math.inf, None, 0
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        bar = _epoch_bar(progress, epoch, epochs, n_batches)
+        if shuffle:
+            order = net._rng.permutation(n)
+            Xs, Ys = X[order], Y[order]
+        else:
+            Xs, Ys = X, Y
+        loss_sum, hits = 0.0, 0
+        for lo in range(0, n, batch_size):
+            hi = min(lo + batch_size, n)
+            loss, batch_hits = net._train_step(Xs[lo:hi], Ys[lo:hi], lr, weight_decay)
+            loss_sum += loss * (hi - lo)
+            hits += batch_hits
+            if bar is not None:
+                bar.update()
+        history.loss.append(loss_sum / n)
+        history.accuracy.append(net._score_from_hits(hits, Y))
+        if validation_data is not None:
+            val_loss, val_hits = net._evaluate(Xv, Yv, weight_decay)
+            history.val_loss.append(val_loss)
+            history.val_accuracy.append(net._score_from_hits(val_hits, Yv))
+            if val_loss < best_loss:
+                best_loss, history.best_epoch, waited = val_loss, epoch, 0
+                if patience is not None:
+                    best_params = ([w.copy() for w in net.weights], [b.copy() for b in net.biases])
+            else:
+                waited += 1
+        history.seconds.append(time.perf_counter() - start)
+        _report(progress, bar, history)
+        if patience is not None and waited >= patience:
+            if epoch < epochs - 1:
+                history.stopped_epoch = epoch
+            break
+    if best_params is not None and history.best_epoch != len(history.loss) - 1:
+        net.weights, net.biases = best_params
+    return history

@@ -1,0 +1,476 @@
+"""Parity of every native kernel with its NumPy twin (fastmlp.KERNEL_NAMES), over shapes
+including 0, 1, primes and 1024 columns, float32 and float64, and every ISA this CPU runs;
+then the named edge cases and the argument checks."""
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp.reference import ACTIVATIONS, DEFAULT_PARAM
+from fastmlp.reference.activation import activation_forward as ref_activation
+from fastmlp.reference.activation import sigmoid as ref_sigmoid
+
+from check import Bound, check_op, elementwise, exact, reduction
+
+DTYPES = (np.float32, np.float64)
+# (rows n, columns m): empty, 1, primes (not multiples of any vector width or lane count),
+# and a wide layer.
+SHAPES = ((0, 7), (1, 1), (3, 5), (7, 13), (17, 31), (5, 1024))
+GEMM_OUT = 19        # the other dimension of the matrix products, prime too
+MAXOUT_K = (1, 3)
+ISA_ORDER = ("generic", "avx2", "avx512")
+
+
+def runnable_isas():
+    info = fastmlp.build_info()
+    best = ISA_ORDER.index(info["cpu_isa"])
+    return [isa for isa in ISA_ORDER[:best + 1] if isa in info["compiled_isas"]]
+
+
+@pytest.fixture(params=runnable_isas())
+def isa(request):
+    """Run the test with the native kernels capped at one ISA; restore the cap after."""
+    before = fastmlp.build_info()["isa"]
+    assert fastmlp.set_isa(request.param) == request.param
+    yield request.param
+    fastmlp.set_isa(before)
+
+
+def param_of(name):
+    return DEFAULT_PARAM.get(name, 0.0)
+
+
+def logits(rng, shape, dtype, scale=3.0):
+    z = (rng.standard_normal(shape) * scale).astype(dtype)
+    z.flat[::7] = 0          # exact zeros: the kink of relu / leaky_relu / elu
+    return z
+
+
+def eps_of(dtype):
+    return float(np.finfo(dtype).eps)
+
+
+# ---- one Case per op and variant: its inputs and the bound of each output --------------
+
+@dataclass(frozen=True)
+class Case:
+    op: str
+    variant: str
+    make_inputs: Callable     # (rng, (n, m), dtype) -> args
+    bounds: Callable          # (args, ref_outputs, dtype) -> [Bound or None per output]
+    inplace: bool = False
+
+    @property
+    def id(self):
+        return f"{self.op}-{self.variant}" if self.variant else self.op
+
+
+TRANSCENDENTAL = {"sigmoid", "tanh", "elu"}
+
+
+def activation_cases():
+    for name in ACTIVATIONS:
+        forward_bound = elementwise if name in TRANSCENDENTAL else (lambda dtype: exact())
+        yield Case("activation_forward", name,
+                   lambda rng, s, dt, name=name: (logits(rng, s, dt), name, param_of(name)),
+                   lambda args, out, dt, fb=forward_bound: [fb(dt)])
+        # f' from a = f(z): the same arithmetic in both, except elu's exp.
+        deriv_bound = elementwise if name == "elu" else (lambda dtype: exact())
+        yield Case("activation_derivative", name,
+                   lambda rng, s, dt, name=name: _derivative_inputs(rng, s, dt, name),
+                   lambda args, out, dt, db=deriv_bound: [db(dt)])
+        yield Case("activation_backward", name,
+                   lambda rng, s, dt, name=name: (logits(rng, s, dt),
+                                                  *_derivative_inputs(rng, s, dt, name)),
+                   lambda args, out, dt, db=deriv_bound: [db(dt)])
+
+
+def _derivative_inputs(rng, shape, dtype, name):
+    z = logits(rng, shape, dtype)
+    return z, ref_activation(z, name, param_of(name)), name, param_of(name)
+
+
+def maxout_cases():
+    for k in MAXOUT_K:
+        # Values on a grid of halves, so that pieces tie (ties go to the first piece).
+        yield Case("maxout_forward", f"k{k}",
+                   lambda rng, s, dt, k=k: (np.round(2 * logits(rng, (s[0], s[1] * k), dt)) / 2, k),
+                   lambda args, out, dt: [exact(), exact()])
+        yield Case("maxout_backward", f"k{k}",
+                   lambda rng, s, dt, k=k: (logits(rng, s, dt), rng.integers(0, k, s), k),
+                   lambda args, out, dt: [exact()])
+
+
+def _labels(rng, shape, dtype):
+    n, m = shape
+    return logits(rng, shape, dtype, scale=5.0), rng.integers(0, m, n)
+
+
+def _probabilities(rng, shape, dtype):
+    n, m = shape
+    return logits(rng, shape, dtype, scale=5.0), rng.dirichlet(np.ones(m), n).astype(dtype)
+
+
+def _binary(rng, shape, dtype):
+    return logits(rng, shape, dtype), (rng.random(shape) < 0.5).astype(dtype)
+
+
+def _fractions(rng, shape, dtype):
+    return logits(rng, shape, dtype), rng.random(shape).astype(dtype)
+
+
+def _softmax_ce_bounds(args, out, dtype):
+    """J: the row's log Σe carries the sum's rounding (k terms, relative ~sqrt(k)·eps) once
+    per unit of target mass, plus eps·|J|. dz = (p − y)/n: every p of a row shares that sum,
+    and the twin's exp(log p) is off by up to eps·p·|log p| <= eps/e: so 1/n is the scale."""
+    z = args[0]
+    n, k = z.shape
+    loss, _ = out
+    return [reduction(dtype, k, 1.0 + abs(loss)), reduction(dtype, k, 1.0 / max(n, 1))]
+
+
+def _bce_bounds(args, out, dtype):
+    """J sums k terms max(z,0) − y z + log1p(e^−|z|), each off by ~eps·(|z| + 1): the
+    contract's 8·sqrt(k)·eps·Σ|term| with Σ|term| <= Σ(|z| + 1). dz = (σ − y)/n: σ is within
+    a few ulps and σ − y cancels, so the bound is absolute: 4·eps·(1 + |y|)/n."""
+    z, y = args
+    n, k = z.shape
+    scale = float(np.sum(np.abs(z.astype(np.float64)) + 1)) / max(n, 1)
+    grad = Bound(rtol=4 * eps_of(dtype), atol=4 * eps_of(dtype) * (1 + np.abs(y)) / max(n, 1))
+    return [reduction(dtype, k, scale), grad]
+
+
+def loss_cases():
+    yield Case("softmax", "", lambda rng, s, dt: (logits(rng, s, dt, scale=5.0),),
+               # every p of a row is divided by the row's sum of k terms
+               lambda args, out, dt: [reduction(dt, args[0].shape[1], out[0])])
+    yield Case("softmax_cross_entropy", "labels", _labels, _softmax_ce_bounds)
+    yield Case("softmax_cross_entropy", "probabilities", _probabilities, _softmax_ce_bounds)
+    yield Case("sigmoid_binary_cross_entropy", "binary", _binary, _bce_bounds)
+    yield Case("sigmoid_binary_cross_entropy", "fractions", _fractions, _bce_bounds)
+    # J sums k non-negative squares (in float64 here, in the dtype in NumPy); da is exact.
+    yield Case("quadratic_loss", "",
+               lambda rng, s, dt: (ref_sigmoid(logits(rng, s, dt)), rng.random(s).astype(dt)),
+               lambda args, out, dt: [reduction(dt, args[0].shape[1], abs(out[0])), exact()])
+
+
+def update_cases():
+    for weight_decay in (0.0, 1e-3):
+        yield Case("sgd_update", f"wd{weight_decay:g}",
+                   lambda rng, s, dt, wd=weight_decay: (logits(rng, s, dt), logits(rng, s, dt), 0.37, wd),
+                   lambda args, out, dt: [exact()], inplace=True)
+
+
+def _abs64(x):
+    return np.abs(x.astype(np.float64))
+
+
+def _lipschitz(name, param):
+    """|f(u) − f(v)| <= L |u − v| for every activation: carries Z's bound over to A = f(Z)."""
+    return max(1.0, abs(param)) if name in ("leaky_relu", "elu") else 1.0
+
+
+def _linear_forward_bounds(args, out, dtype):
+    x, w, b, name, param = args
+    z_bound = reduction(dtype, x.shape[1], _abs64(x) @ _abs64(w).T + _abs64(b))
+    a_bound = Bound(rtol=4 * eps_of(dtype),
+                    atol=_lipschitz(name, param) * z_bound.atol + float(np.finfo(dtype).tiny))
+    return [z_bound, a_bound]
+
+
+def _linear_backward_inputs(rng, shape, dtype, name):
+    """A hidden layer's input is x = f(z_prev); the first layer's (name None) is the data."""
+    n, m = shape
+    delta, w = logits(rng, (n, GEMM_OUT), dtype), logits(rng, (GEMM_OUT, m), dtype)
+    if name is None:
+        return delta, logits(rng, (n, m), dtype), w, None, None, None, 0.0
+    z_prev = logits(rng, (n, m), dtype)
+    x = ref_activation(z_prev, name, param_of(name))
+    return delta, x, w, z_prev, x, name, param_of(name)
+
+
+def _linear_backward_bounds(args, out, dtype):
+    delta, x, w, z_prev, a_prev, name, param = args
+    n = delta.shape[0]
+    bounds = [reduction(dtype, n, _abs64(delta).T @ _abs64(x)),
+              reduction(dtype, n, _abs64(delta).sum(axis=0))]
+    if name is None:
+        return bounds + [None]
+    fprime = np.abs(fastmlp.get_backend("numpy").activation_derivative(z_prev, a_prev, name, param))
+    # δW over GEMM_OUT terms, times f'(z_prev), itself within a few ulps (elu's exp).
+    return bounds + [reduction(dtype, GEMM_OUT, (_abs64(delta) @ _abs64(w)) * fprime, ulps=8)]
+
+
+def gemm_cases():
+    yield Case("matmul", "",
+               lambda rng, s, dt: (logits(rng, s, dt), logits(rng, (s[1], GEMM_OUT), dt)),
+               lambda args, out, dt: [reduction(dt, args[0].shape[1], _abs64(args[0]) @ _abs64(args[1]))])
+    for name in ACTIVATIONS:
+        yield Case("linear_forward", name,
+                   lambda rng, s, dt, name=name: (logits(rng, s, dt), logits(rng, (GEMM_OUT, s[1]), dt),
+                                                  logits(rng, (GEMM_OUT,), dt), name, param_of(name)),
+                   _linear_forward_bounds)
+    for name in (*ACTIVATIONS, None):
+        yield Case("linear_backward", name or "first_layer",
+                   lambda rng, s, dt, name=name: _linear_backward_inputs(rng, s, dt, name),
+                   _linear_backward_bounds)
+
+
+CASES = [*activation_cases(), *maxout_cases(), *loss_cases(), *update_cases(), *gemm_cases()]
+
+
+def run_case(case, shape, dtype, layout="c"):
+    return check_op(case.op, case.make_inputs, shape, dtype,
+                    lambda args, out: case.bounds(args, out, np.dtype(dtype)),
+                    layout=layout, inplace=case.inplace)
+
+
+def test_every_op_has_a_case():
+    assert {case.op for case in CASES} == set(fastmlp.KERNEL_NAMES)
+
+
+def test_native_table_has_every_op():
+    assert set(fastmlp.get_backend("native").kernels) == set(fastmlp.KERNEL_NAMES)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_parity(case, shape, dtype, isa):
+    run_case(case, shape, dtype)
+
+
+@pytest.mark.parametrize("layout", ("fortran", "strided", "readonly"))
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_parity_any_layout(case, layout):
+    """Fortran-order, strided (non-contiguous) and read-only inputs give the same results."""
+    run_case(case, (7, 13), np.float64, layout=layout)
+
+
+# ---- named edge cases ------------------------------------------------------------------
+
+@pytest.fixture
+def native():
+    return fastmlp.get_backend("native")
+
+
+@pytest.fixture
+def numpy_twin():
+    return fastmlp.get_backend("numpy")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_relu_family_at_exactly_zero(native, numpy_twin, dtype, isa):
+    z = np.array([[-0.0, 0.0, -1.0, 1.0]], dtype=dtype)
+    for name in ("relu", "leaky_relu", "elu"):
+        p = param_of(name)
+        for op, args in (("activation_forward", (z, name, p)),
+                         ("activation_derivative", (z, numpy_twin.activation_forward(z, name, p), name, p))):
+            got, want = getattr(native, op)(*args), getattr(numpy_twin, op)(*args)
+            np.testing.assert_array_equal(got[0, :2], want[0, :2], err_msg=f"{op} {name} at ±0")
+            np.testing.assert_allclose(got, want, rtol=4 * eps_of(dtype), err_msg=f"{op} {name}")
+    assert not np.signbit(native.activation_forward(z, "relu", 0.0)).any()   # relu(-0) = +0, as in NumPy
+    np.testing.assert_array_equal(native.activation_derivative(z, z, "relu", 0.0)[0, :2], [0, 0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("big", (300.0, 1e4))
+def test_huge_logits_give_finite_losses_and_gradients(native, numpy_twin, dtype, big, isa):
+    z = np.array([[big, -big, 0.0], [-big, -big, big], [big, big, -big], [-big, 0.0, -big]], dtype=dtype)
+    labels = np.array([1, 2, 0, 0])
+    targets = np.eye(3, dtype=dtype)[labels]
+    for op, y in (("softmax_cross_entropy", labels), ("softmax_cross_entropy", targets),
+                  ("sigmoid_binary_cross_entropy", targets)):
+        loss, grad = getattr(native, op)(z, y)
+        want_loss, want_grad = getattr(numpy_twin, op)(z, y)
+        assert np.isfinite(loss) and np.isfinite(grad).all(), op
+        assert loss == pytest.approx(want_loss, rel=8 * eps_of(dtype)), op
+        np.testing.assert_allclose(grad, want_grad, rtol=8 * eps_of(dtype), atol=eps_of(dtype), err_msg=op)
+    for name in ("sigmoid", "tanh", "elu"):
+        a = native.activation_forward(z, name, 1.0)
+        assert np.isfinite(a).all(), name
+        np.testing.assert_allclose(a, numpy_twin.activation_forward(z, name, 1.0), rtol=4 * eps_of(dtype))
+    p = native.softmax(z)
+    assert np.isfinite(p).all()
+    np.testing.assert_allclose(p, numpy_twin.softmax(z), rtol=8 * eps_of(dtype), atol=np.finfo(dtype).tiny)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_empty_batch(native, dtype):
+    z = np.zeros((0, 5), dtype=dtype)
+    for op, y in (("softmax_cross_entropy", np.zeros(0, dtype=np.int64)),
+                  ("softmax_cross_entropy", z), ("sigmoid_binary_cross_entropy", z),
+                  ("quadratic_loss", z)):
+        loss, grad = getattr(native, op)(z, y)
+        assert loss == 0.0 and type(loss) is float, op
+        assert grad.shape == (0, 5) and grad.dtype == dtype, op
+    assert native.softmax(z).shape == (0, 5)
+    assert native.softmax(np.zeros((0, 0), dtype=dtype)).shape == (0, 0)
+    w = np.zeros((0, 3), dtype=dtype)
+    assert native.sgd_update(w, w.copy(), 0.1, 0.0) is None
+
+
+def test_non_finite_values_propagate_like_numpy(native, numpy_twin):
+    z = np.array([[np.nan, 1.0, np.inf, -np.inf, 0.0, np.nan]])
+    for name in ACTIVATIONS:
+        p = param_of(name)
+        np.testing.assert_array_equal(native.activation_forward(z, name, p),
+                                      numpy_twin.activation_forward(z, name, p), err_msg=name)
+    for k in (2, 3):
+        got, want = native.maxout_forward(z, k), numpy_twin.maxout_forward(z, k)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.op not in ("matmul", "linear_forward", "linear_backward")],
+                         ids=lambda c: c.id)
+def test_isas_agree_bitwise(case):
+    """The element-wise kernels add in a fixed lane order, so every ISA gives the same bits."""
+    isas = runnable_isas()
+    before = fastmlp.build_info()["isa"]
+    native_op = getattr(fastmlp.get_backend("native"), case.op)
+    results = []
+    try:
+        for isa_name in isas:
+            fastmlp.set_isa(isa_name)
+            args = case.make_inputs(np.random.default_rng(1), (9, 1024), np.dtype(np.float32))
+            out = native_op(*args)
+            results.append(args[0] if case.inplace else out)
+    finally:
+        fastmlp.set_isa(before)
+    for isa_name, out in zip(isas[1:], results[1:]):
+        for a, b in zip(np.atleast_1d(results[0]) if not isinstance(out, tuple) else results[0],
+                        np.atleast_1d(out) if not isinstance(out, tuple) else out):
+            np.testing.assert_array_equal(a, b, err_msg=f"{case.id}: {isa_name} vs {isas[0]}")
+
+
+def test_sgd_update_with_overlapping_dw_reads_the_old_values(native, numpy_twin):
+    buf = np.arange(10.0)
+    ref = buf.copy()
+    native.sgd_update(buf[1:], buf[:-1], 0.5, 0.0)
+    numpy_twin.sgd_update(ref[1:], ref[:-1], 0.5, 0.0)
+    np.testing.assert_array_equal(buf, ref)
+
+
+# ---- argument checks: a clear TypeError / ValueError naming the argument ----------------
+
+F32, F64 = np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float64)
+LABELS = np.array([0, 2])
+
+
+def valid_calls(z):
+    """Every native op with valid arguments built around z (2, 3), as name -> args."""
+    return {
+        "activation_forward": (z, "relu", 0.0),
+        "activation_derivative": (z, z, "relu", 0.0),
+        "activation_backward": (z, z, z, "relu", 0.0),
+        "maxout_forward": (z, 3),
+        "maxout_backward": (z, np.zeros(z.shape, np.int64), 2),
+        "softmax": (z,),
+        "softmax_cross_entropy": (z, LABELS),
+        "sigmoid_binary_cross_entropy": (z, z),
+        "quadratic_loss": (z, z),
+        "sgd_update": (z.copy(), z, 0.1, 0.0),
+    }
+
+
+def with_arg(op, index, value):
+    args = list(valid_calls(F64)[op])
+    args[index] = value
+    return args
+
+
+ARG_NAMES = {"activation_forward": ("z",), "activation_derivative": ("z", "a"),
+             "activation_backward": ("delta", "z", "a"), "maxout_forward": ("z",),
+             "maxout_backward": ("da",), "softmax": ("z",), "softmax_cross_entropy": ("z",),
+             "sigmoid_binary_cross_entropy": ("z", "y"), "quadratic_loss": ("a", "y"),
+             "sgd_update": ("w", "dw")}
+BAD_DTYPES = (np.int64, np.int32, np.bool_, np.float16, np.complex128, object)
+
+
+def test_valid_calls_run(native):
+    for dtype in DTYPES:
+        for op, args in valid_calls(np.zeros((2, 3), dtype)).items():
+            getattr(native, op)(*args)
+
+
+@pytest.mark.parametrize("bad", BAD_DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("op", sorted(ARG_NAMES))
+def test_wrong_dtype_is_a_type_error_naming_the_argument(native, op, bad):
+    for index, name in enumerate(ARG_NAMES[op]):
+        with pytest.raises(TypeError, match=rf"^{name}: expected a float32 or float64 array, got dtype"):
+            getattr(native, op)(*with_arg(op, index, F64.astype(bad)))
+
+
+@pytest.mark.parametrize("op", [op for op, names in ARG_NAMES.items() if len(names) == 2])
+def test_mixed_float_dtypes_are_refused(native, op):
+    second = ARG_NAMES[op][1]
+    with pytest.raises(TypeError, match=rf"^{second}: expected the dtype of {ARG_NAMES[op][0]} \(float64\), got float32"):
+        getattr(native, op)(*with_arg(op, 1, F32))
+
+
+def test_mixed_dtypes_for_float_targets_are_refused(native):
+    with pytest.raises(TypeError, match=r"^y: expected the dtype of z"):
+        native.softmax_cross_entropy(F64, F32)
+
+
+@pytest.mark.parametrize("op", sorted(ARG_NAMES))
+def test_non_arrays_are_refused(native, op):
+    with pytest.raises(TypeError, match=rf"^{ARG_NAMES[op][0]}: expected a numpy.ndarray, got list"):
+        getattr(native, op)(*with_arg(op, 0, F64.tolist()))
+
+
+@pytest.mark.parametrize("labels", ([0, 3], [-1, 0], [0, 2**63 + 5]), ids=("K", "negative", "huge_uint64"))
+def test_labels_out_of_range(native, labels):
+    dtype = np.uint64 if labels[1] > 2**62 else np.int64
+    with pytest.raises(ValueError, match=r"^y: expected values in \[0, 3\)"):
+        native.softmax_cross_entropy(F64, np.array(labels, dtype=dtype))
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda nat: nat.softmax_cross_entropy(F64, np.array([0, 1, 2])), ValueError, r"^y: expected integer labels of shape \(2,\)"),
+    (lambda nat: nat.softmax_cross_entropy(F64, LABELS.astype(bool)), TypeError, r"^y: expected integer labels"),
+    (lambda nat: nat.softmax_cross_entropy(F64, np.zeros(2)), ValueError, r"^y: expected the shape of z \(2, 3\), got \(2,\)"),
+    (lambda nat: nat.softmax_cross_entropy(F64[0], LABELS), ValueError, r"^z: expected a 2-D array"),
+    (lambda nat: nat.softmax(np.zeros((2, 0))), ValueError, r"^z: expected at least one column"),
+    (lambda nat: nat.sigmoid_binary_cross_entropy(F64, F64.T), ValueError, r"^y: expected the shape of z"),
+    (lambda nat: nat.quadratic_loss(F64, F64[:, :2]), ValueError, r"^y: expected the shape of a"),
+    (lambda nat: nat.activation_forward(F64, "softplus", 0.0), ValueError, r"^name: unknown activation 'softplus'"),
+    (lambda nat: nat.activation_derivative(F64, F64, "maxout", 0.0), ValueError, r"^name: unknown activation"),
+    (lambda nat: nat.activation_derivative(F64, F64[:1], "relu", 0.0), ValueError, r"^a: expected the shape of z"),
+    (lambda nat: nat.activation_forward(F64, "elu", float("nan")), ValueError, r"^param: expected a finite number"),
+    (lambda nat: nat.activation_forward(F32, "elu", 1e300), ValueError, r"^param: expected a finite number"),
+    (lambda nat: nat.maxout_forward(F64, 2), ValueError, r"^k: expected a divisor of z's column count 3, got 2"),
+    (lambda nat: nat.maxout_forward(F64, 0), ValueError, r"^k: expected an integer >= 1, got 0"),
+    (lambda nat: nat.maxout_forward(F64[0], 1), ValueError, r"^z: expected a 2-D array"),
+    (lambda nat: nat.maxout_backward(F64, np.full((2, 3), 2), 2), ValueError, r"^argmax: expected values in \[0, 2\)"),
+    (lambda nat: nat.maxout_backward(F64, np.full((2, 3), -1), 2), ValueError, r"^argmax: expected values in \[0, 2\)"),
+    (lambda nat: nat.maxout_backward(F64, np.zeros((2, 3)), 2), TypeError, r"^argmax: expected an integer array"),
+    (lambda nat: nat.maxout_backward(F64, np.zeros((3, 2), np.int64), 2), ValueError, r"^argmax: expected the shape of da"),
+    (lambda nat: nat.maxout_backward(F64, np.zeros((2, 3), np.int64), -1), ValueError, r"^k: expected an integer >= 1"),
+    (lambda nat: nat.sgd_update(F64.copy(), F64, float("inf"), 0.0), ValueError, r"^lr: expected a finite number"),
+    (lambda nat: nat.sgd_update(F64.copy(), F64, 0.1, float("nan")), ValueError, r"^weight_decay: expected a finite number"),
+    (lambda nat: nat.sgd_update(F64.copy(), F64[:1], 0.1, 0.0), ValueError, r"^dw: expected the shape of w"),
+    (lambda nat: nat.sgd_update(np.asfortranarray(np.zeros((3, 2))), np.zeros((3, 2)), 0.1, 0.0), ValueError, r"^w: expected a C-contiguous"),
+    (lambda nat: nat.sgd_update(np.zeros((3, 4))[:, ::2], np.zeros((3, 2)), 0.1, 0.0), ValueError, r"^w: expected a C-contiguous"),
+    (lambda nat: nat.sgd_update(np.zeros(3, dtype=">f8"), np.zeros(3), 0.1, 0.0), ValueError, r"^w: expected a C-contiguous array in native byte order"),
+    (lambda nat: nat.sgd_update(to_readonly(F64), F64, 0.1, 0.0), ValueError, r"^w: expected a writable array"),
+])
+def test_bad_arguments_raise_clear_errors(native, call, error, message):
+    with pytest.raises(error, match=message):
+        call(native)
+
+
+def to_readonly(x):
+    y = x.copy()
+    y.flags.writeable = False
+    return y
+
+
+def test_errors_leave_sgd_update_target_untouched(native):
+    w = np.ones(4)
+    with pytest.raises(ValueError):
+        native.sgd_update(w, np.ones(4), float("nan"), 0.0)
+    np.testing.assert_array_equal(w, np.ones(4))
