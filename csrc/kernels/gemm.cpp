@@ -76,10 +76,22 @@ void generic_pack_transposed(T* dst, const T* src, std::ptrdiff_t ld, std::size_
     for (std::size_t p = 0; p < kc; ++p) dst[p * width + r] = T(0);
 }
 
+// See PackRows in gemm.h.
+template <class T>
+void generic_pack_rows(T* dst, const T* src, std::ptrdiff_t ld, std::size_t kc,
+                       std::size_t n_valid, std::size_t width) {
+  for (std::size_t p = 0; p < kc; ++p) {
+    const T* row = src + static_cast<std::ptrdiff_t>(p) * ld;
+    for (std::size_t j = 0; j < n_valid; ++j) dst[p * width + j] = row[j];
+    for (std::size_t j = n_valid; j < width; ++j) dst[p * width + j] = T(0);
+  }
+}
+
 template <class T>
 constexpr GemmKernel<T> generic_kernel{{&generic_micro_kernel<T, 1, 8>, &generic_micro_kernel<T, 2, 8>,
                                         &generic_micro_kernel<T, 3, 8>, &generic_micro_kernel<T, 4, 8>},
-                                       &generic_pack_transposed<T>, 4, 8, 256, 512, nullptr, 0, 0};
+                                       &generic_pack_transposed<T>, &generic_pack_rows<T>, 4, 8, 256,
+                                       512, nullptr, 0, 0};
 
 template <class T>
 const GemmKernel<T>& active_kernel() {
@@ -140,17 +152,18 @@ void pack_a(const GemmKernel<T>& kr, T* dst, const T* a, std::ptrdiff_t rs, std:
 template <class T>
 void pack_b(const GemmKernel<T>& kr, T* dst, const T* b, std::ptrdiff_t rs, std::ptrdiff_t cs,
             std::size_t kc, std::size_t n_valid, std::size_t nr) {
-  if (rs == 1 && cs != 1) {  // column-major B, e.g. Wᵀ
+  if (cs == 1) {  // row-major B
+    kr.pack_rows(dst, b, rs, kc, n_valid, nr);
+    return;
+  }
+  if (rs == 1) {  // column-major B, e.g. Wᵀ
     kr.pack_transposed(dst, b, cs, n_valid, nr, kc);
     return;
   }
   if (std::abs(cs) <= std::abs(rs)) {
     for (std::size_t p = 0; p < kc; ++p) {
       const T* row = b + sd(p) * rs;
-      if (cs == 1)  // the common row-major case, as one vectorised copy
-        std::copy_n(row, n_valid, dst + p * nr);
-      else
-        for (std::size_t j = 0; j < n_valid; ++j) dst[p * nr + j] = row[sd(j) * cs];
+      for (std::size_t j = 0; j < n_valid; ++j) dst[p * nr + j] = row[sd(j) * cs];
     }
   } else {
     for (std::size_t j = 0; j < n_valid; ++j) {

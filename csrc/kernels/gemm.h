@@ -86,10 +86,18 @@ using DotKernel = void (*)(std::size_t k, const T* a, std::ptrdiff_t lda, const 
                            std::ptrdiff_t ldb, T* c, std::ptrdiff_t ldc, std::size_t m,
                            std::size_t n, bool overwrite);
 
+// src (kc, n_valid) row stride ld, contiguous along j -> dst (kc, width):
+// dst[p*width + j] = src[p*ld + j] for j < n_valid, 0 for n_valid <= j < width
+// (row-major B: short copies that are not worth a memcpy call each).
+template <class T>
+using PackRows = void (*)(T* dst, const T* src, std::ptrdiff_t ld, std::size_t kc,
+                          std::size_t n_valid, std::size_t width);
+
 template <class T>
 struct GemmKernel {
   MicroKernel<T> run[kMaxMr];
   PackTransposed<T> pack_transposed;
+  PackRows<T> pack_rows;
   std::size_t mr, nr, kc, nc;
   DotKernel<T> dot;  // null: no unpacked path
   std::size_t dot_mr, dot_nr;
