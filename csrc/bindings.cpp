@@ -14,6 +14,7 @@
 #include "kernels/activation.h"
 #include "kernels/cpu.h"
 #include "kernels/gemm.h"
+#include "kernels/kernel_table.h"
 #include "kernels/loss.h"
 #include "kernels/update.h"
 
@@ -665,4 +666,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("get_num_threads", &num_threads);
   bind_gemm(m);
   bind_elementwise(m);
+  // For fastmlp.cython_kernels, the Cython API: it calls these pointers, never a copy.
+  static const KernelTable kernel_table{kernels_for<float>(), kernels_for<double>()};
+  m.attr("_kernel_table") = py::capsule(&kernel_table, kKernelTableCapsule);
 }
