@@ -158,7 +158,8 @@ def test_softmax_cross_entropy_through_cython_matches_numpy(built, dtype, target
 
 
 def test_cython_runs_the_native_kernels_under_every_isa(built):
-    """Same function pointers as _core: bitwise the native backend's result, whatever the ISA cap."""
+    """The same function pointers as _core: bitwise the native backend's result, whatever
+    the ISA cap (a second copy of the kernels would ignore fastmlp.set_isa)."""
     probe, _ = built
     rng = np.random.default_rng(1)
     a, b = rng.standard_normal((33, 70)), rng.standard_normal((70, 17))

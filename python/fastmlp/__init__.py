@@ -50,5 +50,5 @@ def get_num_threads():
 
 
 __all__ = ["BACKENDS", "KERNEL_NAMES", "History", "MLP", "autograd", "build_info", "data",
-           "get_backend", "get_include", "get_num_threads", "gradcheck", "set_isa", "set_num_threads",
-           "__version__"]
+           "get_backend", "get_include", "get_num_threads", "gradcheck", "set_isa",
+           "set_num_threads", "__version__"]
