@@ -1,9 +1,10 @@
 """Native GEMM and fused layer kernels vs NumPy, in the same run (pytest-benchmark).
 
-    pytest benches/bench_gemm.py --benchmark-only --benchmark-group-by=group
+    pytest benches/bench_gemm.py --benchmark-only
 
 Each group holds the native kernel and its NumPy twin on the same inputs with the same
-thread count (OpenBLAS limited through threadpoolctl), so compare within a group.
+thread count (OpenBLAS limited through threadpoolctl); the run ends with the ratio table
+of benches/conftest.py (matmul rates are FLOP/s).
 Shapes: 1024³, and the products of the design's MLP cases (input 784, hidden H, batch B):
 seed B=10 H=30, mid B=64 H=256, big B=256 H=1024.
 """
@@ -51,18 +52,23 @@ def _operands(product, dtype):
     raise ValueError(product)
 
 
+def _rounds(flops):
+    """Enough rounds for a stable median of the microsecond-sized products."""
+    return int(min(200, max(5, 2e9 / flops)))
+
+
 PRODUCTS = ["1024^3"] + [f"{case} {kind}" for case in CASES for kind in ("forward", "dW", "delta_prev")]
 
 
 @pytest.mark.parametrize("impl", ["native", "numpy"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("product", PRODUCTS)
-def test_matmul(benchmark, threads, product, dtype, impl):
+def test_matmul(record, threads, product, dtype, impl):
     a, b = _operands(product, dtype)
-    benchmark.group = f"matmul {product} {dtype} {threads}t"
-    benchmark.extra_info["gflop"] = 2 * a.shape[0] * a.shape[1] * b.shape[1] / 1e9
+    flops = 2 * a.shape[0] * a.shape[1] * b.shape[1]
     fn = native.matmul if impl == "native" else np.matmul
-    benchmark(fn, a, b)
+    record(f"matmul {product} {dtype} {threads}t", impl, lambda: fn(a, b), items=flops,
+           rounds=_rounds(flops))
 
 
 LAYERS = {"seed": "sigmoid", "mid": "relu"}  # batch <= 64: the fused kernel's target
@@ -71,21 +77,22 @@ LAYERS = {"seed": "sigmoid", "mid": "relu"}  # batch <= 64: the fused kernel's t
 @pytest.mark.parametrize("impl", ["native", "numpy"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", LAYERS)
-def test_linear_forward(benchmark, threads, case, dtype, impl):
+def test_linear_forward(record, threads, case, dtype, impl):
     batch, hidden = CASES[case]
     rng = np.random.default_rng(1)
     x = rng.standard_normal((batch, N_IN)).astype(dtype)
     w = rng.standard_normal((hidden, N_IN)).astype(dtype)
     b = rng.standard_normal(hidden).astype(dtype)
-    benchmark.group = f"linear_forward {case} {dtype} {threads}t"
     backend = native if impl == "native" else reference
-    benchmark(backend.linear_forward, x, w, b, LAYERS[case], 0.0)
+    record(f"linear_forward {case} {dtype} {threads}t", impl,
+           lambda: backend.linear_forward(x, w, b, LAYERS[case], 0.0), items=batch,
+           rounds=_rounds(2 * batch * hidden * N_IN))
 
 
 @pytest.mark.parametrize("impl", ["native", "numpy"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", LAYERS)
-def test_linear_backward(benchmark, threads, case, dtype, impl):
+def test_linear_backward(record, threads, case, dtype, impl):
     batch, hidden = CASES[case]
     rng = np.random.default_rng(2)
     delta = rng.standard_normal((batch, hidden)).astype(dtype)
@@ -94,6 +101,7 @@ def test_linear_backward(benchmark, threads, case, dtype, impl):
     z_prev = rng.standard_normal((batch, hidden)).astype(dtype)
     name = LAYERS[case]
     a_prev = reference.activation_forward(z_prev, name, 0.0)
-    benchmark.group = f"linear_backward {case} {dtype} {threads}t"
     backend = native if impl == "native" else reference
-    benchmark(backend.linear_backward, delta, x, w, z_prev, a_prev, name, 0.0)
+    record(f"linear_backward {case} {dtype} {threads}t", impl,
+           lambda: backend.linear_backward(delta, x, w, z_prev, a_prev, name, 0.0), items=batch,
+           rounds=_rounds(4 * batch * hidden * hidden))

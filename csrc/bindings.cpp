@@ -16,6 +16,7 @@
 #include "kernels/activation.h"
 #include "kernels/cpu.h"
 #include "kernels/gemm.h"
+#include "kernels/kernel_table.h"
 #include "kernels/loss.h"
 #include "kernels/update.h"
 #include "mlp.h"
@@ -194,8 +195,10 @@ py::tuple linear_backward(const py::array& d_arr, const py::array& x_arr, const 
     py::array_t<T> dp_arr({n, k});
     dp = dp_arr.mutable_data();
     dp_obj = dp_arr;
-    if (!z_obj.is_none()) zp = (z_prev = c_contiguous<T>(z_obj)).data();
-    if (!a_obj.is_none()) ap = (a_prev = c_contiguous<T>(a_obj)).data();
+    if (act != Act::identity) {
+      zp = (z_prev = c_contiguous<T>(z_obj)).data();
+      ap = (a_prev = c_contiguous<T>(a_obj)).data();
+    }
   }
   T *dwp = dw.mutable_data(), *dbp = db.mutable_data();
   {
@@ -259,9 +262,10 @@ void bind_gemm(py::module_& m) {
         if (has_prev) {
           act = ga::activation(name_prev, "name_prev");
           p = ga::finite_param(param_prev, "param_prev", act);
-          // z_prev / a_prev are read for every activation but identity.
+          // z_prev / a_prev are read for every activation but identity, which (like the
+          // reference) ignores them: a maxout layer passes its pieces there.
           for (auto [obj, arg] : {std::pair{&z_obj, "z_prev"}, std::pair{&a_obj, "a_prev"}}) {
-            if (obj->is_none() && act == Act::identity) continue;
+            if (act == Act::identity) break;
             py::array arr = ga::float_array(*obj, arg, 2);
             ga::same_dtype(arr, arg, d, "delta");
             ga::expect_dim(arr, arg, 0, x.shape(0), std::string(arg) + " must have x's shape");
@@ -975,4 +979,7 @@ PYBIND11_MODULE(_core, m) {
   bind_gemm(m);
   bind_elementwise(m);
   bind_training(m);
+  // For fastmlp.cython_kernels, the Cython API: it calls these pointers, never a copy.
+  static const KernelTable kernel_table{kernels_for<float>(), kernels_for<double>()};
+  m.attr("_kernel_table") = py::capsule(&kernel_table, kKernelTableCapsule);
 }

@@ -99,6 +99,23 @@ def test_matmul_matches_numpy(isa, dtype, m, k, n, layout):
     assert_product(native.matmul(a, b), a, b)
 
 
+@pytest.mark.parametrize("layout", ["nn", "nt"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_simd_kernels_agree_with_the_portable_one(dtype, layout):
+    rng = np.random.default_rng(12)
+    a, b = operands(rng, 45, 300, 77, dtype, layout)
+    previous = fastmlp.build_info()["isa"]
+    try:
+        fastmlp.set_isa("generic")
+        portable = native.matmul(a, b)
+        for isa in ISAS[1:]:
+            fastmlp.set_isa(isa)
+            err = np.abs(native.matmul(a, b).astype(np.float64) - portable)
+            assert np.all(err <= 2 * product_bound(a, b)), isa
+    finally:
+        fastmlp.set_isa(previous)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_matmul_1024(dtype):
     rng = np.random.default_rng(1024)
@@ -247,11 +264,13 @@ def test_layer_kernels_bitwise_same_for_1_and_2_threads_and_any_batch(restore_th
     np.testing.assert_array_equal(a5, a[:5])
 
 
-def test_linear_backward_without_z_prev_for_identity():
+def test_linear_backward_identity_ignores_z_prev_and_a_prev():
     rng = np.random.default_rng(9)
     delta, x, w = random(rng, (4, 3), np.float64), random(rng, (4, 5), np.float64), random(rng, (3, 5), np.float64)
-    _, _, dp = native.linear_backward(delta, x, w, None, None, "identity", 0.0)
-    np.testing.assert_allclose(dp, delta @ w, rtol=1e-13)
+    maxout_pieces = random(rng, (4, 15), np.float64)  # what a maxout layer passes there
+    for z_prev, a_prev in [(None, None), (maxout_pieces, maxout_pieces)]:
+        _, _, dp = native.linear_backward(delta, x, w, z_prev, a_prev, "identity", 0.0)
+        np.testing.assert_allclose(dp, delta @ w, rtol=1e-13)
 
 
 # ---- bad input: a clear error naming the argument ----

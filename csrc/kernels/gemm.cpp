@@ -5,9 +5,7 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <cstdint>
 #include <cstdlib>
-#include <cstring>
 #include <new>
 #include <type_traits>
 
@@ -50,9 +48,9 @@ class ScratchBuffer {
 // allocated before the threads fork, so no allocation can fail inside the parallel region.
 thread_local ScratchBuffer tls_packed;
 
-// The portable micro-kernel, and the oracle the SIMD ones are checked against: a plain
-// triple loop over a register-sized tile that the compiler may vectorise across j.
-// Without -ffp-contract it multiplies then adds (two roundings per term).
+// The portable micro-kernel: a plain triple loop over a register-sized tile (the compiler
+// may vectorise it across j), the path on any CPU and the reference the SIMD kernels are
+// tested against. Without -ffp-contract it multiplies then adds (two roundings per term).
 template <class T, std::size_t MR, std::size_t NR>
 void generic_micro_kernel(std::size_t kc, const T* a, const T* b, T* c, std::ptrdiff_t ldc,
                           std::size_t m, std::size_t n, bool overwrite) {
@@ -78,10 +76,22 @@ void generic_pack_transposed(T* dst, const T* src, std::ptrdiff_t ld, std::size_
     for (std::size_t p = 0; p < kc; ++p) dst[p * width + r] = T(0);
 }
 
+// See PackRows in gemm.h.
+template <class T>
+void generic_pack_rows(T* dst, const T* src, std::ptrdiff_t ld, std::size_t kc,
+                       std::size_t n_valid, std::size_t width) {
+  for (std::size_t p = 0; p < kc; ++p) {
+    const T* row = src + static_cast<std::ptrdiff_t>(p) * ld;
+    for (std::size_t j = 0; j < n_valid; ++j) dst[p * width + j] = row[j];
+    for (std::size_t j = n_valid; j < width; ++j) dst[p * width + j] = T(0);
+  }
+}
+
 template <class T>
 constexpr GemmKernel<T> generic_kernel{{&generic_micro_kernel<T, 1, 8>, &generic_micro_kernel<T, 2, 8>,
                                         &generic_micro_kernel<T, 3, 8>, &generic_micro_kernel<T, 4, 8>},
-                                       &generic_pack_transposed<T>, 4, 8, 256, 512, nullptr, 0, 0};
+                                       &generic_pack_transposed<T>, &generic_pack_rows<T>, 4, 8, 256,
+                                       512, nullptr, 0, 0};
 
 template <class T>
 const GemmKernel<T>& active_kernel() {
@@ -142,17 +152,18 @@ void pack_a(const GemmKernel<T>& kr, T* dst, const T* a, std::ptrdiff_t rs, std:
 template <class T>
 void pack_b(const GemmKernel<T>& kr, T* dst, const T* b, std::ptrdiff_t rs, std::ptrdiff_t cs,
             std::size_t kc, std::size_t n_valid, std::size_t nr) {
-  if (rs == 1 && cs != 1) {  // column-major B, e.g. Wᵀ
+  if (cs == 1) {  // row-major B
+    kr.pack_rows(dst, b, rs, kc, n_valid, nr);
+    return;
+  }
+  if (rs == 1) {  // column-major B, e.g. Wᵀ
     kr.pack_transposed(dst, b, cs, n_valid, nr, kc);
     return;
   }
   if (std::abs(cs) <= std::abs(rs)) {
     for (std::size_t p = 0; p < kc; ++p) {
       const T* row = b + sd(p) * rs;
-      if (cs == 1)  // the common row-major case, as one vectorised copy
-        std::copy_n(row, n_valid, dst + p * nr);
-      else
-        for (std::size_t j = 0; j < n_valid; ++j) dst[p * nr + j] = row[sd(j) * cs];
+      for (std::size_t j = 0; j < n_valid; ++j) dst[p * nr + j] = row[sd(j) * cs];
     }
   } else {
     for (std::size_t j = 0; j < n_valid; ++j) {
@@ -239,8 +250,8 @@ constexpr std::size_t kDotMaxBBytes = 256 * 1024;
 
 // Below this many multiply-adds per thread, forking costs more than it saves.
 constexpr double kMinMacsPerThread = 1 << 19;
-// Blocks of rows are at least this tall when C is split along rows: each block packs
-// all of B again.
+// When C is split along rows, blocks are about this tall or more (each one packs all of
+// B again), and at least one per thread.
 constexpr std::size_t kMinBlockRows = 256;
 
 // C = A B (or C += A B), then epilogue(i0, i1, j0, j1) on each finished block of C,

@@ -1,18 +1,19 @@
 // Matrix products (GEMM) and the fused layer kernels built on them.
 // Twins: python/fastmlp/reference/gemm.py (matmul, linear_forward, linear_backward).
 //
-// BLIS-style: B is packed into KC x NC blocks of NR-wide micro-panels (shared by the
-// threads), A into MR x KC micro-panels (one per thread), and a register-blocked
-// micro-kernel computes each MR x NR tile of C. Operands are read through (row, col)
-// strides, so transposed, Fortran-order, strided and negative-stride inputs need no
-// copy. Packing buffers are thread-local and only grow: a steady-state call allocates
-// nothing.
+// BLIS-style: B is packed into kc x nc blocks of NR-wide micro-panels, A into MR x kc
+// micro-panels, and a register-blocked micro-kernel computes each tile of C. Operands are
+// read through (row, col) strides, so transposed, Fortran-order, strided and
+// negative-stride inputs need no copy. Packing buffers are thread-local and only grow: a
+// steady-state call allocates nothing. Small X Wᵀ products (A row-major, B = Wᵀ with W
+// row-major and at most 256 KiB) skip packing and use a dot-product kernel instead.
 //
-// Determinism: every element of C is computed by the same sequence of operations
-// (a chain of multiply-adds over k in KC blocks of a size fixed per ISA and dtype) no
-// matter M, N or the thread count, so results are bitwise identical for any number of
-// threads and row i of C does not depend on the other rows of the batch. Threads split
-// C along rows or columns, never along k.
+// Determinism: each element of C is computed by a sequence of operations that depends on
+// the ISA, the dtype, k, n and the operands' layout, never on m or on the thread count
+// (k is cut into equal blocks by k alone, edge tiles run the same chain of multiply-adds,
+// threads split C along rows or columns, never along k). So results are bitwise
+// identical for any number of threads, and row i of C does not depend on the other rows
+// of the batch.
 #pragma once
 
 #include <cstddef>
@@ -85,10 +86,18 @@ using DotKernel = void (*)(std::size_t k, const T* a, std::ptrdiff_t lda, const 
                            std::ptrdiff_t ldb, T* c, std::ptrdiff_t ldc, std::size_t m,
                            std::size_t n, bool overwrite);
 
+// src (kc, n_valid) row stride ld, contiguous along j -> dst (kc, width):
+// dst[p*width + j] = src[p*ld + j] for j < n_valid, 0 for n_valid <= j < width
+// (row-major B: short copies that are not worth a memcpy call each).
+template <class T>
+using PackRows = void (*)(T* dst, const T* src, std::ptrdiff_t ld, std::size_t kc,
+                          std::size_t n_valid, std::size_t width);
+
 template <class T>
 struct GemmKernel {
   MicroKernel<T> run[kMaxMr];
   PackTransposed<T> pack_transposed;
+  PackRows<T> pack_rows;
   std::size_t mr, nr, kc, nc;
   DotKernel<T> dot;  // null: no unpacked path
   std::size_t dot_mr, dot_nr;

@@ -9,6 +9,21 @@
 namespace fastmlp {
 namespace {  // internal linkage for everything built with AVX2 flags
 
+// AVX2 has no cheap masked load / store of the first n lanes: go through a buffer.
+template <class V>
+typename V::R load_first(const typename V::T* p, std::size_t n) {
+  alignas(32) typename V::T t[V::width] = {};
+  for (std::size_t i = 0; i < n; ++i) t[i] = p[i];
+  return V::load(t);
+}
+
+template <class V>
+void store_first(typename V::T* p, std::size_t n, typename V::R r) {
+  alignas(32) typename V::T t[V::width];
+  V::storeu(t, r);
+  for (std::size_t i = 0; i < n; ++i) p[i] = t[i];
+}
+
 struct F32x8 {
   using T = float;
   using R = __m256;
@@ -25,16 +40,8 @@ struct F32x8 {
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
   }
-  static R load_partial(const T* p, std::size_t n) {
-    alignas(32) T t[width] = {};
-    for (std::size_t i = 0; i < n; ++i) t[i] = p[i];
-    return load(t);
-  }
-  static void store_partial(T* p, std::size_t n, R r) {
-    alignas(32) T t[width];
-    _mm256_store_ps(t, r);
-    for (std::size_t i = 0; i < n; ++i) p[i] = t[i];
-  }
+  static R load_partial(const T* p, std::size_t n) { return load_first<F32x8>(p, n); }
+  static void store_partial(T* p, std::size_t n, R r) { store_first<F32x8>(p, n, r); }
   static void transpose(R (&r)[8]) {
     R t[8], u[8];
     for (int i = 0; i < 8; i += 2) {  // interleave pairs of rows
@@ -70,16 +77,8 @@ struct F64x4 {
     __m128d s = _mm_add_pd(_mm256_castpd256_pd128(r), _mm256_extractf128_pd(r, 1));
     return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
   }
-  static R load_partial(const T* p, std::size_t n) {
-    alignas(32) T t[width] = {};
-    for (std::size_t i = 0; i < n; ++i) t[i] = p[i];
-    return load(t);
-  }
-  static void store_partial(T* p, std::size_t n, R r) {
-    alignas(32) T t[width];
-    _mm256_store_pd(t, r);
-    for (std::size_t i = 0; i < n; ++i) p[i] = t[i];
-  }
+  static R load_partial(const T* p, std::size_t n) { return load_first<F64x4>(p, n); }
+  static void store_partial(T* p, std::size_t n, R r) { store_first<F64x4>(p, n, r); }
   static void transpose(R (&r)[4]) {
     R t[4];
     for (int i = 0; i < 4; i += 2) {  // t[i + q]: column q of each 128-bit lane, rows i, i+1

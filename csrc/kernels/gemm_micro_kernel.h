@@ -113,6 +113,23 @@ void simd_pack_transposed(typename V::T* dst, const typename V::T* src, std::ptr
   }
 }
 
+// See PackRows in gemm.h; width is a multiple of V::width.
+template <class V>
+void simd_pack_rows(typename V::T* dst, const typename V::T* src, std::ptrdiff_t ld,
+                    std::size_t kc, std::size_t n_valid, std::size_t width) {
+  constexpr std::size_t W = V::width;
+  for (std::size_t p = 0; p < kc; ++p) {
+    const auto* row = src + static_cast<std::ptrdiff_t>(p) * ld;
+    auto* out = dst + p * width;
+    for (std::size_t j = 0; j < width; j += W) {
+      if (j + W <= n_valid)
+        V::storeu(out + j, V::loadu(row + j));
+      else
+        V::storeu(out + j, j < n_valid ? V::load_partial(row + j, n_valid - j) : V::zero());
+    }
+  }
+}
+
 // See DotKernel in gemm.h.
 template <class V, std::size_t MR, std::size_t NR>
 void simd_dot_kernel(std::size_t k, const typename V::T* a, std::ptrdiff_t lda,
@@ -169,6 +186,6 @@ void simd_dot_kernel(std::size_t k, const typename V::T* a, std::ptrdiff_t lda,
 template <class V, std::size_t NV, std::size_t DMR, std::size_t DNR, std::size_t... I>
 constexpr GemmKernel<typename V::T> make_gemm_kernel(std::index_sequence<I...>, std::size_t kc,
                                                      std::size_t nc) {
-  return {{&simd_micro_kernel<V, I + 1, NV>...}, &simd_pack_transposed<V>, sizeof...(I),
+  return {{&simd_micro_kernel<V, I + 1, NV>...}, &simd_pack_transposed<V>, &simd_pack_rows<V>, sizeof...(I),
           NV * V::width, kc, nc, &simd_dot_kernel<V, DMR, DNR>, DMR, DNR};
 }
