@@ -695,15 +695,19 @@ HiddenLayer hidden_layer(const py::handle& spec, std::size_t l) {
     throw py::type_error(arg + ": expected a pair (activation name, param)");
   const std::string name = py::cast<std::string>(pair[0]);
   HiddenLayer layer;
+  py::object param = pair[1];
   if (name == "maxout") {
-    long long k = py::cast<long long>(pair[1]);
+    if (!py::isinstance<py::int_>(param)) throw py::type_error(arg + ": expected an integer number of maxout pieces");
+    long long k = py::cast<long long>(param);
     if (k < 1) throw py::value_error(arg + ": expected maxout pieces >= 1, got " + std::to_string(k));
     layer.maxout_pieces = static_cast<std::size_t>(k);
     return layer;
   }
   if (!parse_activation(name.c_str(), &layer.act))
     throw py::value_error(arg + ": unknown activation '" + name + "'");
-  layer.param = py::cast<double>(pair[1]);
+  if (!py::isinstance<py::int_>(param) && !py::isinstance<py::float_>(param))
+    throw py::type_error(arg + ": expected a number as the activation's parameter");
+  layer.param = py::cast<double>(param);
   if (!std::isfinite(layer.param)) throw py::value_error(arg + ": expected a finite parameter");
   return layer;
 }
