@@ -91,7 +91,7 @@ template <class T>
 constexpr GemmKernel<T> generic_kernel{{&generic_micro_kernel<T, 1, 8>, &generic_micro_kernel<T, 2, 8>,
                                         &generic_micro_kernel<T, 3, 8>, &generic_micro_kernel<T, 4, 8>},
                                        &generic_pack_transposed<T>, &generic_pack_rows<T>, 4, 8, 256,
-                                       512, nullptr, 0, 0};
+                                       512, {}, 0, 0};
 
 template <class T>
 const GemmKernel<T>& active_kernel() {
@@ -236,7 +236,7 @@ void compute_block_dot(const Product<T>& g, std::size_t i_begin, std::size_t i_e
   for (std::size_t i0 = i_begin; i0 < i_end; i0 += kr.dot_mr) {
     const std::size_t mv = std::min(kr.dot_mr, i_end - i0);
     for (std::size_t j0 = j_begin; j0 < j_end; j0 += kr.dot_nr)
-      kr.dot(g.k, g.a + sd(i0) * g.rs_a, g.rs_a, g.b + sd(j0) * g.cs_b, g.cs_b,
+      kr.dot[mv - 1](g.k, g.a + sd(i0) * g.rs_a, g.rs_a, g.b + sd(j0) * g.cs_b, g.cs_b,
              g.c + sd(i0) * g.ldc + sd(j0), g.ldc, mv, std::min(kr.dot_nr, j_end - j0),
              !g.accumulate);
     epilogue(i0, i0 + mv, j_begin, j_end);
@@ -276,7 +276,7 @@ void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std:
   // n or the threads), so every element still sees the same additions.
   const std::size_t kc_even = ceil_div(k, ceil_div(k, kr.kc));
   const Product<T> g{c, ldc, a, rs_a, cs_a, b, rs_b, cs_b, m, n, k, accumulate, &kr, kc_even, kr.nc};
-  const bool dot = kr.dot != nullptr && cs_a == 1 && rs_b == 1 && n * k * sizeof(T) <= kDotMaxBBytes;
+  const bool dot = kr.dot[0] != nullptr && cs_a == 1 && rs_b == 1 && n * k * sizeof(T) <= kDotMaxBBytes;
   const std::size_t mr = dot ? kr.dot_mr : kr.mr, nr = dot ? kr.dot_nr : kr.nr;
   const std::size_t tiles_m = ceil_div(m, mr), tiles_n = ceil_div(n, nr);
 

@@ -76,7 +76,7 @@ using PackTransposed = void (*)(T* dst, const T* src, std::ptrdiff_t ld, std::si
                                 std::size_t width, std::size_t kc);
 
 // The product without packing when A is row-major and B column-major (X Wᵀ) and small:
-// a (dot_mr rows, row stride lda), b (dot_nr columns, column stride ldb), both contiguous
+// a (m rows, row stride lda), b (dot_nr columns, column stride ldb), both contiguous
 // along k -> the m x n corner of C = a b (or C += a b when not `overwrite`). Each
 // element is a sum of vector-lane partial sums (lane l takes p = l, l + width, ...) added
 // in a fixed order at the end: its own order, fixed per ISA and dtype, that does not
@@ -93,13 +93,17 @@ template <class T>
 using PackRows = void (*)(T* dst, const T* src, std::ptrdiff_t ld, std::size_t kc,
                           std::size_t n_valid, std::size_t width);
 
+// dot[r - 1] computes r-row tiles, r = 1 .. dot_mr, like run: a batch of 10 rows costs
+// 4 + 4 + 2 rows of work, not 12.
+constexpr std::size_t kMaxDotMr = 8;
+
 template <class T>
 struct GemmKernel {
   MicroKernel<T> run[kMaxMr];
   PackTransposed<T> pack_transposed;
   PackRows<T> pack_rows;
   std::size_t mr, nr, kc, nc;
-  DotKernel<T> dot;  // null: no unpacked path
+  DotKernel<T> dot[kMaxDotMr];  // dot[0] null: no unpacked path
   std::size_t dot_mr, dot_nr;
 };
 

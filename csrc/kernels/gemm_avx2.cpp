@@ -99,8 +99,8 @@ struct F64x4 {
 namespace isa_kernels {
 // 6 x 2 registers of accumulators + 2 of B + 1 broadcast: 15 of the 16 ymm registers;
 // the dot kernel: 3 x 4 accumulators + 3 rows of A + 1 of B.
-const GemmKernel<float> avx2_f32 = make_gemm_kernel<F32x8, 2, 3, 4>(std::make_index_sequence<6>(), 256, 1024);
-const GemmKernel<double> avx2_f64 = make_gemm_kernel<F64x4, 2, 3, 4>(std::make_index_sequence<6>(), 256, 512);
+const GemmKernel<float> avx2_f32 = make_gemm_kernel<F32x8, 2, 4>(std::make_index_sequence<6>(), std::make_index_sequence<3>(), 256, 1024);
+const GemmKernel<double> avx2_f64 = make_gemm_kernel<F64x4, 2, 4>(std::make_index_sequence<6>(), std::make_index_sequence<3>(), 256, 512);
 }  // namespace isa_kernels
 
 }  // namespace fastmlp

@@ -92,8 +92,8 @@ struct F64x8 {
 namespace isa_kernels {
 // 14 x 2 registers of accumulators + 2 of B + 1 broadcast fill the 32 zmm registers;
 // the dot kernel: 4 x 6 accumulators + 4 rows of A + 1 of B.
-const GemmKernel<float> avx512_f32 = make_gemm_kernel<F32x16, 2, 4, 6>(std::make_index_sequence<14>(), 384, 1024);
-const GemmKernel<double> avx512_f64 = make_gemm_kernel<F64x8, 2, 4, 6>(std::make_index_sequence<14>(), 256, 512);
+const GemmKernel<float> avx512_f32 = make_gemm_kernel<F32x16, 2, 6>(std::make_index_sequence<14>(), std::make_index_sequence<4>(), 384, 1024);
+const GemmKernel<double> avx512_f64 = make_gemm_kernel<F64x8, 2, 6>(std::make_index_sequence<14>(), std::make_index_sequence<4>(), 256, 512);
 }  // namespace isa_kernels
 
 }  // namespace fastmlp

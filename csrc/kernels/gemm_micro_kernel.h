@@ -182,10 +182,10 @@ void simd_dot_kernel(std::size_t k, const typename V::T* a, std::ptrdiff_t lda,
 }
 
 // The kernel family for tiles of 1 .. sizeof...(I) rows, NV vectors wide, and the
-// unpacked DMR x DNR dot-product kernel.
-template <class V, std::size_t NV, std::size_t DMR, std::size_t DNR, std::size_t... I>
-constexpr GemmKernel<typename V::T> make_gemm_kernel(std::index_sequence<I...>, std::size_t kc,
-                                                     std::size_t nc) {
+// unpacked dot-product kernels for tiles of 1 .. sizeof...(D) rows, DNR columns wide.
+template <class V, std::size_t NV, std::size_t DNR, std::size_t... I, std::size_t... D>
+constexpr GemmKernel<typename V::T> make_gemm_kernel(std::index_sequence<I...>, std::index_sequence<D...>,
+                                                     std::size_t kc, std::size_t nc) {
   return {{&simd_micro_kernel<V, I + 1, NV>...}, &simd_pack_transposed<V>, &simd_pack_rows<V>, sizeof...(I),
-          NV * V::width, kc, nc, &simd_dot_kernel<V, DMR, DNR>, DMR, DNR};
+          NV * V::width, kc, nc, {&simd_dot_kernel<V, D + 1, DNR>...}, sizeof...(D), DNR};
 }

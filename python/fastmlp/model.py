@@ -56,6 +56,14 @@ def check_positive_int(value, name, minimum=1):
     return int(value)
 
 
+def _all_finite(a):
+    """No NaN or infinity in the float array `a`. A finite sum proves it in one pass with
+    no temporary (isfinite(a) would allocate a boolean copy of a whole training set per
+    fit); NaN or infinity anywhere makes the sum non-finite, and an overflowing sum of
+    finite numbers falls back to the element-wise test."""
+    return bool(np.isfinite(a.sum())) or bool(np.isfinite(a).all())
+
+
 def check_real(value, name, minimum=None, strict=False):
     """A finite real number, > minimum when strict else >= minimum."""
     if not _is_real(value):
@@ -268,7 +276,7 @@ class MLP:
             raise ValueError(f"X: expected {self.sizes[0]} features per row (sizes[0]), got "
                              f"{X.shape[1]}")
         X = np.ascontiguousarray(X, dtype=self.dtype)
-        if not np.isfinite(X).all():
+        if not _all_finite(X):
             raise ValueError("X: contains NaN or infinity")
         return X
 
@@ -293,7 +301,7 @@ class MLP:
                 self.output, f"(n, {K})" + (" or (n,)" if K == 1 else ""))
             raise ValueError(f"Y: expected {expected}, got shape {Y.shape}")
         Y = np.ascontiguousarray(Y, dtype=self.dtype)
-        if not np.isfinite(Y).all():
+        if not _all_finite(Y):
             raise ValueError("Y: contains NaN or infinity")
         if self.output != "identity" and n and (Y.min() < 0 or Y.max() > 1):
             raise ValueError(f"Y: {self.output} targets must be in [0, 1], got "
