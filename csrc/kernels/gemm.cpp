@@ -284,12 +284,17 @@ void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std:
   double macs = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
   std::size_t threads = static_cast<std::size_t>(
       std::min<double>(num_threads(), std::max(1.0, macs / kMinMacsPerThread)));
+  // Columns first: each thread then packs only its share of B, where a split along rows
+  // makes every thread pack all of B. Rows when that balances the tiles better (few
+  // columns, or a batch of many rows), in blocks of kMinBlockRows or more.
   std::size_t blocks_m = 1, blocks_n = 1;
   if (threads > 1) {
-    if (tiles_m * mr >= threads * kMinBlockRows / 2 || tiles_m >= tiles_n) {
-      blocks_m = std::min(tiles_m, threads * std::max<std::size_t>(1, m / (threads * 2 * kMinBlockRows)));
-    } else {
+    const std::size_t row_load = ceil_div(tiles_m, threads) * tiles_n;
+    const std::size_t col_load = tiles_m * ceil_div(tiles_n, threads);
+    if (col_load <= row_load) {
       blocks_n = std::min(tiles_n, threads);
+    } else {
+      blocks_m = std::min(tiles_m, threads * std::max<std::size_t>(1, m / (threads * 2 * kMinBlockRows)));
     }
     threads = std::min(threads, blocks_m * blocks_n);
   }
