@@ -132,34 +132,38 @@ void forward(Workspace<T>& ws, T* const* w, T* const* b, const T* x, std::size_t
 }
 
 // Backpropagates delta of the output layer down to layer 0, updating each layer's W and b
-// as soon as its gradient is known (no later step reads them).
+// as soon as its gradient is known (no later step reads them). δ_prev is computed first,
+// from W before its update; then weight_sgd_step applies dW to W tile by tile, as
+// linear_backward + sgd_update would.
 template <class T>
 void backward_and_update(Workspace<T>& ws, T* const* w, T* const* b, const T* x, std::size_t n,
                          T lr, T weight_decay) {
   const Network& net = ws.net;
+  T* const no_dw = nullptr;
   for (std::size_t l = net.n_layers(); l-- > 0;) {
     const std::size_t fan_in = net.sizes[l], rows = net.rows(l);
     const T* in = l == 0 ? x : activations(ws, l - 1);
     const T* delta = ws.delta[l].data();
     const auto ld_in = std::ptrdiff_t(fan_in), ld_delta = std::ptrdiff_t(rows);
     if (l == 0) {
-      linear_backward(ws.dw.data(), ws.db.data(), static_cast<T*>(nullptr), delta, ld_delta, 1,
-                      in, ld_in, 1, w[l], ld_in, 1, static_cast<const T*>(nullptr),
-                      static_cast<const T*>(nullptr), n, fan_in, rows, Act::identity, T(0), false);
+      linear_backward(no_dw, ws.db.data(), static_cast<T*>(nullptr), delta, ld_delta, 1, in, ld_in, 1, w[l], ld_in, 1,
+                      static_cast<const T*>(nullptr), static_cast<const T*>(nullptr), n, fan_in,
+                      rows, Act::identity, T(0), false);
     } else if (is_maxout(net, l - 1)) {
       // "identity" gives dJ/da_prev = δ W; maxout_backward routes it to the winning pieces
-      linear_backward(ws.dw.data(), ws.db.data(), ws.d_maxout.data(), delta, ld_delta, 1, in,
-                      ld_in, 1, w[l], ld_in, 1, static_cast<const T*>(nullptr),
-                      static_cast<const T*>(nullptr), n, fan_in, rows, Act::identity, T(0), false);
+      linear_backward(no_dw, ws.db.data(), ws.d_maxout.data(), delta, ld_delta, 1, in, ld_in, 1,
+                      w[l], ld_in, 1, static_cast<const T*>(nullptr), static_cast<const T*>(nullptr),
+                      n, fan_in, rows, Act::identity, T(0), false);
       maxout_backward(ws.delta[l - 1].data(), ws.d_maxout.data(), ws.argmax[l - 1].data(), n,
                       fan_in, net.hidden[l - 1].maxout_pieces);
     } else {
       const HiddenLayer& prev = net.hidden[l - 1];
-      linear_backward(ws.dw.data(), ws.db.data(), ws.delta[l - 1].data(), delta, ld_delta, 1, in,
-                      ld_in, 1, w[l], ld_in, 1, ws.z[l - 1].data(), activations(ws, l - 1), n,
-                      fan_in, rows, prev.act, static_cast<T>(prev.param), false);
+      linear_backward(no_dw, ws.db.data(), ws.delta[l - 1].data(), delta, ld_delta, 1, in, ld_in, 1,
+                      w[l], ld_in, 1, ws.z[l - 1].data(), activations(ws, l - 1), n, fan_in, rows,
+                      prev.act, static_cast<T>(prev.param), false);
     }
-    sgd_update(w[l], ws.dw.data(), rows * fan_in, lr, weight_decay);
+    weight_sgd_step(w[l], ws.dw.data(), delta, ld_delta, 1, in, ld_in, 1, n, fan_in, rows, lr,
+                    weight_decay);
     sgd_update(b[l], ws.db.data(), rows, lr, T(0));
   }
 }

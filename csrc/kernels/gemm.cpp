@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "kernels/cpu.h"
+#include "kernels/update.h"
 
 namespace fastmlp {
 
@@ -53,14 +54,18 @@ thread_local ScratchBuffer tls_packed;
 // tested against. Without -ffp-contract it multiplies then adds (two roundings per term).
 template <class T, std::size_t MR, std::size_t NR>
 void generic_micro_kernel(std::size_t kc, const T* a, const T* b, T* c, std::ptrdiff_t ldc,
-                          std::size_t m, std::size_t n, bool overwrite) {
+                          std::size_t m, std::size_t n, const TileUpdate<T>& up) {
   T acc[MR][NR] = {};
   for (std::size_t p = 0; p < kc; ++p)
     for (std::size_t i = 0; i < MR; ++i)
       for (std::size_t j = 0; j < NR; ++j) acc[i][j] += a[p * MR + i] * b[p * NR + j];
   for (std::size_t i = 0; i < m; ++i) {
     T* row = c + static_cast<std::ptrdiff_t>(i) * ldc;
-    for (std::size_t j = 0; j < n; ++j) row[j] = overwrite ? acc[i][j] : row[j] + acc[i][j];
+    for (std::size_t j = 0; j < n; ++j) {
+      if (up.mode == TileUpdate<T>::overwrite) row[j] = acc[i][j];
+      else if (up.mode == TileUpdate<T>::add) row[j] += acc[i][j];
+      else row[j] -= up.lr * (acc[i][j] + up.weight_decay * row[j]);  // as sgd_update
+    }
   }
 }
 
@@ -177,6 +182,12 @@ void pack_b(const GemmKernel<T>& kr, T* dst, const T* b, std::ptrdiff_t rs, std:
     for (std::size_t p = 0; p < kc; ++p) dst[p * nr + j] = T(0);
 }
 
+// C = P (overwrite) or C += P (accumulate).
+template <class T>
+TileUpdate<T> stored(bool accumulate) {
+  return {accumulate ? TileUpdate<T>::add : TileUpdate<T>::overwrite, T(0), T(0)};
+}
+
 struct NoEpilogue {
   void operator()(std::size_t, std::size_t, std::size_t, std::size_t) const {}
 };
@@ -191,7 +202,7 @@ struct Product {
   const T* b;
   std::ptrdiff_t rs_b, cs_b;
   std::size_t m, n, k;
-  bool accumulate;
+  TileUpdate<T> first;  // how the first block along k meets C; later ones add to it
   const GemmKernel<T>* kr;
   std::size_t kc_max, nc_max;
 };
@@ -209,7 +220,8 @@ void compute_block(const Product<T>& g, std::size_t i_begin, std::size_t i_end,
     const std::size_t nc = std::min(g.nc_max, j_end - jc), tiles_n = ceil_div(nc, nr);
     for (std::size_t pc = 0; pc < g.k; pc += g.kc_max) {
       const std::size_t kc = std::min(g.kc_max, g.k - pc);
-      const bool overwrite = pc == 0 && !g.accumulate, last = pc + kc == g.k;
+      const TileUpdate<T> up = pc == 0 ? g.first : TileUpdate<T>{TileUpdate<T>::add, T(0), T(0)};
+      const bool last = pc + kc == g.k;
       for (std::size_t jt = 0; jt < tiles_n; ++jt)
         pack_b(kr, packed_b + jt * kc * nr, g.b + sd(pc) * g.rs_b + sd(jc + jt * nr) * g.cs_b, g.rs_b,
                g.cs_b, kc, std::min(nr, nc - jt * nr), nr);
@@ -220,7 +232,7 @@ void compute_block(const Product<T>& g, std::size_t i_begin, std::size_t i_end,
         for (std::size_t jt = 0; jt < tiles_n; ++jt) {
           const std::size_t j0 = jc + jt * nr;
           run(kc, packed_a, packed_b + jt * kc * nr, g.c + sd(i0) * g.ldc + sd(j0), g.ldc, mv,
-                 std::min(nr, jc + nc - j0), overwrite);
+              std::min(nr, jc + nc - j0), up);
         }
         if (last) epilogue(i0, i0 + mv, jc, jc + nc);
       }
@@ -238,7 +250,7 @@ void compute_block_dot(const Product<T>& g, std::size_t i_begin, std::size_t i_e
     for (std::size_t j0 = j_begin; j0 < j_end; j0 += kr.dot_nr)
       kr.dot[mv - 1](g.k, g.a + sd(i0) * g.rs_a, g.rs_a, g.b + sd(j0) * g.cs_b, g.cs_b,
              g.c + sd(i0) * g.ldc + sd(j0), g.ldc, mv, std::min(kr.dot_nr, j_end - j0),
-             !g.accumulate);
+             g.first.mode == TileUpdate<T>::overwrite);
     epilogue(i0, i0 + mv, j_begin, j_end);
   }
 }
@@ -254,8 +266,9 @@ constexpr double kMinMacsPerThread = 1 << 19;
 // B again), and at least one per thread.
 constexpr std::size_t kMinBlockRows = 256;
 
-// C = A B (or C += A B), then epilogue(i0, i1, j0, j1) on each finished block of C,
-// called once per element, from the thread that computed it.
+// C = A B, C += A B or the SGD step of C with the gradient A B, as `first` says (sgd needs
+// 1 <= k <= the kernel's kc: one pass over the reduction), then epilogue(i0, i1, j0, j1)
+// on each finished block of C, called once per element, from the thread that computed it.
 //
 // Threads take independent blocks of C (rows, or columns when there are few rows), each
 // with its own packing buffers, from a dynamic queue: no barriers, so a thread that the
@@ -263,10 +276,10 @@ constexpr std::size_t kMinBlockRows = 256;
 template <class T, class Epilogue>
 void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std::ptrdiff_t cs_a,
                  const T* b, std::ptrdiff_t rs_b, std::ptrdiff_t cs_b, std::size_t m,
-                 std::size_t n, std::size_t k, bool accumulate, const Epilogue& epilogue) {
+                 std::size_t n, std::size_t k, TileUpdate<T> first, const Epilogue& epilogue) {
   if (m == 0 || n == 0) return;
   if (k == 0) {
-    if (!accumulate)
+    if (first.mode == TileUpdate<T>::overwrite)
       for (std::size_t i = 0; i < m; ++i) std::fill_n(c + sd(i) * ldc, n, T(0));
     epilogue(0, m, 0, n);
     return;
@@ -275,8 +288,9 @@ void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std:
   // k is cut into equal blocks of at most kr.kc: this depends on k alone (never on m,
   // n or the threads), so every element still sees the same additions.
   const std::size_t kc_even = ceil_div(k, ceil_div(k, kr.kc));
-  const Product<T> g{c, ldc, a, rs_a, cs_a, b, rs_b, cs_b, m, n, k, accumulate, &kr, kc_even, kr.nc};
-  const bool dot = kr.dot[0] != nullptr && cs_a == 1 && rs_b == 1 && n * k * sizeof(T) <= kDotMaxBBytes;
+  const Product<T> g{c, ldc, a, rs_a, cs_a, b, rs_b, cs_b, m, n, k, first, &kr, kc_even, kr.nc};
+  const bool dot = kr.dot[0] != nullptr && first.mode != TileUpdate<T>::sgd && cs_a == 1 && rs_b == 1 &&
+                   n * k * sizeof(T) <= kDotMaxBBytes;
   const std::size_t mr = dot ? kr.dot_mr : kr.mr, nr = dot ? kr.dot_nr : kr.nr;
   const std::size_t tiles_m = ceil_div(m, mr), tiles_n = ceil_div(n, nr);
 
@@ -336,7 +350,7 @@ template <class T>
 void gemm(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std::ptrdiff_t cs_a,
           const T* b, std::ptrdiff_t rs_b, std::ptrdiff_t cs_b, std::size_t m, std::size_t n,
           std::size_t k, bool accumulate) {
-  gemm_driver(c, ldc, a, rs_a, cs_a, b, rs_b, cs_b, m, n, k, accumulate, NoEpilogue{});
+  gemm_driver(c, ldc, a, rs_a, cs_a, b, rs_b, cs_b, m, n, k, stored<T>(accumulate), NoEpilogue{});
 }
 
 template <class T>
@@ -358,7 +372,7 @@ void linear_forward(T* z, T* a, const T* x, std::ptrdiff_t rs_x, std::ptrdiff_t 
       for (std::size_t i = i0; i < i1; ++i)
         activation_forward(a + i * m + j0, z + i * m + j0, j1 - j0, act, param);
   };
-  gemm_driver(z, sd(m), x, rs_x, cs_x, w, cs_w, rs_w, n, m, k, false, bias_and_activation);
+  gemm_driver(z, sd(m), x, rs_x, cs_x, w, cs_w, rs_w, n, m, k, stored<T>(false), bias_and_activation);
 }
 
 template <class T>
@@ -368,13 +382,16 @@ void linear_backward(T* dw, T* db, T* delta_prev, const T* delta, std::ptrdiff_t
                      const T* a_prev, std::size_t n, std::size_t k, std::size_t m, Act act_prev,
                      T param_prev, bool accumulate) {
   // dW = δᵀ X: A = δᵀ is δ read with its strides swapped; the reduction runs over the batch.
-  gemm_driver(dw, sd(k), delta, cs_d, rs_d, x, rs_x, cs_x, m, k, n, accumulate, NoEpilogue{});
-
-  // db: rows added in order, so the sum does not depend on the thread count.
-  if (!accumulate) std::fill_n(db, m, T(0));
-  for (std::size_t i = 0; i < n; ++i) {
-    const T* row = delta + sd(i) * rs_d;
-    for (std::size_t j = 0; j < m; ++j) db[j] += row[sd(j) * cs_d];
+  if (dw != nullptr)
+    gemm_driver(dw, sd(k), delta, cs_d, rs_d, x, rs_x, cs_x, m, k, n, stored<T>(accumulate),
+                NoEpilogue{});
+  if (db != nullptr) {
+    // db: rows added in order, so the sum does not depend on the thread count.
+    if (!accumulate) std::fill_n(db, m, T(0));
+    for (std::size_t i = 0; i < n; ++i) {
+      const T* row = delta + sd(i) * rs_d;
+      for (std::size_t j = 0; j < m; ++j) db[j] += row[sd(j) * cs_d];
+    }
   }
 
   if (delta_prev == nullptr) return;
@@ -390,8 +407,21 @@ void linear_backward(T* dw, T* db, T* delta_prev, const T* delta, std::ptrdiff_t
       activation_backward(delta_prev + i * k + j0, z_prev + i * k + j0, a_prev + i * k + j0,
                           j1 - j0, act_prev, param_prev);
   };
-  gemm_driver(delta_prev, sd(k), delta, rs_d, cs_d, w, rs_w, cs_w, n, k, m, false,
+  gemm_driver(delta_prev, sd(k), delta, rs_d, cs_d, w, rs_w, cs_w, n, k, m, stored<T>(false),
               times_derivative);
+}
+
+template <class T>
+void weight_sgd_step(T* w, T* dw, const T* delta, std::ptrdiff_t rs_d, std::ptrdiff_t cs_d,
+                     const T* x, std::ptrdiff_t rs_x, std::ptrdiff_t cs_x, std::size_t n,
+                     std::size_t k, std::size_t m, T lr, T weight_decay) {
+  if (n == 0 || n > active_kernel<T>().kc) {
+    gemm_driver(dw, sd(k), delta, cs_d, rs_d, x, rs_x, cs_x, m, k, n, stored<T>(false), NoEpilogue{});
+    sgd_update(w, dw, m * k, lr, weight_decay);
+    return;
+  }
+  gemm_driver(w, sd(k), delta, cs_d, rs_d, x, rs_x, cs_x, m, k, n,
+              TileUpdate<T>{TileUpdate<T>::sgd, lr, weight_decay}, NoEpilogue{});
 }
 
 #define FASTMLP_INSTANTIATE(T)                                                                 \
@@ -404,7 +434,10 @@ void linear_backward(T* dw, T* db, T* delta_prev, const T* delta, std::ptrdiff_t
   template void linear_backward<T>(T*, T*, T*, const T*, std::ptrdiff_t, std::ptrdiff_t,       \
                                    const T*, std::ptrdiff_t, std::ptrdiff_t, const T*,         \
                                    std::ptrdiff_t, std::ptrdiff_t, const T*, const T*,         \
-                                   std::size_t, std::size_t, std::size_t, Act, T, bool);
+                                   std::size_t, std::size_t, std::size_t, Act, T, bool);      \
+  template void weight_sgd_step<T>(T*, T*, const T*, std::ptrdiff_t, std::ptrdiff_t, const T*, \
+                                   std::ptrdiff_t, std::ptrdiff_t, std::size_t, std::size_t,  \
+                                   std::size_t, T, T);
 FASTMLP_INSTANTIATE(float)
 FASTMLP_INSTANTIATE(double)
 #undef FASTMLP_INSTANTIATE

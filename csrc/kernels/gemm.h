@@ -44,6 +44,7 @@ void linear_forward(T* z, T* a, const T* x, std::ptrdiff_t rs_x, std::ptrdiff_t 
 //      or, when `accumulate`, added to;
 //      delta_prev (n,k) = (delta W) * f'(z_prev) (skipped when delta_prev is null; no
 //      multiply for Act::identity, and then z_prev / a_prev may be null).
+// dW is skipped when dw is null (weight_sgd_step does the weight step then), db when db is.
 template <class T>
 void linear_backward(T* dw, T* db, T* delta_prev, const T* delta, std::ptrdiff_t rs_d,
                      std::ptrdiff_t cs_d, const T* x, std::ptrdiff_t rs_x, std::ptrdiff_t cs_x,
@@ -51,15 +52,33 @@ void linear_backward(T* dw, T* db, T* delta_prev, const T* delta, std::ptrdiff_t
                      const T* a_prev, std::size_t n, std::size_t k, std::size_t m, Act act_prev,
                      T param_prev, bool accumulate);
 
+// delta (n,m), X (n,k), W (m,k) row-major -> W ← W − lr (δᵀX + weight_decay W): the weight
+// step of linear_backward followed by sgd_update, with the same operations in the same
+// order (so W ends bitwise the same), but the gradient dW = δᵀX is applied to W tile by
+// tile while still in registers instead of being stored and read back. When the batch is
+// too long for one pass over the reduction (or empty), dw (m,k) receives dW on the way.
+template <class T>
+void weight_sgd_step(T* w, T* dw, const T* delta, std::ptrdiff_t rs_d, std::ptrdiff_t cs_d,
+                     const T* x, std::ptrdiff_t rs_x, std::ptrdiff_t cs_x, std::size_t n,
+                     std::size_t k, std::size_t m, T lr, T weight_decay);
+
 // ---- Internal: the micro-kernels, one set per ISA (gemm_avx2.cpp, gemm_avx512.cpp). ----
+
+// What a micro-kernel does with its tile P of products and C: C = P, C += P, or the SGD
+// step of sgd_update with P as the gradient, C ← C − lr (P + weight_decay C).
+template <class T>
+struct TileUpdate {
+  enum Mode { overwrite, add, sgd } mode;
+  T lr, weight_decay;
+};
 
 // a: packed MR x kc micro-panel (a[p*MR + i]), b: packed kc x NR micro-panel
 // (b[p*NR + j]), both zero-padded and 64-byte aligned -> the top-left m x n corner of
-// the MR x NR tile at c (row stride ldc): c = a b when `overwrite`, else c += a b.
-// The product is accumulated over p = 0, 1, ..., kc-1 from zero, then stored or added.
+// the MR x NR tile at c (row stride ldc), updated with P = a b as `up` says.
+// P is accumulated over p = 0, 1, ..., kc-1 from zero, then applied to C.
 template <class T>
 using MicroKernel = void (*)(std::size_t kc, const T* a, const T* b, T* c, std::ptrdiff_t ldc,
-                             std::size_t m, std::size_t n, bool overwrite);
+                             std::size_t m, std::size_t n, const TileUpdate<T>& up);
 
 // A micro-kernel family with its register tile (mr x nr) and cache blocking: kc x nc
 // blocks of B are packed (k is cut into blocks of at most kc). run[r - 1] computes

@@ -25,6 +25,8 @@ struct F32x16 {
   static R broadcast(const T* p) { return _mm512_set1_ps(*p); }
   static R fmadd(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
   static R add(R a, R b) { return _mm512_add_ps(a, b); }
+  static R sub(R a, R b) { return _mm512_sub_ps(a, b); }
+  static R mul(R a, R b) { return _mm512_mul_ps(a, b); }
   static T reduce_add(R r) { return _mm512_reduce_add_ps(r); }
   static __mmask16 first(std::size_t n) { return static_cast<__mmask16>((1u << n) - 1); }
   static R load_partial(const T* p, std::size_t n) { return _mm512_maskz_loadu_ps(first(n), p); }
@@ -64,6 +66,8 @@ struct F64x8 {
   static R broadcast(const T* p) { return _mm512_set1_pd(*p); }
   static R fmadd(R a, R b, R c) { return _mm512_fmadd_pd(a, b, c); }
   static R add(R a, R b) { return _mm512_add_pd(a, b); }
+  static R sub(R a, R b) { return _mm512_sub_pd(a, b); }
+  static R mul(R a, R b) { return _mm512_mul_pd(a, b); }
   static T reduce_add(R r) { return _mm512_reduce_add_pd(r); }
   static __mmask8 first(std::size_t n) { return static_cast<__mmask8>((1u << n) - 1); }
   static R load_partial(const T* p, std::size_t n) { return _mm512_maskz_loadu_pd(first(n), p); }

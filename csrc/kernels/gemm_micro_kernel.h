@@ -9,19 +9,25 @@
 // V provides: type R (one register of V::width elements of type T), zero(), load(p)
 // (64-byte aligned), loadu(p), storeu(p, r), load_partial(p, n) (n < width elements, the
 // rest zero), store_partial(p, n, r), broadcast(p), fmadd(a, b, c) = a*b + c with one
-// rounding, add(a, b), transpose(r[width]) (in place: r[c] becomes column c),
+// rounding, add(a, b), sub(a, b) = a - b, mul(a, b), transpose(r[width]) (in place: r[c] becomes column c),
 // reduce_add(r) (the sum of the lanes, in a fixed order).
 // No std:: function templates here: they are inline with external linkage (see above). The includer provides <cstddef> and <utility> (no headers may be
 // included from here: this text sits inside a namespace).
 
-// a (kc, MR) packed, b (kc, NV*width) packed -> the m x n corner of C (row stride ldc):
-// C = a b when `overwrite`, else C += a b. Each element is a chain of fused multiply-adds
-// over p = 0 .. kc-1 starting from zero, then stored or added to C: the same operations
-// whatever m and n are (edge tiles are zero-padded by the packing).
+// c ← c − lr (p + weight_decay c), the operations of sgd_update, one rounding each.
+template <class T>
+T sgd_updated(T c, T p, const TileUpdate<T>& up) {
+  return c - up.lr * (p + up.weight_decay * c);
+}
+
+// a (kc, MR) packed, b (kc, NV*width) packed -> the m x n corner of C (row stride ldc),
+// updated with P = a b as `up` says (see MicroKernel in gemm.h). Each element of P is a
+// chain of fused multiply-adds over p = 0 .. kc-1 starting from zero, then applied to C:
+// the same operations whatever m and n are (edge tiles are zero-padded by the packing).
 template <class V, std::size_t MR, std::size_t NV>
 void simd_micro_kernel(std::size_t kc, const typename V::T* a, const typename V::T* b,
                        typename V::T* c, std::ptrdiff_t ldc, std::size_t m, std::size_t n,
-                       bool overwrite) {
+                       const TileUpdate<typename V::T>& up) {
   using T = typename V::T;
   using R = typename V::R;
   constexpr std::size_t W = V::width, NR = NV * W;
@@ -52,23 +58,44 @@ void simd_micro_kernel(std::size_t kc, const typename V::T* a, const typename V:
   }
 
   // A full tile goes straight to C; an edge tile goes through `tile`, then only its
-  // valid corner is touched, with the same additions.
-  const bool direct = m == MR && n == NR;
-  alignas(64) T tile[MR][NR];
-  T* dst = direct ? c : &tile[0][0];
-  const std::ptrdiff_t ld = direct ? ldc : static_cast<std::ptrdiff_t>(NR);
-  const bool add_c = direct && !overwrite;
+  // valid corner is touched, with the same operations one element at a time. (`up` is
+  // copied first: stores to C could alias it, which would reload it after every store.)
+  const TileUpdate<T> how = up;
+  if (m == MR && n == NR) {
+    if (how.mode == TileUpdate<T>::sgd) {
+      const R lr = V::broadcast(&how.lr), decay = V::broadcast(&how.weight_decay);
 #pragma GCC unroll 32
-  for (std::size_t i = 0; i < MR; ++i) {
-    T* row = dst + static_cast<std::ptrdiff_t>(i) * ld;
+      for (std::size_t i = 0; i < MR; ++i)
 #pragma GCC unroll 8
-    for (std::size_t j = 0; j < NV; ++j)
-      V::storeu(row + j * W, add_c ? V::add(V::loadu(row + j * W), acc[i][j]) : acc[i][j]);
+        for (std::size_t j = 0; j < NV; ++j) {
+          T* dst = c + static_cast<std::ptrdiff_t>(i) * ldc + j * W;
+          const R ci = V::loadu(dst);
+          V::storeu(dst, V::sub(ci, V::mul(lr, V::add(acc[i][j], V::mul(decay, ci)))));
+        }
+      return;
+    }
+    const bool add = how.mode == TileUpdate<T>::add;
+#pragma GCC unroll 32
+    for (std::size_t i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+      for (std::size_t j = 0; j < NV; ++j) {
+        T* dst = c + static_cast<std::ptrdiff_t>(i) * ldc + j * W;
+        V::storeu(dst, add ? V::add(V::loadu(dst), acc[i][j]) : acc[i][j]);
+      }
+    return;
   }
-  if (direct) return;
+  alignas(64) T tile[MR][NR];
+#pragma GCC unroll 32
+  for (std::size_t i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (std::size_t j = 0; j < NV; ++j) V::storeu(&tile[i][j * W], acc[i][j]);
   for (std::size_t i = 0; i < m; ++i) {
     T* row = c + static_cast<std::ptrdiff_t>(i) * ldc;
-    for (std::size_t j = 0; j < n; ++j) row[j] = overwrite ? tile[i][j] : row[j] + tile[i][j];
+    for (std::size_t j = 0; j < n; ++j) {
+      if (how.mode == TileUpdate<T>::overwrite) row[j] = tile[i][j];
+      else if (how.mode == TileUpdate<T>::add) row[j] += tile[i][j];
+      else row[j] = sgd_updated(row[j], tile[i][j], how);
+    }
   }
 }
 
