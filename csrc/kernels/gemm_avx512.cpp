@@ -95,9 +95,9 @@ struct F64x8 {
 
 namespace isa_kernels {
 // 14 x 2 registers of accumulators + 2 of B + 1 broadcast fill the 32 zmm registers;
-// the dot kernel: 4 x 6 accumulators + 4 rows of A + 1 of B.
-const GemmKernel<float> avx512_f32 = make_gemm_kernel<F32x16, 2, 6>(std::make_index_sequence<14>(), std::make_index_sequence<4>(), 384, 1024);
-const GemmKernel<double> avx512_f64 = make_gemm_kernel<F64x8, 2, 6>(std::make_index_sequence<14>(), std::make_index_sequence<4>(), 256, 512);
+// the dot kernel: 5 x 5 accumulators + 5 rows of A + 1 of B (a batch of 10: two tiles).
+const GemmKernel<float> avx512_f32 = make_gemm_kernel<F32x16, 2, 5>(std::make_index_sequence<14>(), std::make_index_sequence<5>(), 384, 1024);
+const GemmKernel<double> avx512_f64 = make_gemm_kernel<F64x8, 2, 5>(std::make_index_sequence<14>(), std::make_index_sequence<5>(), 256, 512);
 }  // namespace isa_kernels
 
 }  // namespace fastmlp
