@@ -436,12 +436,13 @@ class MLP:
                                 check_real(weight_decay, "weight_decay", 0))[0]
 
     def fit(self, X, Y, epochs=30, batch_size=10, lr=0.5, weight_decay=0.0,
-            validation_data=None, patience=None, shuffle=True, progress=False):
-        """Train by mini-batch SGD; returns a History. See fastmlp.training.fit."""
+            validation_data=None, patience=None, shuffle=True, progress=False, comm=None):
+        """Train by mini-batch SGD; returns a History. See fastmlp.training.fit; with an MPI
+        communicator `comm`, data-parallel over its ranks (fastmlp.distributed.fit)."""
         from .training import fit
         return fit(self, X, Y, epochs=epochs, batch_size=batch_size, lr=lr,
                    weight_decay=weight_decay, validation_data=validation_data,
-                   patience=patience, shuffle=shuffle, progress=progress)
+                   patience=patience, shuffle=shuffle, progress=progress, comm=comm)
 
     def predict(self, X):
         """Class labels (n,) for softmax; 0/1 (n, K) for sigmoid (σ(z) ≥ 0.5 exactly where
