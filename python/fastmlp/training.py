@@ -152,25 +152,38 @@ def fit(net, X, Y, epochs=30, batch_size=10, lr=0.5, weight_decay=0.0,
     X, Y, epochs, batch_size, lr, weight_decay, validation, patience = _checked_fit_args(
         net, X, Y, epochs, batch_size, lr, weight_decay, validation_data, patience, shuffle,
         progress)
-    history = History()
-    n = len(X)
-    n_batches = math.ceil(n / batch_size)
-    stopping = _EarlyStopping(patience)
-    for epoch in range(epochs):
-        start = time.perf_counter()
-        bar = _epoch_bar(progress, epoch, epochs, n_batches)
-        order = net._rng.permutation(n) if shuffle else None
+    n_batches = math.ceil(len(X) / batch_size)
+
+    def run_epoch(order, bar):
         if net.backend == "native":   # the whole batch loop in one C++ call
             loss_sum, hits = native_training.train_epoch(net, X, Y, order, batch_size, lr,
                                                          weight_decay)
             if bar is not None:
                 bar.update(n_batches)
-        else:
-            loss_sum, hits = _python_epoch(net, X, Y, order, batch_size, lr, weight_decay, bar)
+            return loss_sum, hits
+        return _python_epoch(net, X, Y, order, batch_size, lr, weight_decay, bar)
+
+    return train_epochs(net, Y, epochs, n_batches, run_epoch,
+                        lambda Xv, Yv: net._evaluate(Xv, Yv, weight_decay), validation,
+                        patience, shuffle, progress)
+
+
+def train_epochs(net, Y, epochs, n_batches, run_epoch, evaluate, validation, patience,
+                 shuffle, progress):
+    """fit()'s epochs, given run_epoch(order, bar) -> (Σ J_batch · rows, hits) of one pass
+    over the rows in `order` (None: row order) and evaluate(Xv, Yv) -> (J, hits)."""
+    history = History()
+    n = len(Y)
+    stopping = _EarlyStopping(patience)
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        bar = _epoch_bar(progress, epoch, epochs, n_batches)
+        order = net._rng.permutation(n) if shuffle else None
+        loss_sum, hits = run_epoch(order, bar)
         history.loss.append(loss_sum / n)
         history.accuracy.append(net._score_from_hits(hits, Y))
         if validation is not None:
-            val_loss, val_hits = net._evaluate(*validation, weight_decay)
+            val_loss, val_hits = evaluate(*validation)
             history.val_loss.append(val_loss)
             history.val_accuracy.append(net._score_from_hits(val_hits, validation[1]))
             stopping.record(net, history, epoch, val_loss)
