@@ -22,8 +22,10 @@ model and calls fit with the same X, Y, validation data and arguments. Then:
   the error to stderr and calls comm.Abort(1), which ends every rank: no rank is left
   waiting in a collective call. A rank that dies is noticed by the MPI launcher, which
   ends the others.
-- With the native backend, fit caps the kernels' threads at threads_per_rank(comm)
-  (restored afterwards), so the ranks on one host do not oversubscribe its cores.
+- With the native backend, each rank's kernels run threads_per_rank(comm) threads during
+  fit, max(1, cores // ranks on the host), so the ranks sharing a host do not
+  oversubscribe its cores; unless fastmlp.set_num_threads was called or OMP_NUM_THREADS
+  is set, which then win.
 
 Save once: net.save(path, comm=comm) writes on rank 0 only.
 """
@@ -35,7 +37,8 @@ import traceback
 
 import numpy as np
 
-from . import native_training
+from . import backend, native_training
+from .backend import _native_module
 from .training import _checked_fit_args, train_epochs
 
 COMM_METHODS = ("Get_rank", "Get_size", "Allreduce", "Bcast", "allgather", "bcast", "Abort",
@@ -66,6 +69,11 @@ def _cores():
         return len(os.sched_getaffinity(0))
     except AttributeError:   # not on Linux
         return os.cpu_count() or 1
+
+
+def _threads_chosen_by_user():
+    """fastmlp.set_num_threads was called, or OMP_NUM_THREADS is set."""
+    return backend.threads_chosen_by_user or bool(os.environ.get("OMP_NUM_THREADS"))
 
 
 def threads_per_rank(comm):
@@ -244,10 +252,10 @@ def fit(net, X, Y, comm, epochs=30, batch_size=10, lr=0.5, weight_decay=0.0,
         progress = False
     threads = threads_per_rank(comm)
     saved_threads = None
-    if net.backend == "native":
-        from . import get_num_threads, set_num_threads
-        saved_threads = get_num_threads()
-        set_num_threads(min(saved_threads, threads))
+    if net.backend == "native" and not _threads_chosen_by_user():
+        core = _native_module()
+        saved_threads = core.get_num_threads()
+        core.set_num_threads(threads)
     try:
         return _fit(net, comm, X, Y, epochs, batch_size, lr, weight_decay, validation,
                     patience, shuffle, progress)
@@ -257,7 +265,7 @@ def fit(net, X, Y, comm, epochs=30, batch_size=10, lr=0.5, weight_decay=0.0,
         raise
     finally:
         if saved_threads is not None:
-            set_num_threads(saved_threads)
+            core.set_num_threads(saved_threads)
 
 
 def _fit(net, comm, X, Y, epochs, batch_size, lr, weight_decay, validation, patience,

@@ -462,9 +462,13 @@ class MLP:
 
     # ------------------------------------------------------------ persistence
 
-    def save(self, path):
+    def save(self, path, comm=None):
         """Write the architecture, dtype, weights and generator state to an .npz file
-        (NumPy appends ".npz" to a path without it). No pickle."""
+        (NumPy appends ".npz" to a path without it). No pickle. With an MPI communicator
+        `comm` (after fit(..., comm=comm) every rank holds the same model), only its rank 0
+        writes; the other ranks return at once."""
+        if comm is not None and comm.Get_rank() != 0:
+            return
         config = {"sizes": self.sizes, "activations": self.activations, "output": self.output,
                   "loss": self.loss_name, "dtype": self.dtype, "backend": self.backend,
                   "seed": self.seed, "rng_state": self._rng.bit_generator.state}
