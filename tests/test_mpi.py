@@ -34,11 +34,12 @@ TIMEOUT = 180   # seconds; generous for a loaded machine, short enough to catch 
 WORKER = Path(__file__).with_name("mpi_worker.py")
 
 
-def mpirun(args, n=2, timeout=TIMEOUT):
+def mpirun(args, n=2, timeout=TIMEOUT, cwd=None):
     """Run `mpirun -n n args...` -> CompletedProcess; kill the whole job on timeout."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([MPIRUN, "-n", str(n), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+                            cwd=cwd)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -146,6 +147,16 @@ def test_cli_error_on_every_rank_exits_non_zero_without_hanging(tmp_path):
     assert result.returncode == 1
     assert "MPI rank 0 of 2: error: --data" in result.stderr or \
         "MPI rank 1 of 2: error: --data" in result.stderr
+
+
+@needs_mpirun
+def test_readme_mpi_example_runs_under_mpirun(tmp_path):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = readme.split("## Training over MPI", 1)[1].split("```python\n", 1)[1]
+    (tmp_path / "train.py").write_text(example.split("```", 1)[0])
+    result = mpirun([sys.executable, "train.py"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "digits.npz").exists()
 
 
 # ------------------------------------------------------------------ in process, one rank
