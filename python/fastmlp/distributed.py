@@ -279,7 +279,7 @@ def _fit(net, comm, X, Y, epochs, batch_size, lr, weight_decay, validation, pati
     def evaluate(Xv, Yv):
         loss_sum, hits = _global_sums(net, comm, *_evaluate_shard(net, comm, Xv, Yv,
                                                                    weight_decay))
-        return loss_sum / len(Xv), hits
+        return loss_sum / max(len(Xv), 1), hits   # an empty set scores 0, as in fit()
 
     return train_epochs(net, Y, epochs, math.ceil(len(X) / batch_size), run_epoch, evaluate,
                         validation, patience, shuffle, progress)
