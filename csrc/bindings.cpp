@@ -791,8 +791,9 @@ class ReleaseParams {
 // aligned and writable, since they are updated in place (never a silent copy).
 template <class T>
 void params(ParamSlots<T>& out, const Network& net, const py::object& weights,
-            const py::object& biases) {
-  for (auto [obj, name, is_weight] : {std::tuple{&weights, "weights", true}, std::tuple{&biases, "biases", false}}) {
+            const py::object& biases, const char* weights_name = "weights",
+            const char* biases_name = "biases") {
+  for (auto [obj, name, is_weight] : {std::tuple{&weights, weights_name, true}, std::tuple{&biases, biases_name, false}}) {
     if (!py::isinstance<py::sequence>(*obj) || py::isinstance<py::str>(*obj))
       throw py::type_error(std::string(name) + ": expected a list of numpy arrays");
     auto list = py::reinterpret_borrow<py::sequence>(*obj);
@@ -910,12 +911,21 @@ class TrainingWorkspace {
     return epoch_as(*f64_, weights, biases, x, y, order, batch_size, lr, weight_decay);
   }
 
+  py::tuple gradients(const py::object& dws, const py::object& dbs, const py::object& weights,
+                      const py::object& biases, const py::object& x, const py::object& y,
+                      const py::object& rows, double scale, double weight_decay) {
+    BusyGuard guard(busy_);
+    if (f32_) return gradients_as(*f32_, dws, dbs, weights, biases, x, y, rows, scale, weight_decay);
+    return gradients_as(*f64_, dws, dbs, weights, biases, x, y, rows, scale, weight_decay);
+  }
+
  private:
   template <class T>
   struct Trainer {
-    Trainer(const Network& net, std::size_t max_batch) : ws(net, max_batch), slots(net.n_layers()) {}
+    Trainer(const Network& net, std::size_t max_batch)
+        : ws(net, max_batch), slots(net.n_layers()), grad_slots(net.n_layers()) {}
     Workspace<T> ws;
-    ParamSlots<T> slots;
+    ParamSlots<T> slots, grad_slots;  // weights and biases; their gradients
   };
 
   template <class T>
@@ -967,6 +977,43 @@ class TrainingWorkspace {
     return result(ws.net, r);
   }
 
+  template <class T>
+  static py::tuple gradients_as(Trainer<T>& t, const py::object& dws, const py::object& dbs,
+                                const py::object& weights, const py::object& biases,
+                                const py::object& x, const py::object& y, const py::object& rows_obj,
+                                double scale, double weight_decay) {
+    Workspace<T>& ws = t.ws;
+    ReleaseParams<T> release(t.slots), release_grads(t.grad_slots);
+    params(t.slots, ws.net, weights, biases);
+    params(t.grad_slots, ws.net, dws, dbs, "dws", "dbs");
+    for (std::size_t l = 0; l < ws.net.n_layers(); ++l)
+      if (t.grad_slots.w[l] == t.slots.w[l] || t.grad_slots.b[l] == t.slots.b[l])
+        throw py::value_error("dws, dbs: expected arrays of their own, got the weights or biases");
+    CheckedBatch<T> bt = batch<T>(ws.net, x, y);
+    CArray<std::int64_t> rows;
+    std::size_t n = bt.n;
+    if (!rows_obj.is_none()) {
+      py::array r = require_ndarray(rows_obj, "rows");
+      if (r.ndim() != 1)
+        throw py::value_error("rows: expected a 1-D array of row indices, got shape " + shape_str(r));
+      rows = require_indices(r, "rows", static_cast<std::int64_t>(bt.n), "row indices < n");
+      n = static_cast<std::size_t>(r.shape(0));
+    }
+    if (n > ws.max_batch)
+      throw py::value_error("rows: " + std::to_string(n) + " rows exceed the workspace's max_batch " +
+                            std::to_string(ws.max_batch));
+    const T scale_t = require_finite<T>(scale, "scale");
+    const T wd_t = require_finite<T>(weight_decay, "weight_decay");
+    const std::int64_t* rows_data = rows_obj.is_none() ? nullptr : rows.data();
+    StepResult r;
+    {
+      py::gil_scoped_release nogil;
+      r = batch_gradients(t.grad_slots.w.data(), t.grad_slots.b.data(), t.slots.w.data(),
+                          t.slots.b.data(), ws, bt.x.data(), bt.targets, rows_data, n, scale_t, wd_t);
+    }
+    return result(ws.net, r);
+  }
+
   std::unique_ptr<Trainer<float>> f32_;
   std::unique_ptr<Trainer<double>> f64_;
   std::atomic<bool> busy_{false};
@@ -995,7 +1042,14 @@ void bind_training(py::module_& m) {
            py::arg("y"), py::arg("order"), py::arg("batch_size"), py::arg("lr"),
            py::arg("weight_decay"),
            "One epoch: batches of batch_size rows of x[order] (order None: row order), one step "
-           "each -> (sum of J_batch * rows_batch, total hits).");
+           "each -> (sum of J_batch * rows_batch, total hits).")
+      .def("gradients", &TrainingWorkspace::gradients, py::arg("dws"), py::arg("dbs"),
+           py::arg("weights"), py::arg("biases"), py::arg("x"), py::arg("y"), py::arg("rows"),
+           py::arg("scale"), py::arg("weight_decay"),
+           "Gradients of J on the batch x[rows] (rows None: all of x), times scale, written into "
+           "dws and dbs (arrays shaped like the weights and biases); the weights are not changed "
+           "and weight decay is left to the update -> (J of the batch with the weight-decay "
+           "penalty, hits).");
 }
 
 PYBIND11_MODULE(_core, m) {

@@ -436,12 +436,13 @@ class MLP:
                                 check_real(weight_decay, "weight_decay", 0))[0]
 
     def fit(self, X, Y, epochs=30, batch_size=10, lr=0.5, weight_decay=0.0,
-            validation_data=None, patience=None, shuffle=True, progress=False):
-        """Train by mini-batch SGD; returns a History. See fastmlp.training.fit."""
+            validation_data=None, patience=None, shuffle=True, progress=False, comm=None):
+        """Train by mini-batch SGD; returns a History. See fastmlp.training.fit; with an MPI
+        communicator `comm`, data-parallel over its ranks (fastmlp.distributed.fit)."""
         from .training import fit
         return fit(self, X, Y, epochs=epochs, batch_size=batch_size, lr=lr,
                    weight_decay=weight_decay, validation_data=validation_data,
-                   patience=patience, shuffle=shuffle, progress=progress)
+                   patience=patience, shuffle=shuffle, progress=progress, comm=comm)
 
     def predict(self, X):
         """Class labels (n,) for softmax; 0/1 (n, K) for sigmoid (σ(z) ≥ 0.5 exactly where
@@ -461,9 +462,13 @@ class MLP:
 
     # ------------------------------------------------------------ persistence
 
-    def save(self, path):
+    def save(self, path, comm=None):
         """Write the architecture, dtype, weights and generator state to an .npz file
-        (NumPy appends ".npz" to a path without it). No pickle."""
+        (NumPy appends ".npz" to a path without it). No pickle. With an MPI communicator
+        `comm` (after fit(..., comm=comm) every rank holds the same model), only its rank 0
+        writes; the other ranks return at once."""
+        if comm is not None and comm.Get_rank() != 0:
+            return
         config = {"sizes": self.sizes, "activations": self.activations, "output": self.output,
                   "loss": self.loss_name, "dtype": self.dtype, "backend": self.backend,
                   "seed": self.seed, "rng_state": self._rng.bit_generator.state}
