@@ -21,6 +21,9 @@ template <class T, Isa isa>
 void activation_backward_isa(T* delta, const T* z, const T* a, std::size_t n, Act act, T param);
 
 template <class T, Isa isa>
+void sgd_update_isa(T* w, const T* dw, std::size_t n, T lr, T weight_decay);
+
+template <class T, Isa isa>
 void softmax_isa(T* p, const T* z, std::size_t n, std::size_t k);
 template <class T, Isa isa>
 double softmax_cross_entropy_labels_isa(T* dz, const T* z, const std::int64_t* labels,
@@ -49,6 +52,7 @@ decltype(auto) with_active_isa(F&& f) {
   template void activation_forward_isa<T, ISA>(T*, const T*, std::size_t, Act, T);             \
   template void activation_derivative_isa<T, ISA>(T*, const T*, const T*, std::size_t, Act, T); \
   template void activation_backward_isa<T, ISA>(T*, const T*, const T*, std::size_t, Act, T);   \
+  template void sgd_update_isa<T, ISA>(T*, const T*, std::size_t, T, T);                       \
   template void softmax_isa<T, ISA>(T*, const T*, std::size_t, std::size_t);                   \
   template double softmax_cross_entropy_labels_isa<T, ISA>(T*, const T*, const std::int64_t*,  \
                                                            std::size_t, std::size_t);          \

@@ -304,17 +304,25 @@ void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std:
   const std::size_t a_slot = ceil_div(kc * mr, align) * align;
   T* slots = dot ? nullptr : tls_packed.get<T>(threads * (b_slot + a_slot));
 
-#pragma omp parallel for schedule(dynamic, 1) num_threads(static_cast<int>(threads)) if (threads > 1)
-  for (std::size_t blk = 0; blk < blocks_m * blocks_n; ++blk) {
+  auto block = [&](std::size_t blk, std::size_t thread) {
     const std::size_t i0 = blk / blocks_n * rows_per, j0 = blk % blocks_n * cols_per;
     const std::size_t i1 = std::min(m, i0 + rows_per), j1 = std::min(n, j0 + cols_per);
     if (dot) {
       compute_block_dot(g, i0, i1, j0, j1, epilogue);
     } else {
-      T* packed_b = slots + static_cast<std::size_t>(omp_get_thread_num()) * (b_slot + a_slot);
+      T* packed_b = slots + thread * (b_slot + a_slot);
       compute_block(g, i0, i1, j0, j1, packed_b, packed_b + b_slot, epilogue);
     }
+  };
+  // One thread: no OpenMP region at all (even an if(false) one costs a futex call, which
+  // dominates the small products of a batch-10 training step).
+  if (threads == 1) {
+    for (std::size_t blk = 0; blk < blocks_m * blocks_n; ++blk) block(blk, 0);
+    return;
   }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(static_cast<int>(threads))
+  for (std::size_t blk = 0; blk < blocks_m * blocks_n; ++blk)
+    block(blk, static_cast<std::size_t>(omp_get_thread_num()));
 }
 
 }  // namespace

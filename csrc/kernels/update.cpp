@@ -1,13 +1,14 @@
 #include "kernels/update.h"
 
+#include "kernels/eltwise_isa.h"
+
 namespace fastmlp {
 
-// Memory-bound and vectorised by the compiler even at the baseline ISA: one version.
+// Runs the instantiation of the active ISA (update_impl.h); every ISA computes the same
+// two roundings per element (no contraction), so the result does not depend on it.
 template <class T>
 void sgd_update(T* w, const T* dw, std::size_t n, T lr, T weight_decay) {
-  // Same expression as the twin even when weight_decay == 0 (0 · inf is NaN there too).
-#pragma omp simd
-  for (std::size_t i = 0; i < n; ++i) w[i] -= lr * (dw[i] + weight_decay * w[i]);
+  with_active_isa([&](auto isa) { sgd_update_isa<T, isa.value>(w, dw, n, lr, weight_decay); });
 }
 
 template void sgd_update<float>(float*, const float*, std::size_t, float, float);

@@ -5,6 +5,7 @@ C++ kernels (fastmlp._core) with a NumPy twin (fastmlp.reference); pick one with
 """
 from . import autograd, data
 from .backend import BACKENDS, KERNEL_NAMES, get_backend
+from . import autograd
 from .gradcheck import gradcheck
 from .model import MLP
 from .training import History

@@ -17,6 +17,7 @@ import numbers
 
 import numpy as np
 
+from . import native_training
 from .backend import get_backend
 from .reference import ACTIVATIONS, DEFAULT_PARAM
 
@@ -349,8 +350,8 @@ class MLP:
             if act == "maxout":
                 # "identity" makes linear_backward return ∂J/∂a_prev = δ W; maxout_backward
                 # then routes it to the winning piece of each unit
-                dws[l], dbs[l], delta = k.linear_backward(delta, x, self._weights[l], z_prev,
-                                                          a_prev, "identity", 0.0)
+                dws[l], dbs[l], delta = k.linear_backward(delta, x, self._weights[l], None,
+                                                          None, "identity", 0.0)
                 delta = k.maxout_backward(delta, argmax_prev, param)
             else:
                 dws[l], dbs[l], delta = k.linear_backward(delta, x, self._weights[l], z_prev,
@@ -387,6 +388,8 @@ class MLP:
 
     def _train_step(self, X, Y, lr, weight_decay):
         """One SGD step on checked inputs; returns J before the update and the batch's hits."""
+        if self._kernels.name == "native":   # the same steps, in one C++ call
+            return native_training.train_step(self, X, Y, lr, weight_decay)
         k = self._kernels
         layers = self._forward(X)
         _, z, out, _ = layers[-1]

@@ -6,6 +6,7 @@ from typing import List, Optional
 
 import numpy as np
 
+from . import native_training
 from .model import check_positive_int, check_real
 
 
@@ -62,6 +63,21 @@ def _report(progress, bar, history):
         print(format_epoch(history, epoch), flush=True)
 
 
+def _python_epoch(net, X, Y, order, batch_size, lr, weight_decay, bar):
+    """One epoch, one net._train_step per batch of X[order] -> (Σ J_batch · rows, hits)."""
+    Xs, Ys = (X, Y) if order is None else (X[order], Y[order])
+    n = len(X)
+    loss_sum, hits = 0.0, 0
+    for lo in range(0, n, batch_size):
+        hi = min(lo + batch_size, n)
+        loss, batch_hits = net._train_step(Xs[lo:hi], Ys[lo:hi], lr, weight_decay)
+        loss_sum += loss * (hi - lo)
+        hits += batch_hits
+        if bar is not None:
+            bar.update()
+    return loss_sum, hits
+
+
 def fit(net, X, Y, epochs=30, batch_size=10, lr=0.5, weight_decay=0.0,
         validation_data=None, patience=None, shuffle=True, progress=False):
     """Train `net` by mini-batch SGD for `epochs` passes over (X, Y); returns a History.
@@ -102,19 +118,14 @@ def fit(net, X, Y, epochs=30, batch_size=10, lr=0.5, weight_decay=0.0,
     for epoch in range(epochs):
         start = time.perf_counter()
         bar = _epoch_bar(progress, epoch, epochs, n_batches)
-        if shuffle:
-            order = net._rng.permutation(n)
-            Xs, Ys = X[order], Y[order]
-        else:
-            Xs, Ys = X, Y
-        loss_sum, hits = 0.0, 0
-        for lo in range(0, n, batch_size):
-            hi = min(lo + batch_size, n)
-            loss, batch_hits = net._train_step(Xs[lo:hi], Ys[lo:hi], lr, weight_decay)
-            loss_sum += loss * (hi - lo)
-            hits += batch_hits
+        order = net._rng.permutation(n) if shuffle else None
+        if net.backend == "native":   # the whole batch loop in one C++ call
+            loss_sum, hits = native_training.train_epoch(net, X, Y, order, batch_size, lr,
+                                                         weight_decay)
             if bar is not None:
-                bar.update()
+                bar.update(n_batches)
+        else:
+            loss_sum, hits = _python_epoch(net, X, Y, order, batch_size, lr, weight_decay, bar)
         history.loss.append(loss_sum / n)
         history.accuracy.append(net._score_from_hits(hits, Y))
         if validation_data is not None:

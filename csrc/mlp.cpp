@@ -1,0 +1,252 @@
+#include "mlp.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/gemm.h"
+#include "kernels/loss.h"
+#include "kernels/update.h"
+
+namespace fastmlp {
+
+namespace {
+
+bool is_maxout(const Network& net, std::size_t l) {
+  return l < net.hidden.size() && net.hidden[l].maxout_pieces > 0;
+}
+
+// The element-wise activation linear_forward applies in layer l. Maxout layers take the
+// identity there (maxout_forward does the rest); softmax is applied by its loss kernel.
+Act layer_activation(const Network& net, std::size_t l) {
+  if (l < net.hidden.size()) return is_maxout(net, l) ? Act::identity : net.hidden[l].act;
+  return net.output == Output::sigmoid ? Act::sigmoid : Act::identity;
+}
+
+// a = f(z) of layer l: its own buffer, or z itself when f is the identity.
+template <class T>
+T* activations(Workspace<T>& ws, std::size_t l) {
+  return ws.a[l].empty() ? ws.z[l].data() : ws.a[l].data();
+}
+
+// Asks for the cache lines of [p, p + bytes) to be loaded into L2 while work goes on.
+void prefetch_to_l2(const void* p, std::size_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (std::size_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 2);
+}
+
+// First index of the row's maximum; like numpy.argmax, the first NaN beats every number.
+template <class T>
+std::size_t row_argmax(const T* row, std::size_t k) {
+  std::size_t best = 0;
+  for (std::size_t j = 1; j < k; ++j) {
+    bool nan_beats_number = row[j] != row[j] && row[best] == row[best];
+    if (row[j] > row[best] || nan_beats_number) best = j;
+  }
+  return best;
+}
+
+// MLP._hits of a batch: z (n,K) the output logits, out (n,K) = f(z).
+template <class T>
+double hits(const Network& net, const T* z, const T* out, Targets<T> y, std::size_t n) {
+  const std::size_t k = net.sizes.back();
+  double total = 0.0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const T* zi = z + i * k;
+    const T* yi = y.values ? y.values + i * k : nullptr;
+    switch (net.output) {
+      case Output::softmax: {
+        std::size_t label = y.labels ? static_cast<std::size_t>(y.labels[i]) : row_argmax(yi, k);
+        total += row_argmax(zi, k) == label;
+        break;
+      }
+      case Output::sigmoid: {
+        bool all_right = true;
+        for (std::size_t j = 0; j < k; ++j) all_right = all_right && (zi[j] >= T(0)) == (yi[j] >= T(0.5));
+        total += all_right;
+        break;
+      }
+      case Output::identity:
+        for (std::size_t j = 0; j < k; ++j) {
+          double diff = static_cast<double>(out[i * k + j] - yi[j]);
+          total += diff * diff;
+        }
+        break;
+    }
+  }
+  return total;
+}
+
+// J of the batch (without weight decay); writes delta = dJ/dz of the output layer.
+template <class T>
+double loss_and_delta(Workspace<T>& ws, Targets<T> y, std::size_t n) {
+  const Network& net = ws.net;
+  const std::size_t last = net.n_layers() - 1, k = net.sizes.back();
+  T* delta = ws.delta[last].data();
+  const T* z = ws.z[last].data();
+  const T* out = activations(ws, last);
+  switch (net.loss) {
+    case Loss::cross_entropy:
+      return y.labels ? softmax_cross_entropy(delta, z, y.labels, n, k)
+                      : softmax_cross_entropy(delta, z, y.values, n, k);
+    case Loss::binary_cross_entropy:
+      return sigmoid_binary_cross_entropy(delta, z, y.values, n, k);
+    case Loss::quadratic: {
+      double loss = quadratic_loss(delta, out, y.values, n, k);
+      // the lecture's δ(L) = (a − y) ⊙ σ'(z(L)), with the 1/n of the batch mean
+      if (net.output == Output::sigmoid) activation_backward(delta, z, out, n * k, Act::sigmoid, T(0));
+      return loss;
+    }
+  }
+  return 0.0;
+}
+
+// (weight_decay / 2) Σ W², biases excluded, accumulated in double.
+template <class T>
+double weight_penalty(const Network& net, T* const* w, T weight_decay) {
+  if (weight_decay == T(0)) return 0.0;
+  double sum = 0.0;
+  for (std::size_t l = 0; l < net.n_layers(); ++l) {
+    const std::size_t count = net.rows(l) * net.sizes[l];
+    for (std::size_t i = 0; i < count; ++i) sum += static_cast<double>(w[l][i]) * w[l][i];
+  }
+  return 0.5 * static_cast<double>(weight_decay) * sum;
+}
+
+template <class T>
+void forward(Workspace<T>& ws, T* const* w, T* const* b, const T* x, std::size_t n) {
+  const Network& net = ws.net;
+  const T* in = x;
+  for (std::size_t l = 0; l < net.n_layers(); ++l) {
+    const std::size_t fan_in = net.sizes[l], rows = net.rows(l);
+    const T param = l < net.hidden.size() ? static_cast<T>(net.hidden[l].param) : T(0);
+    T* z = ws.z[l].data();
+    // a maxout layer keeps only z here: its a (fewer columns) comes from maxout_forward
+    linear_forward(z, is_maxout(net, l) ? z : activations(ws, l), in, std::ptrdiff_t(fan_in), 1, w[l],
+                   std::ptrdiff_t(fan_in), 1, b[l], 1, n, fan_in, rows, layer_activation(net, l),
+                   param);
+    if (is_maxout(net, l))
+      maxout_forward(ws.a[l].data(), ws.argmax[l].data(), z, n, net.sizes[l + 1],
+                     net.hidden[l].maxout_pieces);
+    in = activations(ws, l);
+  }
+}
+
+// Backpropagates delta of the output layer down to layer 0, updating each layer's W and b
+// as soon as its gradient is known (no later step reads them).
+template <class T>
+void backward_and_update(Workspace<T>& ws, T* const* w, T* const* b, const T* x, std::size_t n,
+                         T lr, T weight_decay) {
+  const Network& net = ws.net;
+  for (std::size_t l = net.n_layers(); l-- > 0;) {
+    const std::size_t fan_in = net.sizes[l], rows = net.rows(l);
+    const T* in = l == 0 ? x : activations(ws, l - 1);
+    const T* delta = ws.delta[l].data();
+    const auto ld_in = std::ptrdiff_t(fan_in), ld_delta = std::ptrdiff_t(rows);
+    if (l == 0) {
+      linear_backward(ws.dw.data(), ws.db.data(), static_cast<T*>(nullptr), delta, ld_delta, 1,
+                      in, ld_in, 1, w[l], ld_in, 1, static_cast<const T*>(nullptr),
+                      static_cast<const T*>(nullptr), n, fan_in, rows, Act::identity, T(0), false);
+    } else if (is_maxout(net, l - 1)) {
+      // "identity" gives dJ/da_prev = δ W; maxout_backward routes it to the winning pieces
+      linear_backward(ws.dw.data(), ws.db.data(), ws.d_maxout.data(), delta, ld_delta, 1, in,
+                      ld_in, 1, w[l], ld_in, 1, static_cast<const T*>(nullptr),
+                      static_cast<const T*>(nullptr), n, fan_in, rows, Act::identity, T(0), false);
+      maxout_backward(ws.delta[l - 1].data(), ws.d_maxout.data(), ws.argmax[l - 1].data(), n,
+                      fan_in, net.hidden[l - 1].maxout_pieces);
+    } else {
+      const HiddenLayer& prev = net.hidden[l - 1];
+      linear_backward(ws.dw.data(), ws.db.data(), ws.delta[l - 1].data(), delta, ld_delta, 1, in,
+                      ld_in, 1, w[l], ld_in, 1, ws.z[l - 1].data(), activations(ws, l - 1), n,
+                      fan_in, rows, prev.act, static_cast<T>(prev.param), false);
+    }
+    sgd_update(w[l], ws.dw.data(), rows * fan_in, lr, weight_decay);
+    sgd_update(b[l], ws.db.data(), rows, lr, T(0));
+  }
+}
+
+}  // namespace
+
+template <class T>
+Workspace<T>::Workspace(const Network& network, std::size_t batch)
+    : net(network), max_batch(batch) {
+  const std::size_t layers = net.n_layers();
+  z.resize(layers);
+  a.resize(layers);
+  delta.resize(layers);
+  argmax.resize(layers);
+  std::size_t max_params = 0, max_rows = 0, max_maxout_units = 0;
+  for (std::size_t l = 0; l < layers; ++l) {
+    const std::size_t rows = net.rows(l), units = net.sizes[l + 1];
+    z[l].resize(batch * rows);
+    delta[l].resize(batch * rows);
+    if (layer_activation(net, l) != Act::identity || is_maxout(net, l)) a[l].resize(batch * units);
+    if (is_maxout(net, l)) {
+      argmax[l].resize(batch * units);
+      max_maxout_units = std::max(max_maxout_units, units);
+    }
+    max_params = std::max(max_params, rows * net.sizes[l]);
+    max_rows = std::max(max_rows, rows);
+  }
+  d_maxout.resize(batch * max_maxout_units);
+  dw.resize(max_params);
+  db.resize(max_rows);
+  x_batch.resize(batch * net.sizes.front());
+  y_batch.resize(batch * net.sizes.back());
+  label_batch.resize(batch);
+}
+
+template <class T>
+StepResult train_step(T* const* w, T* const* b, Workspace<T>& ws, const T* x, Targets<T> y,
+                      std::size_t n, T lr, T weight_decay) {
+  const Network& net = ws.net;
+  const std::size_t last = net.n_layers() - 1;
+  forward(ws, w, b, x, n);
+  StepResult result;
+  result.loss = loss_and_delta(ws, y, n) + weight_penalty(net, w, weight_decay);
+  result.hits = hits(net, ws.z[last].data(), activations(ws, last), y, n);
+  backward_and_update(ws, w, b, x, n, lr, weight_decay);
+  return result;
+}
+
+template <class T>
+StepResult train_epoch(T* const* w, T* const* b, Workspace<T>& ws, const T* x, Targets<T> y,
+                       std::size_t n_rows, const std::int64_t* order, std::size_t batch_size,
+                       T lr, T weight_decay) {
+  const std::size_t s_in = ws.net.sizes.front(), k = ws.net.sizes.back();
+  StepResult total{0.0, 0.0};
+  for (std::size_t lo = 0; lo < n_rows; lo += batch_size) {
+    const std::size_t n = std::min(batch_size, n_rows - lo);
+    if (order != nullptr)  // the next batch's rows are scattered over X: fetch them meanwhile
+      for (std::size_t i = lo + n; i < std::min(n_rows, lo + n + batch_size); ++i)
+        prefetch_to_l2(x + static_cast<std::size_t>(order[i]) * s_in, s_in * sizeof(T));
+    const T* xb = x + lo * s_in;
+    Targets<T> yb{y.labels ? y.labels + lo : nullptr, y.values ? y.values + lo * k : nullptr};
+    if (order != nullptr) {  // gather the batch's rows, as X[order][lo:hi] does
+      for (std::size_t i = 0; i < n; ++i) {
+        const auto row = static_cast<std::size_t>(order[lo + i]);
+        std::memcpy(ws.x_batch.data() + i * s_in, x + row * s_in, s_in * sizeof(T));
+        if (y.labels) ws.label_batch[i] = y.labels[row];
+        else std::memcpy(ws.y_batch.data() + i * k, y.values + row * k, k * sizeof(T));
+      }
+      xb = ws.x_batch.data();
+      yb = y.labels ? Targets<T>{ws.label_batch.data(), nullptr} : Targets<T>{nullptr, ws.y_batch.data()};
+    }
+    StepResult step = train_step(w, b, ws, xb, yb, n, lr, weight_decay);
+    total.loss += step.loss * static_cast<double>(n);
+    total.hits += step.hits;
+  }
+  return total;
+}
+
+#define FASTMLP_INSTANTIATE(T)                                                                 \
+  template struct Workspace<T>;                                                                \
+  template StepResult train_step<T>(T* const*, T* const*, Workspace<T>&, const T*, Targets<T>, \
+                                    std::size_t, T, T);                                        \
+  template StepResult train_epoch<T>(T* const*, T* const*, Workspace<T>&, const T*,           \
+                                     Targets<T>, std::size_t, const std::int64_t*,            \
+                                     std::size_t, T, T);
+FASTMLP_INSTANTIATE(float)
+FASTMLP_INSTANTIATE(double)
+#undef FASTMLP_INSTANTIATE
+
+}  // namespace fastmlp

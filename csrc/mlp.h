@@ -1,0 +1,96 @@
+// A whole training step, and a whole epoch, of an MLP in C++.
+// Twin: MLP._train_step and the batch loop of fit() (python/fastmlp/model.py, training.py).
+//
+// train_step makes the same kernel calls, in the same order and with the same formulas,
+// as MLP._train_step on the native kernel table: forward through linear_forward (fused
+// bias + activation; maxout_forward for maxout layers), the output's loss kernel, the
+// backward pass through linear_backward (fused f' epilogue; maxout_backward), and the
+// weight-decay SGD update through sgd_update. So it agrees with the NumPy reference within
+// the kernels' rounding, and bitwise with the Python loop over the native kernels.
+//
+// Every buffer lives in a Workspace allocated once for a largest batch size: a
+// steady-state step or epoch allocates nothing (the GEMM's packing buffers only grow).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/activation.h"
+
+namespace fastmlp {
+
+enum class Output : int { softmax, sigmoid, identity };
+enum class Loss : int { cross_entropy, binary_cross_entropy, quadratic };
+
+// A hidden layer: an element-wise activation (with its leaky slope / ELU alpha), or
+// maxout with maxout_pieces > 0 linear pieces per unit (then act is unused).
+struct HiddenLayer {
+  Act act = Act::identity;
+  double param = 0.0;
+  std::size_t maxout_pieces = 0;
+};
+
+struct Network {
+  std::vector<std::size_t> sizes;   // s_1 (inputs), hidden ..., s_L (outputs); >= 2 entries
+  std::vector<HiddenLayer> hidden;  // sizes.size() - 2 entries
+  Output output = Output::softmax;
+  Loss loss = Loss::cross_entropy;
+
+  std::size_t n_layers() const { return sizes.size() - 1; }
+  // Rows of W(l): the units of layer l+1, times the pieces of a maxout layer.
+  std::size_t rows(std::size_t l) const {
+    bool maxout = l < hidden.size() && hidden[l].maxout_pieces > 0;
+    return sizes[l + 1] * (maxout ? hidden[l].maxout_pieces : 1);
+  }
+};
+
+// A batch's targets: class labels (n) for a softmax output, else an (n, K) matrix
+// (one-hot rows for softmax). Exactly one of the two is set.
+template <class T>
+struct Targets {
+  const std::int64_t* labels = nullptr;
+  const T* values = nullptr;
+};
+
+// Buffers of one network for batches of up to max_batch rows; per layer l (row-major,
+// max_batch rows): z[l] (rows(l) columns), a[l] = f(z[l]) (s_(l+2) columns; may be z[l]
+// itself), delta[l] = dJ/dz[l], argmax[l] (maxout layers). dW / db hold one layer's
+// gradient at a time (each layer is updated as soon as its backward pass is done).
+template <class T>
+struct Workspace {
+  Workspace(const Network& net, std::size_t max_batch);
+
+  Network net;
+  std::size_t max_batch;
+  std::vector<std::vector<T>> z, a, delta;
+  std::vector<std::vector<std::int64_t>> argmax;
+  std::vector<T> d_maxout;            // dJ/da of a maxout layer, before routing to its pieces
+  std::vector<T> dw, db;
+  std::vector<T> x_batch, y_batch;    // a gathered batch of rows
+  std::vector<std::int64_t> label_batch;
+};
+
+struct StepResult {
+  double loss;  // J of the batch before the update, weight-decay penalty included
+  double hits;  // rows predicted right, or the residual sum of squares (identity output)
+};
+
+// X (n, s_1) row-major, targets of n rows; w[l] (rows(l), s_(l+1)) and b[l] (rows(l))
+// row-major, updated in place: w ← w − lr (dW + weight_decay w), b ← b − lr db.
+// n <= ws.max_batch. Hits as MLP._hits: argmax z == label (softmax), every output's
+// (z >= 0) == (y >= 0.5) (sigmoid), Σ (out − y)² (identity).
+template <class T>
+StepResult train_step(T* const* w, T* const* b, Workspace<T>& ws, const T* x, Targets<T> y,
+                      std::size_t n, T lr, T weight_decay);
+
+// One epoch over X (n_rows, s_1) and its targets: batches of batch_size rows (the last one
+// smaller) taken in `order` (a permutation of 0 .. n_rows-1; null: in row order), one
+// train_step each. Returns Σ J_batch · rows_batch (as fit() sums it) and the total hits.
+// batch_size <= ws.max_batch; order's values are trusted to lie in [0, n_rows).
+template <class T>
+StepResult train_epoch(T* const* w, T* const* b, Workspace<T>& ws, const T* x, Targets<T> y,
+                       std::size_t n_rows, const std::int64_t* order, std::size_t batch_size,
+                       T lr, T weight_decay);
+
+}  // namespace fastmlp
