@@ -431,12 +431,12 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except CommandError as exc:                     # the work failed: data, files
+    except (CommandError, FloatingPointError) as exc:   # the work failed: data, files, divergence
         print(f"fastmlp {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except (ValueError, NotImplementedError, RuntimeError) as exc:   # bad option values
         print(f"fastmlp {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"fastmlp {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"fastmlp {args.command}: {exc or 'interrupted'}", file=sys.stderr)
         return 130

@@ -12,8 +12,14 @@ runs on the C++ kernels. In the lecture's notation, for layers l = 1 … L−1:
 A maxout hidden layer with s units of k pieces has W of shape (s·k, s_prev): its z holds
 the pieces and a(l+1) their maxima (maxout_forward / maxout_backward).
 """
+import contextlib
 import json
+import math
 import numbers
+import os
+import tempfile
+import threading
+import zipfile
 
 import numpy as np
 
@@ -38,6 +44,8 @@ MODEL_OPS = ("linear_forward", "linear_backward", "activation_backward", "maxout
              "maxout_backward", "softmax", "softmax_cross_entropy",
              "sigmoid_binary_cross_entropy", "quadratic_loss", "sgd_update")
 FORMAT_VERSION = 1
+# More parameters than this is a mistake in `sizes` (16 GiB of float32), not a model.
+MAX_PARAMS = 2**32
 
 
 # ---------------------------------------------------------------- argument checks
@@ -145,6 +153,12 @@ def _check_dtype(dtype):
     return name
 
 
+def weight_shapes(sizes, activations):
+    """(rows, fan_in) of each W(l); a maxout layer has k rows per unit."""
+    pieces = [k if act == "maxout" else 1 for act, k in activations] + [1]
+    return [(s * k, fan_in) for s, k, fan_in in zip(sizes[1:], pieces, sizes[:-1])]
+
+
 def missing_ops(backend):
     """The kernels the MLP needs that `backend` does not have (raises if it cannot load)."""
     return [op for op in MODEL_OPS if op not in get_backend(backend).kernels]
@@ -186,6 +200,11 @@ class MLP:
             raise ValueError(f"seed: expected an integer >= 0 or None, got {seed!r}")
         self.seed = seed
         self.backend = backend
+        n_params = sum(rows * fan_in + rows for rows, fan_in in self._weight_shapes())
+        if n_params > MAX_PARAMS:
+            raise ValueError(f"sizes: {self.sizes} need {n_params} parameters; expected at most "
+                             f"{MAX_PARAMS}")
+        self._training = threading.Lock()
         self._rng = np.random.default_rng(seed)
         self._weights, self._biases = [], []
         for rows, fan_in in self._weight_shapes():
@@ -196,9 +215,7 @@ class MLP:
     # ------------------------------------------------------------ attributes
 
     def _weight_shapes(self):
-        """(rows, fan_in) of each W(l); a maxout layer has k rows per unit."""
-        pieces = [k if act == "maxout" else 1 for act, k in self.activations] + [1]
-        return [(s * k, fan_in) for s, k, fan_in in zip(self.sizes[1:], pieces, self.sizes[:-1])]
+        return weight_shapes(self.sizes, self.activations)
 
     @property
     def backend(self):
@@ -243,6 +260,8 @@ class MLP:
                 raise ValueError(f"{name}[{i}]: expected shape {shape}, got {v.shape}")
             if v.dtype.kind not in "iuf":
                 raise TypeError(f"{name}[{i}]: expected real numbers, got dtype {v.dtype}")
+            if not np.isfinite(v).all():
+                raise ValueError(f"{name}[{i}]: contains NaN or infinity")
             out.append(np.array(v, dtype=self.dtype, order="C"))
         return out
 
@@ -255,6 +274,51 @@ class MLP:
         specs = [activation_spec(*act) for act in self.activations]
         return (f"MLP({self.sizes}, activation={specs!r}, output={self.output!r}, "
                 f"loss={self.loss_name!r}, backend={self.backend!r}, dtype={self.dtype!r})")
+
+    # ------------------------------------------------------------ training guards
+    # One thread trains a model at a time (a second one gets a RuntimeError, it does not
+    # wait); forward/predict/score only read the weights, so any number of threads may
+    # call them at once. A step or epoch that fails (an exception, KeyboardInterrupt, a loss
+    # or weight that is not finite) is undone from a copy taken before it.
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        for name in ("_training", "_native_workspace", "_saved_params"):
+            state.pop(name, None)   # a lock and C++ buffers: rebuilt on demand
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._training = threading.Lock()
+
+    @contextlib.contextmanager
+    def _exclusive_training(self, caller):
+        if not self._training.acquire(blocking=False):
+            raise RuntimeError(f"{caller}: this model is being trained by another thread; train "
+                               f"a model from one thread at a time (predict() may run meanwhile)")
+        try:
+            yield
+        finally:
+            self._training.release()
+
+    def _save_params(self):
+        """Copy the weights and biases into buffers kept for it (no allocation once made)."""
+        params = self._weights + self._biases
+        saved = getattr(self, "_saved_params", None)
+        if saved is None or [p.shape for p in saved] != [p.shape for p in params] \
+                or saved[0].dtype != params[0].dtype:
+            saved = self._saved_params = [np.empty_like(p) for p in params]
+        for dst, src in zip(saved, params):
+            np.copyto(dst, src)
+
+    def _restore_params(self):
+        """Back to the last _save_params(), in place (views users hold see it too)."""
+        for dst, src in zip(self._weights + self._biases, self._saved_params):
+            np.copyto(dst, src)
+
+    def _params_finite(self):
+        # a float64 sum is NaN or inf exactly when some weight is (float32 cannot overflow it)
+        return all(math.isfinite(p.sum(dtype=np.float64)) for p in self._weights + self._biases)
 
     # ------------------------------------------------------------ input checks
 
@@ -429,11 +493,27 @@ class MLP:
         return dws, dbs
 
     def step(self, X, Y, lr, weight_decay=0.0):
-        """One SGD step on the batch (X, Y); returns the batch loss J before the update."""
+        """One SGD step on the batch (X, Y); returns the batch loss J before the update.
+
+        All or nothing: if the step fails or is interrupted, or its loss or new weights are
+        not finite (FloatingPointError: a diverging run), the weights stay as they were."""
         X = self._check_X(X)
         Y = self._check_Y(Y, len(X))
-        return self._train_step(X, Y, check_real(lr, "lr", 0, strict=True),
-                                check_real(weight_decay, "weight_decay", 0))[0]
+        lr = check_real(lr, "lr", 0, strict=True)
+        weight_decay = check_real(weight_decay, "weight_decay", 0)
+        with self._exclusive_training("step"):
+            self._save_params()
+            try:
+                loss = self._train_step(X, Y, lr, weight_decay)[0]
+            except BaseException:
+                self._restore_params()
+                raise
+            if not (math.isfinite(loss) and self._params_finite()):
+                self._restore_params()
+                raise FloatingPointError(
+                    f"step: training diverged (batch loss {loss}, or the updated weights are "
+                    f"not finite); the step was undone; try a smaller lr than {lr}")
+            return loss
 
     def fit(self, X, Y, epochs=30, batch_size=10, lr=0.5, weight_decay=0.0,
             validation_data=None, patience=None, shuffle=True, progress=False):
@@ -463,33 +543,97 @@ class MLP:
 
     def save(self, path):
         """Write the architecture, dtype, weights and generator state to an .npz file
-        (NumPy appends ".npz" to a path without it). No pickle."""
+        (".npz" is appended to a path without it, as NumPy does). No pickle.
+
+        Atomic: the file is written under a temporary name in the same directory and then
+        renamed over `path`, so a crash mid-save leaves the old file (or none), never half
+        a model."""
         config = {"sizes": self.sizes, "activations": self.activations, "output": self.output,
                   "loss": self.loss_name, "dtype": self.dtype, "backend": self.backend,
                   "seed": self.seed, "rng_state": self._rng.bit_generator.state}
         arrays = {f"W{l}": w for l, w in enumerate(self._weights)}
         arrays.update({f"b{l}": b for l, b in enumerate(self._biases)})
-        np.savez(path, format_version=np.int64(FORMAT_VERSION),
-                 config=np.array(json.dumps(config)), **arrays)
+        path = os.fspath(path)
+        if not path.endswith(".npz"):
+            path += ".npz"
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
+                                   prefix=os.path.basename(path) + ".", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, format_version=np.int64(FORMAT_VERSION),
+                         config=np.array(json.dumps(config)), **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     @classmethod
     def load(cls, path, backend=None):
-        """Read a model written by save(); backend=None uses the one it was saved with."""
-        with np.load(path, allow_pickle=False) as f:
+        """Read a model written by save(); backend=None uses the one it was saved with.
+
+        Never unpickles. A file that is not a complete fastmlp model of this format
+        (truncated, corrupted, foreign, another format version, arrays of the wrong shape
+        or dtype, non-finite weights) raises ValueError naming the file and the problem."""
+        try:
+            return cls._load(path, backend)
+        except FileNotFoundError:
+            raise
+        except (OSError, EOFError, zipfile.BadZipFile, KeyError, TypeError, ValueError,
+                OverflowError) as exc:
+            if isinstance(exc, ValueError) and str(exc).startswith(f"{path!r}:"):
+                raise
+            raise ValueError(f"{path!r}: not a valid fastmlp model file ({type(exc).__name__}: "
+                             f"{exc})") from exc
+
+    @classmethod
+    def _load(cls, path, backend):
+        def fail(problem):
+            raise ValueError(f"{path!r}: {problem}")
+        f = np.load(path, allow_pickle=False)
+        if not isinstance(f, np.lib.npyio.NpzFile):
+            fail("is not a fastmlp model file (not an .npz archive)")
+        with f:
             if "format_version" not in f.files or "config" not in f.files:
-                raise ValueError(f"path: {path!r} is not a fastmlp model file")
-            version = int(f["format_version"])
-            if version != FORMAT_VERSION:
-                raise ValueError(f"path: {path!r} has model format {version}; this fastmlp "
-                                 f"reads format {FORMAT_VERSION}")
-            config = json.loads(str(f["config"]))
-            n_layers = len(config["sizes"]) - 1
-            weights = [f[f"W{l}"] for l in range(n_layers)]
-            biases = [f[f"b{l}"] for l in range(n_layers)]
-        net = cls(config["sizes"], activation=[activation_spec(*a) for a in config["activations"]],
-                  output=config["output"], loss=config["loss"],
-                  backend=config["backend"] if backend is None else backend,
-                  dtype=config["dtype"], seed=config["seed"])
-        net.weights, net.biases = weights, biases
+                fail("is not a fastmlp model file")
+            version = f["format_version"]
+            if version.shape != () or version.dtype.kind not in "iu":
+                fail("is not a fastmlp model file (bad format_version)")
+            if int(version) != FORMAT_VERSION:
+                fail(f"has model format {int(version)}; this fastmlp reads format "
+                     f"{FORMAT_VERSION}")
+            config = f["config"]
+            if config.shape != () or config.dtype.kind != "U":
+                fail("is not a fastmlp model file (bad config)")
+            config = json.loads(str(config))
+            keys = {"sizes", "activations", "output", "loss", "dtype", "backend", "seed",
+                    "rng_state"}
+            if not isinstance(config, dict) or not keys <= config.keys():
+                fail(f"config: expected the keys {sorted(keys)}")
+            # The arrays must be exactly what the config describes, checked before the
+            # config's sizes are trusted to build anything.
+            sizes = _check_sizes(config["sizes"])
+            activations = [activation_spec(*a) for a in config["activations"]]
+            shapes = weight_shapes(sizes, parse_activations(activations, len(sizes) - 2))
+            dtype = _check_dtype(config["dtype"])
+            expected = {f"W{l}": shape for l, shape in enumerate(shapes)}
+            expected.update({f"b{l}": shape[:1] for l, shape in enumerate(shapes)})
+            if set(f.files) != set(expected) | {"format_version", "config"}:
+                fail(f"expected the arrays {sorted(expected)}, got {sorted(f.files)}")
+            params = {}
+            for name, shape in expected.items():
+                params[name] = f[name]
+                if params[name].dtype != dtype or params[name].shape != shape:
+                    fail(f"{name}: expected {dtype} {shape} for the model's config, got "
+                         f"{params[name].dtype} {params[name].shape}")
+                if not np.isfinite(params[name]).all():
+                    fail(f"{name}: contains NaN or infinity")
+        net = cls(sizes, activation=activations, output=config["output"], loss=config["loss"],
+                  backend=config["backend"] if backend is None else backend, dtype=dtype,
+                  seed=config["seed"])
+        net.weights = [params[f"W{l}"] for l in range(len(shapes))]
+        net.biases = [params[f"b{l}"] for l in range(len(shapes))]
         net._rng.bit_generator.state = config["rng_state"]
         return net

@@ -88,6 +88,11 @@ def fit(net, X, Y, epochs=30, batch_size=10, lr=0.5, weight_decay=0.0,
     once val_loss has not improved for `patience` epochs, and the net ends up holding the
     weights of its best epoch. progress=True shows a tqdm bar per epoch (a printed line
     when tqdm is missing); a callable is called with the History after every epoch.
+
+    Nothing is lost: an epoch that fails, is interrupted (KeyboardInterrupt) or diverges
+    (FloatingPointError: a loss or weight not finite) is undone, so the net holds the weights
+    of its last completed epoch; the error says which, and carries the History as `.history`.
+    Only one thread may train a net at a time (RuntimeError for a second one).
     """
     X = net._check_X(X)
     Y = net._check_Y(Y, len(X))
@@ -97,6 +102,7 @@ def fit(net, X, Y, epochs=30, batch_size=10, lr=0.5, weight_decay=0.0,
     batch_size = check_positive_int(batch_size, "batch_size")
     lr = check_real(lr, "lr", 0, strict=True)
     weight_decay = check_real(weight_decay, "weight_decay", 0)
+    Xv = Yv = None
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise TypeError("validation_data: expected a pair (X_val, Y_val) or None")
@@ -111,6 +117,47 @@ def fit(net, X, Y, epochs=30, batch_size=10, lr=0.5, weight_decay=0.0,
     if not (isinstance(progress, (bool, np.bool_)) or callable(progress)):
         raise TypeError(f"progress: expected True, False or a callable, got {progress!r}")
 
+    with net._exclusive_training("fit"):
+        return _fit(net, X, Y, Xv, Yv, epochs, batch_size, lr, weight_decay, validation_data,
+                    patience, shuffle, progress)
+
+
+def _train_epoch(net, X, Y, epoch, order, batch_size, lr, weight_decay, bar, history):
+    """One epoch, all or nothing: if it fails, is interrupted or diverges, the net is put
+    back to its weights at the epoch's start (a copy taken there; the native backend runs
+    the whole epoch in one C++ call, so this is where the check can be) and the error says
+    so; the completed epochs' History is on the exception as `.history`."""
+    n = len(X)
+    net._save_params()
+    after = f"epoch {epoch}" if epoch else "fit() started"
+    try:
+        if net.backend == "native":   # the whole batch loop in one C++ call
+            loss_sum, hits = native_training.train_epoch(net, X, Y, order, batch_size, lr,
+                                                         weight_decay)
+            if bar is not None:
+                bar.update(math.ceil(n / batch_size))
+        else:
+            loss_sum, hits = _python_epoch(net, X, Y, order, batch_size, lr, weight_decay, bar)
+        if not (math.isfinite(loss_sum) and net._params_finite()):
+            raise FloatingPointError(
+                f"fit: training diverged in epoch {epoch + 1} (mean loss {loss_sum / n}, or "
+                f"weights not finite); the model holds its weights as of {after}; try a "
+                f"smaller lr than {lr}")
+    except KeyboardInterrupt as exc:
+        net._restore_params()
+        interrupt = KeyboardInterrupt(f"fit: interrupted in epoch {epoch + 1}; the model holds "
+                                      f"its weights as of {after}")
+        interrupt.history = history
+        raise interrupt from exc
+    except BaseException as exc:
+        net._restore_params()
+        exc.history = history
+        raise
+    return loss_sum, hits
+
+
+def _fit(net, X, Y, Xv, Yv, epochs, batch_size, lr, weight_decay, validation_data, patience,
+         shuffle, progress):
     history = History()
     n = len(X)
     n_batches = math.ceil(n / batch_size)
@@ -119,13 +166,8 @@ def fit(net, X, Y, epochs=30, batch_size=10, lr=0.5, weight_decay=0.0,
         start = time.perf_counter()
         bar = _epoch_bar(progress, epoch, epochs, n_batches)
         order = net._rng.permutation(n) if shuffle else None
-        if net.backend == "native":   # the whole batch loop in one C++ call
-            loss_sum, hits = native_training.train_epoch(net, X, Y, order, batch_size, lr,
-                                                         weight_decay)
-            if bar is not None:
-                bar.update(n_batches)
-        else:
-            loss_sum, hits = _python_epoch(net, X, Y, order, batch_size, lr, weight_decay, bar)
+        loss_sum, hits = _train_epoch(net, X, Y, epoch, order, batch_size, lr, weight_decay,
+                                      bar, history)
         history.loss.append(loss_sum / n)
         history.accuracy.append(net._score_from_hits(hits, Y))
         if validation_data is not None:
