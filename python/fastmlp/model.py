@@ -331,9 +331,10 @@ class MLP:
         if X.shape[1] != self.sizes[0]:
             raise ValueError(f"X: expected {self.sizes[0]} features per row (sizes[0]), got "
                              f"{X.shape[1]}")
-        X = np.ascontiguousarray(X, dtype=self.dtype)
+        with np.errstate(over="ignore"):   # a number too large for the dtype: reported below
+            X = np.ascontiguousarray(X, dtype=self.dtype)
         if not np.isfinite(X).all():
-            raise ValueError("X: contains NaN or infinity")
+            raise ValueError(f"X: contains NaN or infinity (or numbers beyond {self.dtype})")
         return X
 
     def _check_Y(self, Y, n):
@@ -356,9 +357,10 @@ class MLP:
             expected = {"softmax": f"labels (n,) or one-hot (n, {K})"}.get(
                 self.output, f"(n, {K})" + (" or (n,)" if K == 1 else ""))
             raise ValueError(f"Y: expected {expected}, got shape {Y.shape}")
-        Y = np.ascontiguousarray(Y, dtype=self.dtype)
+        with np.errstate(over="ignore"):
+            Y = np.ascontiguousarray(Y, dtype=self.dtype)
         if not np.isfinite(Y).all():
-            raise ValueError("Y: contains NaN or infinity")
+            raise ValueError(f"Y: contains NaN or infinity (or numbers beyond {self.dtype})")
         if self.output != "identity" and n and (Y.min() < 0 or Y.max() > 1):
             raise ValueError(f"Y: {self.output} targets must be in [0, 1], got "
                              f"{Y.min()}..{Y.max()}")
