@@ -594,48 +594,73 @@ class MLP:
     def _load(cls, path, backend):
         def fail(problem):
             raise ValueError(f"{path!r}: {problem}")
-        f = np.load(path, allow_pickle=False)
-        if not isinstance(f, np.lib.npyio.NpzFile):
-            fail("is not a fastmlp model file (not an .npz archive)")
-        with f:
-            if "format_version" not in f.files or "config" not in f.files:
-                fail("is not a fastmlp model file")
-            version = f["format_version"]
-            if version.shape != () or version.dtype.kind not in "iu":
-                fail("is not a fastmlp model file (bad format_version)")
-            if int(version) != FORMAT_VERSION:
-                fail(f"has model format {int(version)}; this fastmlp reads format "
-                     f"{FORMAT_VERSION}")
-            config = f["config"]
-            if config.shape != () or config.dtype.kind != "U":
-                fail("is not a fastmlp model file (bad config)")
-            config = json.loads(str(config))
-            keys = {"sizes", "activations", "output", "loss", "dtype", "backend", "seed",
-                    "rng_state"}
-            if not isinstance(config, dict) or not keys <= config.keys():
-                fail(f"config: expected the keys {sorted(keys)}")
-            # The arrays must be exactly what the config describes, checked before the
-            # config's sizes are trusted to build anything.
-            sizes = _check_sizes(config["sizes"])
-            activations = [activation_spec(*a) for a in config["activations"]]
-            shapes = weight_shapes(sizes, parse_activations(activations, len(sizes) - 2))
-            dtype = _check_dtype(config["dtype"])
-            expected = {f"W{l}": shape for l, shape in enumerate(shapes)}
-            expected.update({f"b{l}": shape[:1] for l, shape in enumerate(shapes)})
-            if set(f.files) != set(expected) | {"format_version", "config"}:
-                fail(f"expected the arrays {sorted(expected)}, got {sorted(f.files)}")
-            params = {}
-            for name, shape in expected.items():
-                params[name] = f[name]
-                if params[name].dtype != dtype or params[name].shape != shape:
-                    fail(f"{name}: expected {dtype} {shape} for the model's config, got "
-                         f"{params[name].dtype} {params[name].shape}")
-                if not np.isfinite(params[name]).all():
-                    fail(f"{name}: contains NaN or infinity")
+        with open(path, "rb") as fh:
+            if not zipfile.is_zipfile(fh):
+                fail("is not a fastmlp model file (not an .npz archive)")
+            headers = _npz_headers(fh, fail)
+            for name, kind in (("format_version", "iu"), ("config", "U")):
+                if name not in headers or headers[name][0] != () or headers[name][1].kind not in kind:
+                    fail(f"is not a fastmlp model file (no {name})")
+            fh.seek(0)
+            with np.load(fh, allow_pickle=False) as f:
+                version = int(f["format_version"])
+                if version != FORMAT_VERSION:
+                    fail(f"has model format {version}; this fastmlp reads format "
+                         f"{FORMAT_VERSION}")
+                config = json.loads(str(f["config"]))
+                keys = {"sizes", "activations", "output", "loss", "dtype", "backend", "seed",
+                        "rng_state"}
+                if not isinstance(config, dict) or not keys <= config.keys():
+                    fail(f"config: expected the keys {sorted(keys)}")
+                # The arrays must be exactly what the config describes; checked on their
+                # headers, before any is read or the config's sizes build anything.
+                sizes = _check_sizes(config["sizes"])
+                activations = [activation_spec(*a) for a in config["activations"]]
+                shapes = weight_shapes(sizes, parse_activations(activations, len(sizes) - 2))
+                dtype = np.dtype(_check_dtype(config["dtype"]))
+                expected = {f"W{l}": shape for l, shape in enumerate(shapes)}
+                expected.update({f"b{l}": shape[:1] for l, shape in enumerate(shapes)})
+                if set(headers) != set(expected) | {"format_version", "config"}:
+                    fail(f"expected the arrays {sorted(expected)}, got {sorted(headers)}")
+                for name, shape in expected.items():
+                    if headers[name] != (shape, dtype):
+                        fail(f"{name}: expected {dtype} {shape} for the model's config, got "
+                             f"{headers[name][1]} {headers[name][0]}")
+                params = {name: f[name] for name in expected}
+        for name, p in params.items():
+            if not np.isfinite(p).all():
+                fail(f"{name}: contains NaN or infinity")
         net = cls(sizes, activation=activations, output=config["output"], loss=config["loss"],
-                  backend=config["backend"] if backend is None else backend, dtype=dtype,
+                  backend=config["backend"] if backend is None else backend, dtype=dtype.name,
                   seed=config["seed"])
         net.weights = [params[f"W{l}"] for l in range(len(shapes))]
         net.biases = [params[f"b{l}"] for l in range(len(shapes))]
         net._rng.bit_generator.state = config["rng_state"]
         return net
+
+
+def _npz_headers(file, fail):
+    """{name: (shape, dtype)} of the arrays in an .npz archive, from their .npy headers
+    alone, each checked to hold exactly the bytes it declares: a corrupted or hostile
+    header is refused before anything of its size is allocated."""
+    headers = {}
+    with zipfile.ZipFile(file) as zf:
+        for info in zf.infolist():
+            name = info.filename[:-4] if info.filename.endswith(".npy") else None
+            if name is None or name in headers:
+                fail(f"is not a fastmlp model file (member {info.filename!r})")
+            with zf.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                if version not in ((1, 0), (2, 0)):
+                    fail(f"{name}: unsupported .npy version {version}")
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(member)
+                if dtype.hasobject:
+                    fail(f"{name}: holds Python objects (refused: they would need unpickling)")
+                nbytes = math.prod(shape) * dtype.itemsize
+                if info.file_size != member.tell() + nbytes:
+                    fail(f"{name}: the header announces {shape} of {dtype}, "
+                         f"{nbytes} bytes, but the member has {info.file_size - member.tell()}")
+            headers[name] = (shape, dtype)
+    return headers
