@@ -60,8 +60,12 @@ py::dict build_info() {
 // name ("x: ...") and says what was expected and what was given.
 namespace {
 
+// A C-contiguous, aligned array of T: a copy if the argument is not one already (NumPy's
+// C-contiguous flag alone lets data at an odd address through, and the kernels' scalar
+// loads of it are undefined behaviour).
 template <class T>
-using CArray = py::array_t<T, py::array::c_style | py::array::forcecast>;
+using CArray = py::array_t<T, py::array::c_style | py::array::forcecast |
+                                  py::detail::npy_api::NPY_ARRAY_ALIGNED_>;
 
 enum class FloatType { f32, f64 };
 
@@ -627,10 +631,13 @@ void bind_elementwise(py::module_& m) {
         with_float_type(ft, [&](auto tag) {
           using T = decltype(tag);
           // Updated in place, so w itself must be the buffer: never a silent copy.
-          if (!py::isinstance<py::array_t<T, py::array::c_style>>(w))
-            throw py::value_error("w: expected a C-contiguous array in native byte order (it is "
-                                  "updated in place), got strides " +
-                                  std::string(py::str(py::tuple(w.attr("strides")))));
+          if (!py::isinstance<py::array_t<T, py::array::c_style>>(w) ||
+              reinterpret_cast<std::uintptr_t>(w.data()) % alignof(T) != 0)
+            throw py::value_error("w: expected a C-contiguous array in native byte order at an "
+                                  "aligned address (it is updated in place), got strides " +
+                                  std::string(py::str(py::tuple(w.attr("strides")))) +
+                                  (reinterpret_cast<std::uintptr_t>(w.data()) % alignof(T) != 0
+                                       ? " at a misaligned address" : ""));
           if (!w.writeable()) throw py::value_error("w: expected a writable array, got a read-only one");
           T lr_t = require_finite_number<T>(lr, "lr"), wd_t = require_finite_number<T>(weight_decay, "weight_decay");
           auto wc = py::reinterpret_borrow<py::array_t<T, py::array::c_style>>(w);

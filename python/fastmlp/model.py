@@ -583,8 +583,9 @@ class MLP:
             return cls._load(path, backend)
         except FileNotFoundError:
             raise
+        # (zipfile raises NotImplementedError / RuntimeError for archive features it lacks)
         except (OSError, EOFError, zipfile.BadZipFile, KeyError, TypeError, ValueError,
-                OverflowError) as exc:
+                OverflowError, NotImplementedError, RuntimeError) as exc:
             if isinstance(exc, ValueError) and str(exc).startswith(f"{path!r}:"):
                 raise
             raise ValueError(f"{path!r}: not a valid fastmlp model file ({type(exc).__name__}: "
@@ -647,7 +648,8 @@ def _npz_headers(file, fail):
     with zipfile.ZipFile(file) as zf:
         for info in zf.infolist():
             name = info.filename[:-4] if info.filename.endswith(".npy") else None
-            if name is None or name in headers:
+            if name is None or name in headers or info.flag_bits & 0x1 \
+                    or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
                 fail(f"is not a fastmlp model file (member {info.filename!r})")
             with zf.open(info) as member:
                 version = np.lib.format.read_magic(member)
