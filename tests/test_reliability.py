@@ -1,6 +1,7 @@
 """Nothing lost: failed, interrupted or diverging steps and epochs are undone; save() is
 atomic; load() refuses anything but a complete model; predict() is thread-safe and one
 model trains in one thread at a time. Both backends (the native epoch runs in C++)."""
+import io
 import json
 import os
 import pickle
@@ -274,6 +275,23 @@ def with_config(arrays, **changes):
     return {**arrays, "config": np.array(json.dumps(config))}
 
 
+def forged_header(tmp_path, arrays):
+    """A valid model whose W0 header claims 10^12 floats but holds 12: refused from the
+    header, before anything that large is allocated."""
+    path = write_npz(tmp_path, arrays)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": (10**6, 10**6)})
+    with zipfile.ZipFile(path) as src:
+        members = {info.filename: src.read(info) for info in src.infolist()}
+    members["W0.npy"] = header.getvalue() + b"\0" * 48
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as dst:
+        for name, data in members.items():
+            dst.writestr(name, data)
+    return out.getvalue()
+
+
 class Exploit:
     def __reduce__(self):
         return (os.system, ("touch exploited",))
@@ -304,6 +322,7 @@ BAD_FILES = {
     "W_shape": lambda d, a: {**a, "W0": np.zeros((12, 5), np.float32)},
     "W_transposed": lambda d, a: {**a, "W0": a["W0"].T.copy()},
     "W_dtype": lambda d, a: {**a, "W0": a["W0"].astype(np.float64)},
+    "W_forged_header": forged_header,
     "W_nan": lambda d, a: {**a, "W1": np.full_like(a["W1"], np.nan)},
     "b_inf": lambda d, a: {**a, "b0": np.full_like(a["b0"], np.inf)},
 }

@@ -578,7 +578,8 @@ class MLP:
 
         Never unpickles. A file that is not a complete fastmlp model of this format
         (truncated, corrupted, foreign, another format version, arrays of the wrong shape
-        or dtype, non-finite weights) raises ValueError naming the file and the problem."""
+        or dtype, non-finite weights: the weights setter's check) raises ValueError naming
+        the file and the problem."""
         try:
             return cls._load(path, backend)
         except FileNotFoundError:
@@ -628,9 +629,6 @@ class MLP:
                         fail(f"{name}: expected {dtype} {shape} for the model's config, got "
                              f"{headers[name][1]} {headers[name][0]}")
                 params = {name: f[name] for name in expected}
-        for name, p in params.items():
-            if not np.isfinite(p).all():
-                fail(f"{name}: contains NaN or infinity")
         net = cls(sizes, activation=activations, output=config["output"], loss=config["loss"],
                   backend=config["backend"] if backend is None else backend, dtype=dtype.name,
                   seed=config["seed"])
