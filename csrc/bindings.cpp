@@ -17,6 +17,7 @@
 #include "kernels/activation.h"
 #include "kernels/cpu.h"
 #include "kernels/gemm.h"
+#include "kernels/kernel_table.h"
 #include "kernels/loss.h"
 #include "kernels/update.h"
 #include "mlp.h"
@@ -697,15 +698,19 @@ HiddenLayer hidden_layer(const py::handle& spec, std::size_t l) {
     throw py::type_error(arg + ": expected a pair (activation name, param)");
   const std::string name = py::cast<std::string>(pair[0]);
   HiddenLayer layer;
+  py::object param = pair[1];
   if (name == "maxout") {
-    long long k = py::cast<long long>(pair[1]);
+    if (!py::isinstance<py::int_>(param)) throw py::type_error(arg + ": expected an integer number of maxout pieces");
+    long long k = py::cast<long long>(param);
     if (k < 1) throw py::value_error(arg + ": expected maxout pieces >= 1, got " + std::to_string(k));
     layer.maxout_pieces = static_cast<std::size_t>(k);
     return layer;
   }
   if (!parse_activation(name.c_str(), &layer.act))
     throw py::value_error(arg + ": unknown activation '" + name + "'");
-  layer.param = py::cast<double>(pair[1]);
+  if (!py::isinstance<py::int_>(param) && !py::isinstance<py::float_>(param))
+    throw py::type_error(arg + ": expected a number as the activation's parameter");
+  layer.param = py::cast<double>(param);
   if (!std::isfinite(layer.param)) throw py::value_error(arg + ": expected a finite parameter");
   return layer;
 }
@@ -761,17 +766,35 @@ class BusyGuard {
   std::atomic<bool>& busy_;
 };
 
+// One call's weight and bias pointers, and references that keep their arrays alive while
+// the GIL is released. Sized once per workspace, so a call allocates nothing for them.
 template <class T>
-struct CheckedParams {
-  std::vector<py::array> keep;
+struct ParamSlots {
+  explicit ParamSlots(std::size_t layers) : keep(2 * layers), w(layers), b(layers) {}
+  std::vector<py::object> keep;
   std::vector<T*> w, b;
+};
+
+// Drops the references of a ParamSlots when the call ends, however it ends.
+template <class T>
+class ReleaseParams {
+ public:
+  explicit ReleaseParams(ParamSlots<T>& slots) : slots_(slots) {}
+  ~ReleaseParams() {
+    for (py::object& o : slots_.keep) o = py::object();
+  }
+  ReleaseParams(const ReleaseParams&) = delete;
+  ReleaseParams& operator=(const ReleaseParams&) = delete;
+
+ private:
+  ParamSlots<T>& slots_;
 };
 
 // weights[l] (rows(l), s_l) and biases[l] (rows(l),): exactly dtype T, C-contiguous,
 // aligned and writable, since they are updated in place (never a silent copy).
 template <class T>
-CheckedParams<T> params(const Network& net, const py::object& weights, const py::object& biases) {
-  CheckedParams<T> out;
+void params(ParamSlots<T>& out, const Network& net, const py::object& weights,
+            const py::object& biases) {
   for (auto [obj, name, is_weight] : {std::tuple{&weights, "weights", true}, std::tuple{&biases, "biases", false}}) {
     if (!py::isinstance<py::sequence>(*obj) || py::isinstance<py::str>(*obj))
       throw py::type_error(std::string(name) + ": expected a list of numpy arrays");
@@ -786,10 +809,10 @@ CheckedParams<T> params(const Network& net, const py::object& weights, const py:
       if (!arr.dtype().equal(py::dtype::of<T>()))
         throw py::type_error(arg + ": expected dtype " + std::string(py::str(py::dtype::of<T>())) +
                              ", got " + std::string(py::str(arr.dtype())));
-      std::vector<py::ssize_t> expected{py::ssize_t(net.rows(l))};
-      if (is_weight) expected.push_back(py::ssize_t(net.sizes[l]));
-      bool same = arr.ndim() == py::ssize_t(expected.size());
-      for (std::size_t d = 0; same && d < expected.size(); ++d) same = arr.shape(d) == expected[d];
+      const py::ssize_t expected[2] = {py::ssize_t(net.rows(l)), py::ssize_t(net.sizes[l])};
+      const py::ssize_t ndim = is_weight ? 2 : 1;
+      bool same = arr.ndim() == ndim;
+      for (py::ssize_t d = 0; same && d < ndim; ++d) same = arr.shape(d) == expected[d];
       if (!same)
         throw py::value_error(arg + ": expected shape (" + std::to_string(expected[0]) +
                               (is_weight ? ", " + std::to_string(expected[1]) + ")" : ",)") +
@@ -798,11 +821,10 @@ CheckedParams<T> params(const Network& net, const py::object& weights, const py:
           reinterpret_cast<std::uintptr_t>(arr.data()) % alignof(T) != 0)
         throw py::value_error(arg + ": expected a C-contiguous, aligned array (it is updated in place)");
       if (!arr.writeable()) throw py::value_error(arg + ": expected a writable array, got a read-only one");
-      (is_weight ? out.w : out.b).push_back(static_cast<T*>(arr.mutable_data()));
-      out.keep.push_back(arr);
+      (is_weight ? out.w : out.b)[l] = static_cast<T*>(arr.mutable_data());
+      out.keep[(is_weight ? 0 : net.n_layers()) + l] = arr;
     }
   }
-  return out;
 }
 
 template <class T>
@@ -868,12 +890,12 @@ class TrainingWorkspace {
     const auto batch = static_cast<std::size_t>(max_batch);
     Network net = network(sizes, hidden, output, loss, batch);
     py::dtype dt = py::dtype::from_args(dtype);
-    if (dt.equal(py::dtype::of<float>())) f32_ = std::make_unique<Workspace<float>>(net, batch);
-    else if (dt.equal(py::dtype::of<double>())) f64_ = std::make_unique<Workspace<double>>(net, batch);
+    if (dt.equal(py::dtype::of<float>())) f32_ = std::make_unique<Trainer<float>>(net, batch);
+    else if (dt.equal(py::dtype::of<double>())) f64_ = std::make_unique<Trainer<double>>(net, batch);
     else throw py::type_error("dtype: expected float32 or float64, got " + std::string(py::str(dt)));
   }
 
-  std::size_t max_batch() const { return f32_ ? f32_->max_batch : f64_->max_batch; }
+  std::size_t max_batch() const { return f32_ ? f32_->ws.max_batch : f64_->ws.max_batch; }
   py::dtype dtype() const { return f32_ ? py::dtype::of<float>() : py::dtype::of<double>(); }
 
   py::tuple step(const py::object& weights, const py::object& biases, const py::object& x,
@@ -893,9 +915,18 @@ class TrainingWorkspace {
 
  private:
   template <class T>
-  static py::tuple step_as(Workspace<T>& ws, const py::object& weights, const py::object& biases,
+  struct Trainer {
+    Trainer(const Network& net, std::size_t max_batch) : ws(net, max_batch), slots(net.n_layers()) {}
+    Workspace<T> ws;
+    ParamSlots<T> slots;
+  };
+
+  template <class T>
+  static py::tuple step_as(Trainer<T>& t, const py::object& weights, const py::object& biases,
                            const py::object& x, const py::object& y, double lr, double weight_decay) {
-    CheckedParams<T> p = params<T>(ws.net, weights, biases);
+    Workspace<T>& ws = t.ws;
+    ReleaseParams<T> release(t.slots);
+    params(t.slots, ws.net, weights, biases);
     CheckedBatch<T> bt = batch<T>(ws.net, x, y);
     if (bt.n > ws.max_batch)
       throw py::value_error("x: " + std::to_string(bt.n) + " rows exceed the workspace's max_batch " +
@@ -904,16 +935,18 @@ class TrainingWorkspace {
     StepResult r;
     {
       py::gil_scoped_release nogil;
-      r = train_step(p.w.data(), p.b.data(), ws, bt.x.data(), bt.targets, bt.n, lr_t, wd_t);
+      r = train_step(t.slots.w.data(), t.slots.b.data(), ws, bt.x.data(), bt.targets, bt.n, lr_t, wd_t);
     }
     return result(ws.net, r);
   }
 
   template <class T>
-  static py::tuple epoch_as(Workspace<T>& ws, const py::object& weights, const py::object& biases,
+  static py::tuple epoch_as(Trainer<T>& t, const py::object& weights, const py::object& biases,
                             const py::object& x, const py::object& y, const py::object& order_obj,
                             long long batch_size, double lr, double weight_decay) {
-    CheckedParams<T> p = params<T>(ws.net, weights, biases);
+    Workspace<T>& ws = t.ws;
+    ReleaseParams<T> release(t.slots);
+    params(t.slots, ws.net, weights, biases);
     CheckedBatch<T> bt = batch<T>(ws.net, x, y);
     if (batch_size < 1 || static_cast<std::size_t>(batch_size) > ws.max_batch)
       throw py::value_error("batch_size: expected 1 .. max_batch (" + std::to_string(ws.max_batch) +
@@ -931,14 +964,14 @@ class TrainingWorkspace {
     StepResult r;
     {
       py::gil_scoped_release nogil;
-      r = train_epoch(p.w.data(), p.b.data(), ws, bt.x.data(), bt.targets, bt.n, order_data,
+      r = train_epoch(t.slots.w.data(), t.slots.b.data(), ws, bt.x.data(), bt.targets, bt.n, order_data,
                       static_cast<std::size_t>(batch_size), lr_t, wd_t);
     }
     return result(ws.net, r);
   }
 
-  std::unique_ptr<Workspace<float>> f32_;
-  std::unique_ptr<Workspace<double>> f64_;
+  std::unique_ptr<Trainer<float>> f32_;
+  std::unique_ptr<Trainer<double>> f64_;
   std::atomic<bool> busy_{false};
 };
 
@@ -981,4 +1014,7 @@ PYBIND11_MODULE(_core, m) {
   bind_gemm(m);
   bind_elementwise(m);
   bind_training(m);
+  // For fastmlp.cython_kernels, the Cython API: it calls these pointers, never a copy.
+  static const KernelTable kernel_table{kernels_for<float>(), kernels_for<double>()};
+  m.attr("_kernel_table") = py::capsule(&kernel_table, kKernelTableCapsule);
 }

@@ -59,14 +59,20 @@ def assert_histories_close(ref, got, rtol):
 
 # ---------------------------------------------------------------- parity with the reference
 
+def three_digit_epochs(sizes, dtype, activation, output, loss):
+    """Both backends trained for 3 epochs of batch 10 -> (X, ref, net, ref history, net's)."""
+    X, y = digits(dtype)
+    Y = targets(y, output)
+    ref, net = pair(sizes, dtype, activation=activation, output=output, loss=loss)
+    histories = [m.fit(X, Y, epochs=3, batch_size=10, lr=LR[loss]) for m in (ref, net)]
+    return (X, ref, net, *histories)
+
+
 @pytest.mark.parametrize("activation", HIDDEN)
 @pytest.mark.parametrize("output,loss", OUTPUTS)
 def test_three_digit_epochs_float64_weights_match_the_reference(activation, output, loss):
-    X, y = digits("float64")
-    Y = targets(y, output)
-    ref, net = pair([64, 24, 16, 10], "float64", activation=activation, output=output, loss=loss)
-    h_ref = ref.fit(X, Y, epochs=3, batch_size=10, lr=LR[loss])
-    h_net = net.fit(X, Y, epochs=3, batch_size=10, lr=LR[loss])
+    X, ref, net, h_ref, h_net = three_digit_epochs([64, 24, 16, 10], "float64", activation,
+                                                   output, loss)
     assert_weights_close(ref, net, 1e-9)
     assert_histories_close(h_ref, h_net, 1e-9)
     if output == "identity":
@@ -78,11 +84,8 @@ def test_three_digit_epochs_float64_weights_match_the_reference(activation, outp
 @pytest.mark.parametrize("activation", ["sigmoid", "relu", ("maxout", 2)])
 @pytest.mark.parametrize("output,loss", OUTPUTS)
 def test_three_digit_epochs_float32_losses_and_predictions_match(activation, output, loss):
-    X, y = digits("float32")
-    Y = targets(y, output)
-    ref, net = pair([64, 30, 30, 10], "float32", activation=activation, output=output, loss=loss)
-    h_ref = ref.fit(X, Y, epochs=3, batch_size=10, lr=LR[loss])
-    h_net = net.fit(X, Y, epochs=3, batch_size=10, lr=LR[loss])
+    X, ref, net, h_ref, h_net = three_digit_epochs([64, 30, 30, 10], "float32", activation,
+                                                   output, loss)
     np.testing.assert_allclose(h_net.loss, h_ref.loss, rtol=1e-4)
     assert_weights_close(ref, net, 1e-4)
     if output != "identity":
@@ -206,6 +209,29 @@ def test_predict_on_a_whole_set_equals_predict_row_by_row(output, loss, dtype):
     np.testing.assert_array_equal(net.forward(X)[17:30], net.forward(X[17:30]))
 
 
+def test_two_nets_trained_in_parallel_threads_match_sequential_training():
+    """The GIL is released during an epoch: other threads train their own nets meanwhile,
+    each with its own workspace, and get exactly the sequential results."""
+    import threading
+    X, y = digits("float32")
+    make = [lambda: MLP([64, 48, 10], activation="relu", seed=1),
+            lambda: MLP([64, 20, 20, 10], activation=("maxout", 2), seed=2)]
+    sequential = [m() for m in make]
+    for net in sequential:
+        net.fit(X, y, epochs=3, batch_size=16, lr=0.1)
+    parallel = [m() for m in make]
+    threads = [threading.Thread(target=net.fit, args=(X, y),
+                                kwargs=dict(epochs=3, batch_size=16, lr=0.1))
+               for net in parallel]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for a_net, b_net in zip(sequential, parallel):
+        for a, b in zip(a_net.weights + a_net.biases, b_net.weights + b_net.biases):
+            np.testing.assert_array_equal(a, b)
+
+
 # ---------------------------------------------------------------- switching backends
 
 def test_switching_backends_mid_training_continues_the_same_run():
@@ -234,6 +260,20 @@ def test_a_natively_trained_model_saves_and_loads_into_the_reference(tmp_path):
     h_loaded = loaded.fit(X, y, epochs=1, lr=0.1)
     h_net = net.fit(X, y, epochs=1, lr=0.1)
     np.testing.assert_allclose(h_net.loss, h_loaded.loss, rtol=1e-4)
+
+
+def test_a_natively_trained_model_copies_and_pickles_and_the_copy_trains_the_same():
+    import copy
+    import pickle
+    X, y = digits("float64")
+    net = MLP([64, 16, 10], activation="relu", dtype="float64", seed=0)
+    net.fit(X, y, epochs=1, lr=0.1)
+    copies = [copy.deepcopy(net), pickle.loads(pickle.dumps(net))]
+    for m in [net] + copies:
+        m.fit(X, y, epochs=1, lr=0.1)
+    for c in copies:
+        for a, b in zip(c.weights + c.biases, net.weights + net.biases):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_weights_that_are_not_c_contiguous_are_replaced_by_contiguous_copies():
@@ -266,6 +306,10 @@ def params(dtype="float64"):
     (dict(hidden=[]), ValueError, "hidden"),
     (dict(hidden=[("swish", 0.0)]), ValueError, "hidden\\[0\\]"),
     (dict(hidden=[("maxout", 0)]), ValueError, "maxout"),
+    (dict(hidden=[("maxout", 2.5)]), TypeError, "maxout"),
+    (dict(hidden=[("elu", "one")]), TypeError, "parameter"),
+    (dict(hidden=["relu"]), TypeError, "pair"),
+    (dict(sizes=[4, 3.0, 2]), TypeError, "sizes"),
     (dict(output="tanh"), ValueError, "output"),
     (dict(loss="quadratic"), ValueError, "loss"),
     (dict(dtype="float16"), TypeError, "dtype"),

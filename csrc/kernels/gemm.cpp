@@ -344,8 +344,14 @@ void linear_forward(T* z, T* a, const T* x, std::ptrdiff_t rs_x, std::ptrdiff_t 
     for (std::size_t i = i0; i < i1; ++i) {
       T* z_row = z + i * m;
       for (std::size_t j = j0; j < j1; ++j) z_row[j] += bias[sd(j) * s_bias];
-      activation_forward(a + i * m + j0, z_row + j0, j1 - j0, act, param);
     }
+    // Whole rows are one contiguous run: one call keeps narrow layers (30 units) in full
+    // vectors instead of a scalar tail per row. Element-wise, so the values are the same.
+    if (j0 == 0 && j1 == m)
+      activation_forward(a + i0 * m, z + i0 * m, (i1 - i0) * m, act, param);
+    else
+      for (std::size_t i = i0; i < i1; ++i)
+        activation_forward(a + i * m + j0, z + i * m + j0, j1 - j0, act, param);
   };
   gemm_driver(z, sd(m), x, rs_x, cs_x, w, cs_w, rs_w, n, m, k, false, bias_and_activation);
 }
@@ -370,6 +376,11 @@ void linear_backward(T* dw, T* db, T* delta_prev, const T* delta, std::ptrdiff_t
   // δ_prev = (δ W) ⊙ f'(z_prev), the derivative applied to each finished block of rows.
   auto times_derivative = [&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
     if (act_prev == Act::identity) return;
+    if (j0 == 0 && j1 == k) {  // whole rows: one contiguous run, as in linear_forward
+      activation_backward(delta_prev + i0 * k, z_prev + i0 * k, a_prev + i0 * k, (i1 - i0) * k,
+                          act_prev, param_prev);
+      return;
+    }
     for (std::size_t i = i0; i < i1; ++i)
       activation_backward(delta_prev + i * k + j0, z_prev + i * k + j0, a_prev + i * k + j0,
                           j1 - j0, act_prev, param_prev);

@@ -19,6 +19,13 @@ def build_info():
     return _native_module().build_info()
 
 
+def get_include():
+    """The directory holding fastmlp/cython_kernels.pxd, for building Cython code that
+    cimports the kernels (like numpy.get_include()): include_dirs=[fastmlp.get_include()]."""
+    import os
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def set_isa(name):
     """Cap the instruction set of the native kernels ("generic", "avx2" or "avx512").
 
@@ -44,5 +51,5 @@ def get_num_threads():
 
 
 __all__ = ["BACKENDS", "KERNEL_NAMES", "History", "MLP", "autograd", "build_info", "data",
-           "get_backend", "get_num_threads", "gradcheck", "set_isa", "set_num_threads",
-           "__version__"]
+           "get_backend", "get_include", "get_num_threads", "gradcheck", "set_isa",
+           "set_num_threads", "__version__"]

@@ -6,7 +6,13 @@ a fastmlp._core.TrainingWorkspace that the model keeps between calls, so a stead
 step allocates nothing. The weights stay the model's ndarrays, updated in place, so the
 model can switch backends at any time.
 """
+import weakref
+
 from .backend import _native_module
+
+# net -> its TrainingWorkspace. Kept beside the net rather than on it, so the net still
+# copies and pickles like any Python object; dropped with the net.
+_workspaces = weakref.WeakKeyDictionary()
 
 
 def _hidden_specs(net):
@@ -16,13 +22,13 @@ def _hidden_specs(net):
 
 
 def workspace(net, max_batch):
-    """The net's TrainingWorkspace for batches of up to max_batch rows (kept on the net, and
-    replaced by a larger one only when a batch does not fit)."""
-    ws = getattr(net, "_native_workspace", None)
+    """The net's TrainingWorkspace for batches of up to max_batch rows (kept between calls,
+    and replaced by a larger one only when a batch does not fit)."""
+    ws = _workspaces.get(net)
     if ws is None or ws.max_batch < max_batch:
-        ws = _native_module().TrainingWorkspace(net.sizes, _hidden_specs(net), net.output, net.loss_name,
-                                    net.dtype, max(max_batch, 1))
-        net._native_workspace = ws
+        ws = _native_module().TrainingWorkspace(net.sizes, _hidden_specs(net), net.output,
+                                                net.loss_name, net.dtype, max(max_batch, 1))
+        _workspaces[net] = ws
     return ws
 
 

@@ -1,0 +1,70 @@
+// Every kernel for one dtype as a plain function pointer. fastmlp._core hands a
+// KernelTable to the Cython API (python/fastmlp/cython_kernels.pyx) in a PyCapsule, so
+// compiled downstream code runs the kernels of _core itself: one copy of the machine code,
+// one ISA cap (FASTMLP_ISA, fastmlp.set_isa) and one thread count.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/activation.h"
+#include "kernels/gemm.h"
+#include "kernels/loss.h"
+#include "kernels/update.h"
+
+namespace fastmlp {
+
+template <class T>
+struct KernelsFor {
+  decltype(&fastmlp::gemm<T>) gemm;
+  decltype(&fastmlp::linear_forward<T>) linear_forward;
+  decltype(&fastmlp::linear_backward<T>) linear_backward;
+  decltype(&fastmlp::activation_forward<T>) activation_forward;
+  decltype(&fastmlp::activation_derivative<T>) activation_derivative;
+  decltype(&fastmlp::activation_backward<T>) activation_backward;
+  decltype(&fastmlp::maxout_forward<T>) maxout_forward;
+  decltype(&fastmlp::maxout_backward<T>) maxout_backward;
+  decltype(&fastmlp::softmax<T>) softmax;
+  // The two overloads of softmax_cross_entropy: integer labels or a target matrix.
+  double (*softmax_cross_entropy_labels)(T*, const T*, const std::int64_t*, std::size_t,
+                                         std::size_t);
+  double (*softmax_cross_entropy_targets)(T*, const T*, const T*, std::size_t, std::size_t);
+  decltype(&fastmlp::sigmoid_binary_cross_entropy<T>) sigmoid_binary_cross_entropy;
+  decltype(&fastmlp::quadratic_loss<T>) quadratic_loss;
+  decltype(&fastmlp::sgd_update<T>) sgd_update;
+};
+
+template <class T>
+constexpr KernelsFor<T> kernels_for() {
+  return {&fastmlp::gemm<T>,
+          &fastmlp::linear_forward<T>,
+          &fastmlp::linear_backward<T>,
+          &fastmlp::activation_forward<T>,
+          &fastmlp::activation_derivative<T>,
+          &fastmlp::activation_backward<T>,
+          &fastmlp::maxout_forward<T>,
+          &fastmlp::maxout_backward<T>,
+          &fastmlp::softmax<T>,
+          &fastmlp::softmax_cross_entropy<T>,
+          &fastmlp::softmax_cross_entropy<T>,
+          &fastmlp::sigmoid_binary_cross_entropy<T>,
+          &fastmlp::quadratic_loss<T>,
+          &fastmlp::sgd_update<T>};
+}
+
+struct KernelTable {
+  KernelsFor<float> f32;
+  KernelsFor<double> f64;
+};
+
+// T's half of the table; the unused pointer only names T (Cython deduces it from there).
+template <class T>
+const KernelsFor<T>& kernels_of(const KernelTable& table, const T*) {
+  if constexpr (sizeof(T) == sizeof(float)) return table.f32;
+  else return table.f64;
+}
+
+// The capsule's name: PyCapsule_GetPointer checks it, so a foreign capsule is refused.
+constexpr const char* kKernelTableCapsule = "fastmlp._core.KernelTable";
+
+}  // namespace fastmlp
