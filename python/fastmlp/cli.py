@@ -479,12 +479,12 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except CommandError as exc:                     # the work failed: data, files
+    except (CommandError, FloatingPointError) as exc:   # the work failed: data, files, divergence
         return fail(args, f"error: {exc}", 1)
     except (ValueError, NotImplementedError, RuntimeError) as exc:   # bad option values
         return fail(args, f"error: {exc}", 2)
-    except KeyboardInterrupt:
-        return fail(args, "interrupted", 130)
+    except KeyboardInterrupt as exc:
+        return fail(args, str(exc) or "interrupted", 130)
 
 
 def fail(args, message, status):

@@ -143,6 +143,11 @@ def fit(net, X, Y, epochs=30, batch_size=10, lr=0.5, weight_decay=0.0,
     when tqdm is missing); a callable is called with the History after every epoch.
     comm, an MPI communicator (mpi4py), trains data-parallel over its ranks: see
     fastmlp.distributed.fit.
+
+    Nothing is lost: an epoch that fails, is interrupted (KeyboardInterrupt) or diverges
+    (FloatingPointError: a loss or weight not finite) is undone, so the net holds the weights
+    of its last completed epoch; the error says which, and carries the History as `.history`.
+    Only one thread may train a net at a time (RuntimeError for a second one).
     """
     if comm is not None:
         from .distributed import fit as fit_distributed
@@ -163,9 +168,37 @@ def fit(net, X, Y, epochs=30, batch_size=10, lr=0.5, weight_decay=0.0,
             return loss_sum, hits
         return _python_epoch(net, X, Y, order, batch_size, lr, weight_decay, bar)
 
-    return train_epochs(net, Y, epochs, n_batches, run_epoch,
-                        lambda Xv, Yv: net._evaluate(Xv, Yv, weight_decay), validation,
-                        patience, shuffle, progress)
+    with net._exclusive_training("fit"):
+        return train_epochs(net, Y, epochs, n_batches, run_epoch,
+                            lambda Xv, Yv: net._evaluate(Xv, Yv, weight_decay), validation,
+                            patience, shuffle, progress)
+
+
+def _guarded_epoch(net, epoch, run, history):
+    """run() -> (Σ J_batch · rows, hits) of one epoch, all or nothing: if it fails, is
+    interrupted or diverges, the net is put back to its weights at the epoch's start (a
+    copy taken here: the native backend runs the whole epoch in one C++ call, so this is
+    where the check can be) and the error says so; the completed epochs' History is on the
+    exception as `.history`."""
+    net._save_params()
+    after = f"epoch {epoch}" if epoch else "fit() started"
+    try:
+        loss_sum, hits = run()
+        if not (math.isfinite(loss_sum) and net._params_finite()):
+            raise FloatingPointError(
+                f"fit: training diverged in epoch {epoch + 1} (loss {loss_sum}, or weights not "
+                f"finite); the model holds its weights as of {after}; try a smaller lr")
+    except KeyboardInterrupt as exc:
+        net._restore_params()
+        interrupt = KeyboardInterrupt(f"fit: interrupted in epoch {epoch + 1}; the model holds "
+                                      f"its weights as of {after}")
+        interrupt.history = history
+        raise interrupt from exc
+    except BaseException as exc:
+        net._restore_params()
+        exc.history = history
+        raise
+    return loss_sum, hits
 
 
 def train_epochs(net, Y, epochs, n_batches, run_epoch, evaluate, validation, patience,
@@ -179,7 +212,7 @@ def train_epochs(net, Y, epochs, n_batches, run_epoch, evaluate, validation, pat
         start = time.perf_counter()
         bar = _epoch_bar(progress, epoch, epochs, n_batches)
         order = net._rng.permutation(n) if shuffle else None
-        loss_sum, hits = run_epoch(order, bar)
+        loss_sum, hits = _guarded_epoch(net, epoch, lambda: run_epoch(order, bar), history)
         history.loss.append(loss_sum / n)
         history.accuracy.append(net._score_from_hits(hits, Y))
         if validation is not None:
