@@ -6,6 +6,7 @@ import collections
 import pytest
 
 _results = collections.defaultdict(dict)   # group -> {name: (median seconds, work items)}
+_baselines = {}                            # group -> its baseline's name, if not "numpy"
 
 
 @pytest.fixture
@@ -22,15 +23,27 @@ def record(benchmark):
     return run
 
 
+@pytest.fixture
+def record_measured():
+    """File a time measured elsewhere (e.g. inside an mpirun job) under (group, name);
+    ratios in its group are taken against `baseline`."""
+    def run(group, name, seconds, items=None, baseline="numpy"):
+        _baselines[group] = baseline
+        _results[group][name] = (seconds, items)
+    return run
+
+
 def pytest_terminal_summary(terminalreporter):
     if not _results:
         return
     tr = terminalreporter
-    tr.section("fastmlp: ratios in this run (baseline = numpy; > 1 means faster)")
+    tr.section("fastmlp: ratios in this run (baseline = numpy unless the group says; "
+               "> 1 means faster)")
     for group in sorted(_results):
         entries = _results[group]
-        base = entries.get("numpy", (None, None))[0]
-        tr.write_line(group)
+        baseline = _baselines.get(group, "numpy")
+        base = entries.get(baseline, (None, None))[0]
+        tr.write_line(group if baseline == "numpy" else f"{group} (baseline: {baseline})")
         for name, (median, items) in sorted(entries.items(), key=lambda kv: kv[1][0]):
             rate = f"{items / median:14,.0f}/s" if items else " " * 16
             ratio = f"{base / median:6.2f}x" if base else "   n/a"

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -54,256 +55,32 @@ py::dict build_info() {
 
 }  // namespace
 
-// ---- GEMM and the fused layer kernels ----
-
-namespace gemm_args {
-
-std::string shape_str(const py::array& arr) {
-  std::string s = "(";
-  for (py::ssize_t d = 0; d < arr.ndim(); ++d) s += (d ? ", " : "") + std::to_string(arr.shape(d));
-  return s + (arr.ndim() == 1 ? ",)" : ")");
-}
-
-// `obj` as a float32/float64 ndarray with `ndim` dimensions, else a TypeError/ValueError
-// naming `arg`.
-py::array float_array(py::handle obj, const char* arg, py::ssize_t ndim) {
-  if (!py::isinstance<py::array>(obj))
-    throw py::type_error(std::string(arg) + ": expected a numpy.ndarray, got " +
-                         std::string(Py_TYPE(obj.ptr())->tp_name));
-  auto arr = py::reinterpret_borrow<py::array>(obj);
-  if (arr.ndim() != ndim)
-    throw py::value_error(std::string(arg) + ": expected a " + std::to_string(ndim) +
-                          "-D array, got shape " + shape_str(arr));
-  if (!arr.dtype().equal(py::dtype::of<float>()) && !arr.dtype().equal(py::dtype::of<double>()))
-    throw py::type_error(std::string(arg) + ": expected dtype float32 or float64, got " +
-                         std::string(py::str(arr.dtype())));
-  return arr;
-}
-
-void same_dtype(const py::array& arr, const char* arg, const py::array& first, const char* first_arg) {
-  if (!arr.dtype().equal(first.dtype()))
-    throw py::type_error(std::string(arg) + ": dtype " + std::string(py::str(arr.dtype())) +
-                         " differs from " + first_arg + "'s dtype " +
-                         std::string(py::str(first.dtype())));
-}
-
-void expect_dim(const py::array& arr, const char* arg, py::ssize_t axis, py::ssize_t expected,
-                const std::string& why) {
-  if (arr.shape(axis) != expected)
-    throw py::value_error(std::string(arg) + ": shape " + shape_str(arr) + " does not match: " + why);
-}
-
-// The activation's parameter (leaky-ReLU slope, ELU alpha); None is accepted by the
-// activations that ignore it, as in the reference.
-double finite_param(py::handle obj, const char* arg, Act act) {
-  if (obj.is_none() && act != Act::leaky_relu && act != Act::elu) return 0.0;
-  double value;
-  try {
-    value = py::cast<double>(obj);
-  } catch (const py::cast_error&) {
-    throw py::type_error(std::string(arg) + ": expected a number, got " +
-                         std::string(Py_TYPE(obj.ptr())->tp_name));
-  }
-  if (!std::isfinite(value))
-    throw py::value_error(std::string(arg) + ": expected a finite number, got " + std::to_string(value));
-  return value;
-}
-
-Act activation(py::handle obj, const char* arg) {
-  if (!py::isinstance<py::str>(obj))
-    throw py::type_error(std::string(arg) + ": expected an activation name (str), got " +
-                         std::string(Py_TYPE(obj.ptr())->tp_name));
-  std::string name = py::cast<std::string>(obj);
-  Act act;
-  if (!parse_activation(name.c_str(), &act))
-    throw py::value_error(std::string(arg) + ": unknown activation '" + name +
-                          "'; expected one of 'sigmoid', 'tanh', 'relu', 'leaky_relu', 'elu', "
-                          "'identity' (maxout: apply maxout_forward to z)");
-  return act;
-}
-
-// A read-only view of a float array through element strides. Byte strides that are not
-// a whole number of elements (or misaligned data) cannot be expressed that way: copy.
-template <class T>
-struct View {
-  py::array keep;
-  const T* data;
-  std::ptrdiff_t s0, s1;
-  std::size_t n0, n1;
-};
-
-template <class T>
-View<T> view(py::array arr) {
-  bool whole = reinterpret_cast<std::uintptr_t>(arr.data()) % alignof(T) == 0;
-  for (py::ssize_t d = 0; d < arr.ndim(); ++d) whole = whole && arr.strides(d) % py::ssize_t(sizeof(T)) == 0;
-  if (!whole) arr = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(arr);
-  View<T> v{arr, static_cast<const T*>(arr.data()), 0, 0, 1, 1};
-  v.n0 = static_cast<std::size_t>(arr.shape(0));
-  v.s0 = arr.strides(0) / py::ssize_t(sizeof(T));
-  if (arr.ndim() == 2) {
-    v.n1 = static_cast<std::size_t>(arr.shape(1));
-    v.s1 = arr.strides(1) / py::ssize_t(sizeof(T));
-  }
-  return v;
-}
-
-// A C-contiguous (n, k) copy if `arr` is not one already.
-template <class T>
-py::array_t<T> c_contiguous(const py::array& arr) {
-  return py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(arr);
-}
-
-template <class T>
-py::array matmul(const py::array& a_arr, const py::array& b_arr) {
-  View<T> a = view<T>(a_arr), b = view<T>(b_arr);
-  py::array_t<T> c({a.n0, b.n1});
-  T* out = c.mutable_data();
-  {
-    py::gil_scoped_release release;
-    gemm(out, std::ptrdiff_t(b.n1), a.data, a.s0, a.s1, b.data, b.s0, b.s1, a.n0, b.n1, a.n1, false);
-  }
-  return c;
-}
-
-template <class T>
-py::tuple linear_forward(const py::array& x_arr, const py::array& w_arr, const py::array& b_arr,
-                         Act act, double param) {
-  View<T> x = view<T>(x_arr), w = view<T>(w_arr), b = view<T>(b_arr);
-  std::size_t n = x.n0, k = x.n1, m = w.n0;
-  py::array_t<T> z({n, m}), a({n, m});
-  T *zp = z.mutable_data(), *ap = a.mutable_data();
-  {
-    py::gil_scoped_release release;
-    fastmlp::linear_forward(zp, ap, x.data, x.s0, x.s1, w.data, w.s0, w.s1, b.data, b.s0, n, k,
-                            m, act, static_cast<T>(param));
-  }
-  return py::make_tuple(z, a);
-}
-
-template <class T>
-py::tuple linear_backward(const py::array& d_arr, const py::array& x_arr, const py::array& w_arr,
-                          const py::object& z_obj, const py::object& a_obj, bool has_prev,
-                          Act act, double param) {
-  View<T> d = view<T>(d_arr), x = view<T>(x_arr), w = view<T>(w_arr);
-  std::size_t n = d.n0, m = d.n1, k = x.n1;
-  py::array_t<T> dw({m, k}), db(std::vector<py::ssize_t>{py::ssize_t(m)});
-  py::object dp_obj = py::none();
-  T* dp = nullptr;
-  const T *zp = nullptr, *ap = nullptr;
-  py::array_t<T> z_prev, a_prev;
-  if (has_prev) {
-    py::array_t<T> dp_arr({n, k});
-    dp = dp_arr.mutable_data();
-    dp_obj = dp_arr;
-    if (act != Act::identity) {
-      zp = (z_prev = c_contiguous<T>(z_obj)).data();
-      ap = (a_prev = c_contiguous<T>(a_obj)).data();
-    }
-  }
-  T *dwp = dw.mutable_data(), *dbp = db.mutable_data();
-  {
-    py::gil_scoped_release release;
-    fastmlp::linear_backward(dwp, dbp, dp, d.data, d.s0, d.s1, x.data, x.s0, x.s1, w.data, w.s0,
-                             w.s1, zp, ap, n, k, m, act, static_cast<T>(param), false);
-  }
-  return py::make_tuple(dw, db, dp_obj);
-}
-
-}  // namespace gemm_args
-
-void bind_gemm(py::module_& m) {
-  namespace ga = gemm_args;
-  m.def(
-      "matmul",
-      [](py::object a_obj, py::object b_obj) {
-        py::array a = ga::float_array(a_obj, "a", 2), b = ga::float_array(b_obj, "b", 2);
-        ga::same_dtype(b, "b", a, "a");
-        ga::expect_dim(b, "b", 0, a.shape(1),
-                       "b.shape[0] must equal a.shape[1] = " + std::to_string(a.shape(1)));
-        return a.dtype().equal(py::dtype::of<float>()) ? ga::matmul<float>(a, b)
-                                                       : ga::matmul<double>(a, b);
-      },
-      py::arg("a"), py::arg("b"), "C = A B for 2-D float32/float64 arrays of any strides.");
-  m.def(
-      "linear_forward",
-      [](py::object x_obj, py::object w_obj, py::object b_obj, py::object name, py::object param) {
-        py::array x = ga::float_array(x_obj, "x", 2), w = ga::float_array(w_obj, "w", 2),
-                  b = ga::float_array(b_obj, "b", 1);
-        ga::same_dtype(w, "w", x, "x");
-        ga::same_dtype(b, "b", x, "x");
-        ga::expect_dim(w, "w", 1, x.shape(1),
-                       "w.shape[1] must equal x.shape[1] = " + std::to_string(x.shape(1)));
-        ga::expect_dim(b, "b", 0, w.shape(0),
-                       "b.shape[0] must equal w.shape[0] = " + std::to_string(w.shape(0)));
-        Act act = ga::activation(name, "name");
-        double p = ga::finite_param(param, "param", act);
-        return x.dtype().equal(py::dtype::of<float>()) ? ga::linear_forward<float>(x, w, b, act, p)
-                                                       : ga::linear_forward<double>(x, w, b, act, p);
-      },
-      py::arg("x"), py::arg("w"), py::arg("b"), py::arg("name"), py::arg("param"),
-      "X (n, s_l), W (s_(l+1), s_l), b (s_(l+1),) -> (Z = X Wᵀ + b, A = f(Z)).");
-  m.def(
-      "linear_backward",
-      [](py::object d_obj, py::object x_obj, py::object w_obj, py::object z_obj, py::object a_obj,
-         py::object name_prev, py::object param_prev) {
-        py::array d = ga::float_array(d_obj, "delta", 2), x = ga::float_array(x_obj, "x", 2),
-                  w = ga::float_array(w_obj, "w", 2);
-        ga::same_dtype(x, "x", d, "delta");
-        ga::same_dtype(w, "w", d, "delta");
-        ga::expect_dim(x, "x", 0, d.shape(0),
-                       "x.shape[0] must equal delta.shape[0] = " + std::to_string(d.shape(0)));
-        ga::expect_dim(w, "w", 0, d.shape(1),
-                       "w.shape[0] must equal delta.shape[1] = " + std::to_string(d.shape(1)));
-        ga::expect_dim(w, "w", 1, x.shape(1),
-                       "w.shape[1] must equal x.shape[1] = " + std::to_string(x.shape(1)));
-        bool has_prev = !name_prev.is_none();
-        Act act = Act::identity;
-        double p = 0.0;
-        if (has_prev) {
-          act = ga::activation(name_prev, "name_prev");
-          p = ga::finite_param(param_prev, "param_prev", act);
-          // z_prev / a_prev are read for every activation but identity, which (like the
-          // reference) ignores them: a maxout layer passes its pieces there.
-          for (auto [obj, arg] : {std::pair{&z_obj, "z_prev"}, std::pair{&a_obj, "a_prev"}}) {
-            if (act == Act::identity) break;
-            py::array arr = ga::float_array(*obj, arg, 2);
-            ga::same_dtype(arr, arg, d, "delta");
-            ga::expect_dim(arr, arg, 0, x.shape(0), std::string(arg) + " must have x's shape");
-            ga::expect_dim(arr, arg, 1, x.shape(1), std::string(arg) + " must have x's shape");
-          }
-        }
-        return d.dtype().equal(py::dtype::of<float>())
-                   ? ga::linear_backward<float>(d, x, w, z_obj, a_obj, has_prev, act, p)
-                   : ga::linear_backward<double>(d, x, w, z_obj, a_obj, has_prev, act, p);
-      },
-      py::arg("delta"), py::arg("x"), py::arg("w"), py::arg("z_prev"), py::arg("a_prev"),
-      py::arg("name_prev"), py::arg("param_prev"),
-      "Backprop through one layer -> (dW = deltaᵀ X, db = Σ_rows delta, "
-      "delta_prev = (delta W) * f'(z_prev) or None when name_prev is None).");
-}
-
-// ---- element-wise, loss and update ops -------------------------------------------------
-// Every argument is checked before any work; errors name the argument and what was
-// expected. Inputs of any strides are copied to C order (only if needed); outputs are fresh
-// C-contiguous arrays; the GIL is released around the kernels.
+// ---- argument checks, shared by every binding ------------------------------------------
+// Every argument is checked before any work. A wrong kind of object or dtype is a
+// TypeError, a wrong shape or value a ValueError; each message starts with the argument's
+// name ("x: ...") and says what was expected and what was given.
 namespace {
 
+// A C-contiguous, aligned array of T: a copy if the argument is not one already (NumPy's
+// C-contiguous flag alone lets data at an odd address through, and the kernels' scalar
+// loads of it are undefined behaviour).
 template <class T>
-using CArray = py::array_t<T, py::array::c_style | py::array::forcecast>;
+using CArray = py::array_t<T, py::array::c_style | py::array::forcecast |
+                                  py::detail::npy_api::NPY_ARRAY_ALIGNED_>;
 
 enum class FloatType { f32, f64 };
 
+std::string type_name(const py::handle& obj) { return Py_TYPE(obj.ptr())->tp_name; }
+
 std::string shape_str(const py::array& a) {
   std::string s = "(";
-  for (py::ssize_t d = 0; d < a.ndim(); ++d)
-    s += (d ? ", " : "") + std::to_string(a.shape(d));
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) s += (d ? ", " : "") + std::to_string(a.shape(d));
   return s + (a.ndim() == 1 ? ",)" : ")");
 }
 
 py::array require_ndarray(const py::handle& obj, const char* arg) {
   if (!py::isinstance<py::array>(obj))
-    throw py::type_error(std::string(arg) + ": expected a numpy.ndarray, got " +
-                         std::string(py::str(py::type::of(obj).attr("__name__"))));
+    throw py::type_error(std::string(arg) + ": expected a numpy.ndarray, got " + type_name(obj));
   return py::reinterpret_borrow<py::array>(obj);
 }
 
@@ -316,7 +93,7 @@ FloatType require_float_dtype(const py::array& a, const char* arg) {
                        std::string(py::str(dt)));
 }
 
-// A float argument that must share the dtype of the first one (`ref_arg`).
+// A float argument that must share the dtype of another one (`ref_arg`).
 void require_same_float_dtype(const py::array& a, const char* arg, FloatType expected,
                               const py::array& ref, const char* ref_arg) {
   if (require_float_dtype(a, arg) != expected)
@@ -325,10 +102,27 @@ void require_same_float_dtype(const py::array& a, const char* arg, FloatType exp
                          std::string(py::str(a.dtype())));
 }
 
-void require_2d(const py::array& a, const char* arg, const char* meaning) {
-  if (a.ndim() != 2)
-    throw py::value_error(std::string(arg) + ": expected a 2-D array " + meaning + ", got shape " +
-                          shape_str(a));
+// `meaning` names the axes, e.g. "(n, K)".
+void require_ndim(const py::array& a, const char* arg, py::ssize_t ndim, const char* meaning) {
+  if (a.ndim() != ndim)
+    throw py::value_error(std::string(arg) + ": expected a " + std::to_string(ndim) + "-D array " +
+                          meaning + ", got shape " + shape_str(a));
+}
+
+// An ndarray of float32/float64 with `ndim` dimensions.
+py::array require_float_array(const py::handle& obj, const char* arg, py::ssize_t ndim,
+                              const char* meaning) {
+  py::array a = require_ndarray(obj, arg);
+  require_float_dtype(a, arg);
+  require_ndim(a, arg, ndim, meaning);
+  return a;
+}
+
+// One axis that must match another argument's; `why` says which, e.g. "w.shape[1] must equal ...".
+void require_dim(const py::array& a, const char* arg, py::ssize_t axis, py::ssize_t expected,
+                 const std::string& why) {
+  if (a.shape(axis) != expected)
+    throw py::value_error(std::string(arg) + ": shape " + shape_str(a) + " does not match: " + why);
 }
 
 void require_same_shape(const py::array& a, const char* arg, const py::array& ref,
@@ -350,29 +144,69 @@ void require_classes(const py::array& z, const char* arg) {
 // A Python float that the kernel will use in dtype T: it must be finite there.
 template <class T>
 T require_finite(double value, const char* arg) {
-  if (!std::isfinite(value) || !std::isfinite(static_cast<T>(value)))
-    throw py::value_error(std::string(arg) + ": expected a finite number, got " +
-                          std::to_string(value));
+  if (!std::isfinite(value) || !std::isfinite(static_cast<T>(value))) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.17g", value);
+    throw py::value_error(std::string(arg) + ": expected a finite number" +
+                          (std::isfinite(value) ? " in the array's dtype" : "") + ", got " + text);
+  }
   return static_cast<T>(value);
 }
 
-Act require_activation(const std::string& name) {
+// A real number (int, float, NumPy scalar; not str, None or bool), finite in dtype T.
+template <class T>
+T require_finite_number(const py::handle& obj, const char* arg) {
+  if (PyBool_Check(obj.ptr()) || PyComplex_Check(obj.ptr()) || !PyNumber_Check(obj.ptr()))
+    throw py::type_error(std::string(arg) + ": expected a number, got " + type_name(obj));
+  double value;
+  try {
+    value = py::cast<double>(obj);
+  } catch (const py::cast_error&) {
+    throw py::type_error(std::string(arg) + ": expected a number, got " + type_name(obj));
+  }
+  return require_finite<T>(value, arg);
+}
+
+// An integer (Python int or NumPy integer; not bool or float) >= `min`.
+long long require_int(const py::handle& obj, const char* arg, long long min) {
+  if (PyBool_Check(obj.ptr()) || !PyIndex_Check(obj.ptr()))
+    throw py::type_error(std::string(arg) + ": expected an integer, got " + type_name(obj));
+  long long value;
+  try {
+    value = py::cast<long long>(obj);
+  } catch (const py::cast_error&) {
+    throw py::value_error(std::string(arg) + ": expected an integer >= " + std::to_string(min) +
+                          ", got " + std::string(py::str(obj)));
+  }
+  if (value < min)
+    throw py::value_error(std::string(arg) + ": expected an integer >= " + std::to_string(min) +
+                          ", got " + std::to_string(value));
+  return value;
+}
+
+Act require_activation(const py::handle& obj, const char* arg) {
+  if (!py::isinstance<py::str>(obj))
+    throw py::type_error(std::string(arg) + ": expected an activation name (str), got " + type_name(obj));
+  const std::string name = py::cast<std::string>(obj);
   Act act;
   if (!parse_activation(name.c_str(), &act))
-    throw py::value_error("name: unknown activation '" + name +
+    throw py::value_error(std::string(arg) + ": unknown activation '" + name +
                           "'; expected one of 'sigmoid', 'tanh', 'relu', 'leaky_relu', 'elu', "
-                          "'identity'");
+                          "'identity' (maxout has its own kernels: maxout_forward, maxout_backward)");
   return act;
 }
 
-std::size_t require_maxout_k(long long k, const char* arg) {
-  if (k < 1) throw py::value_error(std::string(arg) + ": expected an integer >= 1, got " + std::to_string(k));
-  return static_cast<std::size_t>(k);
+// The activation's parameter (leaky-ReLU slope, ELU alpha), finite in dtype T; None is
+// accepted by the activations that ignore it, as in the reference.
+template <class T>
+T require_activation_param(const py::handle& obj, const char* arg, Act act) {
+  if (obj.is_none() && act != Act::leaky_relu && act != Act::elu) return T(0);
+  return require_finite_number<T>(obj, arg);
 }
 
 // Integer array (any integer dtype) -> C-contiguous int64 whose values all lie in [0, bound).
-py::array_t<std::int64_t, py::array::c_style | py::array::forcecast> require_indices(
-    const py::array& idx, const char* arg, std::int64_t bound, const char* bound_meaning) {
+CArray<std::int64_t> require_indices(const py::array& idx, const char* arg, std::int64_t bound,
+                                     const char* bound_meaning) {
   const char kind = idx.dtype().kind();
   if (kind != 'i' && kind != 'u')
     throw py::type_error(std::string(arg) + ": expected an integer array, got dtype " +
@@ -394,6 +228,172 @@ decltype(auto) with_float_type(FloatType ft, F&& f) {
   return f(double{});
 }
 
+}  // namespace
+
+// ---- GEMM and the fused layer kernels ----
+
+namespace {
+
+// A read-only view of a float array through element strides. Byte strides that are not
+// a whole number of elements (or misaligned data) cannot be expressed that way: copy.
+template <class T>
+struct View {
+  py::array keep;
+  const T* data;
+  std::ptrdiff_t s0, s1;
+  std::size_t n0, n1;
+};
+
+template <class T>
+View<T> view(py::array arr) {
+  bool whole = reinterpret_cast<std::uintptr_t>(arr.data()) % alignof(T) == 0;
+  for (py::ssize_t d = 0; d < arr.ndim(); ++d) whole = whole && arr.strides(d) % py::ssize_t(sizeof(T)) == 0;
+  if (!whole) arr = CArray<T>::ensure(arr);
+  View<T> v{arr, static_cast<const T*>(arr.data()), 0, 0, 1, 1};
+  v.n0 = static_cast<std::size_t>(arr.shape(0));
+  v.s0 = arr.strides(0) / py::ssize_t(sizeof(T));
+  if (arr.ndim() == 2) {
+    v.n1 = static_cast<std::size_t>(arr.shape(1));
+    v.s1 = arr.strides(1) / py::ssize_t(sizeof(T));
+  }
+  return v;
+}
+
+template <class T>
+py::array matmul_as(const py::array& a_arr, const py::array& b_arr) {
+  View<T> a = view<T>(a_arr), b = view<T>(b_arr);
+  py::array_t<T> c({a.n0, b.n1});
+  T* out = c.mutable_data();
+  {
+    py::gil_scoped_release release;
+    gemm(out, std::ptrdiff_t(b.n1), a.data, a.s0, a.s1, b.data, b.s0, b.s1, a.n0, b.n1, a.n1, false);
+  }
+  return c;
+}
+
+template <class T>
+py::tuple linear_forward_as(const py::array& x_arr, const py::array& w_arr, const py::array& b_arr,
+                            Act act, T param) {
+  View<T> x = view<T>(x_arr), w = view<T>(w_arr), b = view<T>(b_arr);
+  std::size_t n = x.n0, k = x.n1, m = w.n0;
+  py::array_t<T> z({n, m}), a({n, m});
+  T *zp = z.mutable_data(), *ap = a.mutable_data();
+  {
+    py::gil_scoped_release release;
+    fastmlp::linear_forward(zp, ap, x.data, x.s0, x.s1, w.data, w.s0, w.s1, b.data, b.s0, n, k,
+                            m, act, param);
+  }
+  return py::make_tuple(z, a);
+}
+
+template <class T>
+py::tuple linear_backward_as(const py::array& d_arr, const py::array& x_arr, const py::array& w_arr,
+                             const py::object& z_obj, const py::object& a_obj, bool has_prev,
+                             Act act, T param) {
+  View<T> d = view<T>(d_arr), x = view<T>(x_arr), w = view<T>(w_arr);
+  std::size_t n = d.n0, m = d.n1, k = x.n1;
+  py::array_t<T> dw({m, k}), db(std::vector<py::ssize_t>{py::ssize_t(m)});
+  py::object dp_obj = py::none();
+  T* dp = nullptr;
+  const T *zp = nullptr, *ap = nullptr;
+  CArray<T> z_prev, a_prev;
+  if (has_prev) {
+    py::array_t<T> dp_arr({n, k});
+    dp = dp_arr.mutable_data();
+    dp_obj = dp_arr;
+    if (act != Act::identity) {
+      zp = (z_prev = CArray<T>::ensure(z_obj)).data();
+      ap = (a_prev = CArray<T>::ensure(a_obj)).data();
+    }
+  }
+  T *dwp = dw.mutable_data(), *dbp = db.mutable_data();
+  {
+    py::gil_scoped_release release;
+    fastmlp::linear_backward(dwp, dbp, dp, d.data, d.s0, d.s1, x.data, x.s0, x.s1, w.data, w.s0,
+                             w.s1, zp, ap, n, k, m, act, param, false);
+  }
+  return py::make_tuple(dw, db, dp_obj);
+}
+
+void bind_gemm(py::module_& m) {
+  m.def(
+      "matmul",
+      [](py::object a_obj, py::object b_obj) {
+        py::array a = require_float_array(a_obj, "a", 2, "(n, k)"),
+                  b = require_float_array(b_obj, "b", 2, "(k, m)");
+        FloatType ft = require_float_dtype(a, "a");
+        require_same_float_dtype(b, "b", ft, a, "a");
+        require_dim(b, "b", 0, a.shape(1),
+                    "b.shape[0] must equal a.shape[1] = " + std::to_string(a.shape(1)));
+        return with_float_type(ft, [&](auto tag) { return matmul_as<decltype(tag)>(a, b); });
+      },
+      py::arg("a"), py::arg("b"), "C = A B for 2-D float32/float64 arrays of any strides.");
+  m.def(
+      "linear_forward",
+      [](py::object x_obj, py::object w_obj, py::object b_obj, py::object name, py::object param) {
+        py::array x = require_float_array(x_obj, "x", 2, "(n, s_l)"),
+                  w = require_float_array(w_obj, "w", 2, "(s_(l+1), s_l)"),
+                  b = require_float_array(b_obj, "b", 1, "(s_(l+1),)");
+        FloatType ft = require_float_dtype(x, "x");
+        require_same_float_dtype(w, "w", ft, x, "x");
+        require_same_float_dtype(b, "b", ft, x, "x");
+        require_dim(w, "w", 1, x.shape(1),
+                    "w.shape[1] must equal x.shape[1] = " + std::to_string(x.shape(1)));
+        require_dim(b, "b", 0, w.shape(0),
+                    "b.shape[0] must equal w.shape[0] = " + std::to_string(w.shape(0)));
+        Act act = require_activation(name, "name");
+        return with_float_type(ft, [&](auto tag) {
+          using T = decltype(tag);
+          return linear_forward_as<T>(x, w, b, act, require_activation_param<T>(param, "param", act));
+        });
+      },
+      py::arg("x"), py::arg("w"), py::arg("b"), py::arg("name"), py::arg("param"),
+      "X (n, s_l), W (s_(l+1), s_l), b (s_(l+1),) -> (Z = X Wᵀ + b, A = f(Z)).");
+  m.def(
+      "linear_backward",
+      [](py::object d_obj, py::object x_obj, py::object w_obj, py::object z_obj, py::object a_obj,
+         py::object name_prev, py::object param_prev) {
+        py::array d = require_float_array(d_obj, "delta", 2, "(n, s_(l+1))"),
+                  x = require_float_array(x_obj, "x", 2, "(n, s_l)"),
+                  w = require_float_array(w_obj, "w", 2, "(s_(l+1), s_l)");
+        FloatType ft = require_float_dtype(d, "delta");
+        require_same_float_dtype(x, "x", ft, d, "delta");
+        require_same_float_dtype(w, "w", ft, d, "delta");
+        require_dim(x, "x", 0, d.shape(0),
+                    "x.shape[0] must equal delta.shape[0] = " + std::to_string(d.shape(0)));
+        require_dim(w, "w", 0, d.shape(1),
+                    "w.shape[0] must equal delta.shape[1] = " + std::to_string(d.shape(1)));
+        require_dim(w, "w", 1, x.shape(1),
+                    "w.shape[1] must equal x.shape[1] = " + std::to_string(x.shape(1)));
+        bool has_prev = !name_prev.is_none();
+        Act act = has_prev ? require_activation(name_prev, "name_prev") : Act::identity;
+        // z_prev / a_prev are read for every activation but identity, which (like the
+        // reference) ignores them: a maxout layer passes its pieces there.
+        if (has_prev && act != Act::identity)
+          for (auto [obj, arg] : {std::pair{&z_obj, "z_prev"}, std::pair{&a_obj, "a_prev"}}) {
+            py::array arr = require_float_array(*obj, arg, 2, "(n, s_l)");
+            require_same_float_dtype(arr, arg, ft, d, "delta");
+            require_same_shape(arr, arg, x, "x");
+          }
+        return with_float_type(ft, [&](auto tag) {
+          using T = decltype(tag);
+          T p = has_prev ? require_activation_param<T>(param_prev, "param_prev", act) : T(0);
+          return linear_backward_as<T>(d, x, w, z_obj, a_obj, has_prev, act, p);
+        });
+      },
+      py::arg("delta"), py::arg("x"), py::arg("w"), py::arg("z_prev"), py::arg("a_prev"),
+      py::arg("name_prev"), py::arg("param_prev"),
+      "Backprop through one layer -> (dW = deltaᵀ X, db = Σ_rows delta, "
+      "delta_prev = (delta W) * f'(z_prev) or None when name_prev is None).");
+}
+
+}  // namespace
+
+// ---- element-wise, loss and update ops -------------------------------------------------
+// Inputs of any strides are copied to C order (only if needed); outputs are fresh
+// C-contiguous arrays; the GIL is released around the kernels.
+namespace {
+
 template <class T>
 py::array_t<T> new_array(py::ssize_t rows, py::ssize_t cols) {
   return py::array_t<T>({rows, cols});
@@ -410,7 +410,7 @@ py::tuple bind_float_target_loss(const py::object& z_obj, const py::object& y_ob
                                  const char* z_arg, Kernel kernel) {
   py::array z = require_ndarray(z_obj, z_arg), y = require_ndarray(y_obj, "y");
   FloatType ft = require_float_dtype(z, z_arg);
-  require_2d(z, z_arg, "(n, K)");
+  require_ndim(z, z_arg, 2, "(n, K)");
   require_same_float_dtype(y, "y", ft, z, z_arg);
   require_same_shape(y, "y", z, z_arg);
   return with_float_type(ft, [&](auto tag) -> py::tuple {
@@ -430,13 +430,13 @@ py::tuple bind_float_target_loss(const py::object& z_obj, const py::object& y_ob
 void bind_elementwise(py::module_& m) {
   m.def(
       "activation_forward",
-      [](const py::object& z_obj, const std::string& name, double param) {
+      [](const py::object& z_obj, const py::object& name, const py::object& param) {
         py::array z = require_ndarray(z_obj, "z");
         FloatType ft = require_float_dtype(z, "z");
-        Act act = require_activation(name);
+        Act act = require_activation(name, "name");
         return with_float_type(ft, [&](auto tag) -> py::object {
           using T = decltype(tag);
-          T p = require_finite<T>(param, "param");
+          T p = require_activation_param<T>(param, "param", act);
           auto zc = CArray<T>::ensure(z);
           auto a = new_array_like<T>(z);
           py::gil_scoped_release nogil;
@@ -448,15 +448,15 @@ void bind_elementwise(py::module_& m) {
 
   m.def(
       "activation_derivative",
-      [](const py::object& z_obj, const py::object& a_obj, const std::string& name, double param) {
+      [](const py::object& z_obj, const py::object& a_obj, const py::object& name, const py::object& param) {
         py::array z = require_ndarray(z_obj, "z"), a = require_ndarray(a_obj, "a");
         FloatType ft = require_float_dtype(z, "z");
         require_same_float_dtype(a, "a", ft, z, "z");
         require_same_shape(a, "a", z, "z");
-        Act act = require_activation(name);
+        Act act = require_activation(name, "name");
         return with_float_type(ft, [&](auto tag) -> py::object {
           using T = decltype(tag);
-          T p = require_finite<T>(param, "param");
+          T p = require_activation_param<T>(param, "param", act);
           auto zc = CArray<T>::ensure(z), ac = CArray<T>::ensure(a);
           auto d = new_array_like<T>(z);
           py::gil_scoped_release nogil;
@@ -471,7 +471,7 @@ void bind_elementwise(py::module_& m) {
   m.def(
       "activation_backward",
       [](const py::object& delta_obj, const py::object& z_obj, const py::object& a_obj,
-         const std::string& name, double param) {
+         const py::object& name, const py::object& param) {
         py::array delta = require_ndarray(delta_obj, "delta"), z = require_ndarray(z_obj, "z"),
                   a = require_ndarray(a_obj, "a");
         FloatType ft = require_float_dtype(delta, "delta");
@@ -479,10 +479,10 @@ void bind_elementwise(py::module_& m) {
         require_same_float_dtype(a, "a", ft, delta, "delta");
         require_same_shape(z, "z", delta, "delta");
         require_same_shape(a, "a", delta, "delta");
-        Act act = require_activation(name);
+        Act act = require_activation(name, "name");
         return with_float_type(ft, [&](auto tag) -> py::object {
           using T = decltype(tag);
-          T p = require_finite<T>(param, "param");
+          T p = require_activation_param<T>(param, "param", act);
           auto zc = CArray<T>::ensure(z), ac = CArray<T>::ensure(a), dc = CArray<T>::ensure(delta);
           auto out = new_array_like<T>(delta);
           py::gil_scoped_release nogil;
@@ -497,11 +497,11 @@ void bind_elementwise(py::module_& m) {
 
   m.def(
       "maxout_forward",
-      [](const py::object& z_obj, long long k_arg) {
+      [](const py::object& z_obj, const py::object& k_arg) {
         py::array z = require_ndarray(z_obj, "z");
         FloatType ft = require_float_dtype(z, "z");
-        require_2d(z, "z", "(n, m*k)");
-        std::size_t k = require_maxout_k(k_arg, "k");
+        require_ndim(z, "z", 2, "(n, m*k)");
+        const auto k = static_cast<std::size_t>(require_int(k_arg, "k", 1));
         if (static_cast<std::size_t>(z.shape(1)) % k != 0)
           throw py::value_error("k: expected a divisor of z's column count " +
                                 std::to_string(z.shape(1)) + ", got " + std::to_string(k));
@@ -523,11 +523,11 @@ void bind_elementwise(py::module_& m) {
 
   m.def(
       "maxout_backward",
-      [](const py::object& da_obj, const py::object& argmax_obj, long long k_arg) {
+      [](const py::object& da_obj, const py::object& argmax_obj, const py::object& k_arg) {
         py::array da = require_ndarray(da_obj, "da"), argmax = require_ndarray(argmax_obj, "argmax");
         FloatType ft = require_float_dtype(da, "da");
-        require_2d(da, "da", "(n, m)");
-        std::size_t k = require_maxout_k(k_arg, "k");
+        require_ndim(da, "da", 2, "(n, m)");
+        const auto k = static_cast<std::size_t>(require_int(k_arg, "k", 1));
         require_same_shape(argmax, "argmax", da, "da");
         const py::ssize_t n = da.shape(0), m_units = da.shape(1);
         if (m_units != 0 && k > static_cast<std::size_t>(PY_SSIZE_T_MAX / m_units))
@@ -550,7 +550,7 @@ void bind_elementwise(py::module_& m) {
       [](const py::object& z_obj) {
         py::array z = require_ndarray(z_obj, "z");
         FloatType ft = require_float_dtype(z, "z");
-        require_2d(z, "z", "(n, K)");
+        require_ndim(z, "z", 2, "(n, K)");
         require_classes(z, "z");
         return with_float_type(ft, [&](auto tag) -> py::object {
           using T = decltype(tag);
@@ -569,7 +569,7 @@ void bind_elementwise(py::module_& m) {
       [](const py::object& z_obj, const py::object& y_obj) {
         py::array z = require_ndarray(z_obj, "z"), y = require_ndarray(y_obj, "y");
         FloatType ft = require_float_dtype(z, "z");
-        require_2d(z, "z", "(n, K)");
+        require_ndim(z, "z", 2, "(n, K)");
         require_classes(z, "z");
         const py::ssize_t n = z.shape(0), k = z.shape(1);
         const char kind = y.dtype().kind();
@@ -624,7 +624,7 @@ void bind_elementwise(py::module_& m) {
 
   m.def(
       "sgd_update",
-      [](const py::object& w_obj, const py::object& dw_obj, double lr, double weight_decay) {
+      [](const py::object& w_obj, const py::object& dw_obj, const py::object& lr, const py::object& weight_decay) {
         py::array w = require_ndarray(w_obj, "w"), dw = require_ndarray(dw_obj, "dw");
         FloatType ft = require_float_dtype(w, "w");
         require_same_float_dtype(dw, "dw", ft, w, "w");
@@ -632,12 +632,15 @@ void bind_elementwise(py::module_& m) {
         with_float_type(ft, [&](auto tag) {
           using T = decltype(tag);
           // Updated in place, so w itself must be the buffer: never a silent copy.
-          if (!py::isinstance<py::array_t<T, py::array::c_style>>(w))
-            throw py::value_error("w: expected a C-contiguous array in native byte order (it is "
-                                  "updated in place), got strides " +
-                                  std::string(py::str(py::tuple(w.attr("strides")))));
+          if (!py::isinstance<py::array_t<T, py::array::c_style>>(w) ||
+              reinterpret_cast<std::uintptr_t>(w.data()) % alignof(T) != 0)
+            throw py::value_error("w: expected a C-contiguous array in native byte order at an "
+                                  "aligned address (it is updated in place), got strides " +
+                                  std::string(py::str(py::tuple(w.attr("strides")))) +
+                                  (reinterpret_cast<std::uintptr_t>(w.data()) % alignof(T) != 0
+                                       ? " at a misaligned address" : ""));
           if (!w.writeable()) throw py::value_error("w: expected a writable array, got a read-only one");
-          T lr_t = require_finite<T>(lr, "lr"), wd_t = require_finite<T>(weight_decay, "weight_decay");
+          T lr_t = require_finite_number<T>(lr, "lr"), wd_t = require_finite_number<T>(weight_decay, "weight_decay");
           auto wc = py::reinterpret_borrow<py::array_t<T, py::array::c_style>>(w);
           auto dwc = CArray<T>::ensure(dw);
           // The kernel reads dw[i] after writing w[i-1]: a dw that overlaps w elsewhere than
@@ -791,8 +794,9 @@ class ReleaseParams {
 // aligned and writable, since they are updated in place (never a silent copy).
 template <class T>
 void params(ParamSlots<T>& out, const Network& net, const py::object& weights,
-            const py::object& biases) {
-  for (auto [obj, name, is_weight] : {std::tuple{&weights, "weights", true}, std::tuple{&biases, "biases", false}}) {
+            const py::object& biases, const char* weights_name = "weights",
+            const char* biases_name = "biases") {
+  for (auto [obj, name, is_weight] : {std::tuple{&weights, weights_name, true}, std::tuple{&biases, biases_name, false}}) {
     if (!py::isinstance<py::sequence>(*obj) || py::isinstance<py::str>(*obj))
       throw py::type_error(std::string(name) + ": expected a list of numpy arrays");
     auto list = py::reinterpret_borrow<py::sequence>(*obj);
@@ -841,7 +845,7 @@ CheckedBatch<T> batch(const Network& net, const py::object& x_obj, const py::obj
   if (!x.dtype().equal(py::dtype::of<T>()))
     throw py::type_error("x: expected the model's dtype " + std::string(py::str(py::dtype::of<T>())) +
                          ", got " + std::string(py::str(x.dtype())));
-  require_2d(x, "x", "(n, sizes[0])");
+  require_ndim(x, "x", 2, "(n, sizes[0])");
   if (std::size_t(x.shape(1)) != net.sizes.front())
     throw py::value_error("x: expected " + std::to_string(net.sizes.front()) +
                           " columns (sizes[0]), got shape " + shape_str(x));
@@ -910,12 +914,21 @@ class TrainingWorkspace {
     return epoch_as(*f64_, weights, biases, x, y, order, batch_size, lr, weight_decay);
   }
 
+  py::tuple gradients(const py::object& dws, const py::object& dbs, const py::object& weights,
+                      const py::object& biases, const py::object& x, const py::object& y,
+                      const py::object& rows, double scale, double weight_decay) {
+    BusyGuard guard(busy_);
+    if (f32_) return gradients_as(*f32_, dws, dbs, weights, biases, x, y, rows, scale, weight_decay);
+    return gradients_as(*f64_, dws, dbs, weights, biases, x, y, rows, scale, weight_decay);
+  }
+
  private:
   template <class T>
   struct Trainer {
-    Trainer(const Network& net, std::size_t max_batch) : ws(net, max_batch), slots(net.n_layers()) {}
+    Trainer(const Network& net, std::size_t max_batch)
+        : ws(net, max_batch), slots(net.n_layers()), grad_slots(net.n_layers()) {}
     Workspace<T> ws;
-    ParamSlots<T> slots;
+    ParamSlots<T> slots, grad_slots;  // weights and biases; their gradients
   };
 
   template <class T>
@@ -967,6 +980,43 @@ class TrainingWorkspace {
     return result(ws.net, r);
   }
 
+  template <class T>
+  static py::tuple gradients_as(Trainer<T>& t, const py::object& dws, const py::object& dbs,
+                                const py::object& weights, const py::object& biases,
+                                const py::object& x, const py::object& y, const py::object& rows_obj,
+                                double scale, double weight_decay) {
+    Workspace<T>& ws = t.ws;
+    ReleaseParams<T> release(t.slots), release_grads(t.grad_slots);
+    params(t.slots, ws.net, weights, biases);
+    params(t.grad_slots, ws.net, dws, dbs, "dws", "dbs");
+    for (std::size_t l = 0; l < ws.net.n_layers(); ++l)
+      if (t.grad_slots.w[l] == t.slots.w[l] || t.grad_slots.b[l] == t.slots.b[l])
+        throw py::value_error("dws, dbs: expected arrays of their own, got the weights or biases");
+    CheckedBatch<T> bt = batch<T>(ws.net, x, y);
+    CArray<std::int64_t> rows;
+    std::size_t n = bt.n;
+    if (!rows_obj.is_none()) {
+      py::array r = require_ndarray(rows_obj, "rows");
+      if (r.ndim() != 1)
+        throw py::value_error("rows: expected a 1-D array of row indices, got shape " + shape_str(r));
+      rows = require_indices(r, "rows", static_cast<std::int64_t>(bt.n), "row indices < n");
+      n = static_cast<std::size_t>(r.shape(0));
+    }
+    if (n > ws.max_batch)
+      throw py::value_error("rows: " + std::to_string(n) + " rows exceed the workspace's max_batch " +
+                            std::to_string(ws.max_batch));
+    const T scale_t = require_finite<T>(scale, "scale");
+    const T wd_t = require_finite<T>(weight_decay, "weight_decay");
+    const std::int64_t* rows_data = rows_obj.is_none() ? nullptr : rows.data();
+    StepResult r;
+    {
+      py::gil_scoped_release nogil;
+      r = batch_gradients(t.grad_slots.w.data(), t.grad_slots.b.data(), t.slots.w.data(),
+                          t.slots.b.data(), ws, bt.x.data(), bt.targets, rows_data, n, scale_t, wd_t);
+    }
+    return result(ws.net, r);
+  }
+
   std::unique_ptr<Trainer<float>> f32_;
   std::unique_ptr<Trainer<double>> f64_;
   std::atomic<bool> busy_{false};
@@ -995,7 +1045,14 @@ void bind_training(py::module_& m) {
            py::arg("y"), py::arg("order"), py::arg("batch_size"), py::arg("lr"),
            py::arg("weight_decay"),
            "One epoch: batches of batch_size rows of x[order] (order None: row order), one step "
-           "each -> (sum of J_batch * rows_batch, total hits).");
+           "each -> (sum of J_batch * rows_batch, total hits).")
+      .def("gradients", &TrainingWorkspace::gradients, py::arg("dws"), py::arg("dbs"),
+           py::arg("weights"), py::arg("biases"), py::arg("x"), py::arg("y"), py::arg("rows"),
+           py::arg("scale"), py::arg("weight_decay"),
+           "Gradients of J on the batch x[rows] (rows None: all of x), times scale, written into "
+           "dws and dbs (arrays shaped like the weights and biases); the weights are not changed "
+           "and weight decay is left to the update -> (J of the batch with the weight-decay "
+           "penalty, hits).");
 }
 
 PYBIND11_MODULE(_core, m) {

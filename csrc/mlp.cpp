@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "kernels/gemm.h"
 #include "kernels/loss.h"
@@ -131,6 +132,36 @@ void forward(Workspace<T>& ws, T* const* w, T* const* b, const T* x, std::size_t
   }
 }
 
+// Layer l's gradient into dw (rows(l), s_l; skipped when dw is null) and db (rows(l)), and
+// delta of layer l-1 (no weight is changed, so the caller may update W(l) as soon as this
+// returns).
+template <class T>
+void backward_layer(Workspace<T>& ws, T* const* w, const T* x, std::size_t n, std::size_t l,
+                    T* dw, T* db) {
+  const Network& net = ws.net;
+  const std::size_t fan_in = net.sizes[l], rows = net.rows(l);
+  const T* in = l == 0 ? x : activations(ws, l - 1);
+  const T* delta = ws.delta[l].data();
+  const auto ld_in = std::ptrdiff_t(fan_in), ld_delta = std::ptrdiff_t(rows);
+  if (l == 0) {
+    linear_backward(dw, db, static_cast<T*>(nullptr), delta, ld_delta, 1, in, ld_in, 1, w[l],
+                    ld_in, 1, static_cast<const T*>(nullptr), static_cast<const T*>(nullptr), n,
+                    fan_in, rows, Act::identity, T(0), false);
+  } else if (is_maxout(net, l - 1)) {
+    // "identity" gives dJ/da_prev = δ W; maxout_backward routes it to the winning pieces
+    linear_backward(dw, db, ws.d_maxout.data(), delta, ld_delta, 1, in, ld_in, 1, w[l], ld_in, 1,
+                    static_cast<const T*>(nullptr), static_cast<const T*>(nullptr), n, fan_in,
+                    rows, Act::identity, T(0), false);
+    maxout_backward(ws.delta[l - 1].data(), ws.d_maxout.data(), ws.argmax[l - 1].data(), n,
+                    fan_in, net.hidden[l - 1].maxout_pieces);
+  } else {
+    const HiddenLayer& prev = net.hidden[l - 1];
+    linear_backward(dw, db, ws.delta[l - 1].data(), delta, ld_delta, 1, in, ld_in, 1, w[l], ld_in,
+                    1, ws.z[l - 1].data(), activations(ws, l - 1), n, fan_in, rows, prev.act,
+                    static_cast<T>(prev.param), false);
+  }
+}
+
 // Backpropagates delta of the output layer down to layer 0, updating each layer's W and b
 // as soon as its gradient is known (no later step reads them). δ_prev is computed first,
 // from W before its update; then weight_sgd_step applies dW to W tile by tile, as
@@ -139,33 +170,31 @@ template <class T>
 void backward_and_update(Workspace<T>& ws, T* const* w, T* const* b, const T* x, std::size_t n,
                          T lr, T weight_decay) {
   const Network& net = ws.net;
-  T* const no_dw = nullptr;
   for (std::size_t l = net.n_layers(); l-- > 0;) {
     const std::size_t fan_in = net.sizes[l], rows = net.rows(l);
-    const T* in = l == 0 ? x : activations(ws, l - 1);
-    const T* delta = ws.delta[l].data();
-    const auto ld_in = std::ptrdiff_t(fan_in), ld_delta = std::ptrdiff_t(rows);
-    if (l == 0) {
-      linear_backward(no_dw, ws.db.data(), static_cast<T*>(nullptr), delta, ld_delta, 1, in, ld_in, 1, w[l], ld_in, 1,
-                      static_cast<const T*>(nullptr), static_cast<const T*>(nullptr), n, fan_in,
-                      rows, Act::identity, T(0), false);
-    } else if (is_maxout(net, l - 1)) {
-      // "identity" gives dJ/da_prev = δ W; maxout_backward routes it to the winning pieces
-      linear_backward(no_dw, ws.db.data(), ws.d_maxout.data(), delta, ld_delta, 1, in, ld_in, 1,
-                      w[l], ld_in, 1, static_cast<const T*>(nullptr), static_cast<const T*>(nullptr),
-                      n, fan_in, rows, Act::identity, T(0), false);
-      maxout_backward(ws.delta[l - 1].data(), ws.d_maxout.data(), ws.argmax[l - 1].data(), n,
-                      fan_in, net.hidden[l - 1].maxout_pieces);
-    } else {
-      const HiddenLayer& prev = net.hidden[l - 1];
-      linear_backward(no_dw, ws.db.data(), ws.delta[l - 1].data(), delta, ld_delta, 1, in, ld_in, 1,
-                      w[l], ld_in, 1, ws.z[l - 1].data(), activations(ws, l - 1), n, fan_in, rows,
-                      prev.act, static_cast<T>(prev.param), false);
-    }
-    weight_sgd_step(w[l], ws.dw.data(), delta, ld_delta, 1, in, ld_in, 1, n, fan_in, rows, lr,
-                    weight_decay);
+    backward_layer(ws, w, x, n, l, static_cast<T*>(nullptr), ws.db.data());  // W still unchanged
+    weight_sgd_step(w[l], ws.dw.data(), ws.delta[l].data(), std::ptrdiff_t(rows), 1,
+                    l == 0 ? x : activations(ws, l - 1), std::ptrdiff_t(fan_in), 1, n, fan_in, rows,
+                    lr, weight_decay);
     sgd_update(b[l], ws.db.data(), rows, lr, T(0));
   }
+}
+
+// The batch x[rows[0..n)] and its targets, copied into the workspace as X[order][lo:hi]
+// does; rows null: the first n rows of x, in place.
+template <class T>
+std::pair<const T*, Targets<T>> gather_batch(Workspace<T>& ws, const T* x, Targets<T> y,
+                                             const std::int64_t* rows, std::size_t n) {
+  if (rows == nullptr) return {x, y};
+  const std::size_t s_in = ws.net.sizes.front(), k = ws.net.sizes.back();
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto row = static_cast<std::size_t>(rows[i]);
+    std::memcpy(ws.x_batch.data() + i * s_in, x + row * s_in, s_in * sizeof(T));
+    if (y.labels) ws.label_batch[i] = y.labels[row];
+    else std::memcpy(ws.y_batch.data() + i * k, y.values + row * k, k * sizeof(T));
+  }
+  return {ws.x_batch.data(), y.labels ? Targets<T>{ws.label_batch.data(), nullptr}
+                                      : Targets<T>{nullptr, ws.y_batch.data()}};
 }
 
 }  // namespace
@@ -213,6 +242,34 @@ StepResult train_step(T* const* w, T* const* b, Workspace<T>& ws, const T* x, Ta
 }
 
 template <class T>
+StepResult batch_gradients(T* const* dw, T* const* db, T* const* w, T* const* b, Workspace<T>& ws,
+                           const T* x, Targets<T> y, const std::int64_t* rows, std::size_t n, T scale,
+                           T weight_decay) {
+  const Network& net = ws.net;
+  const std::size_t last = net.n_layers() - 1;
+  if (n == 0) {  // an empty shard adds nothing to the sum of the shards' gradients
+    for (std::size_t l = 0; l <= last; ++l) {
+      std::fill_n(dw[l], net.rows(l) * net.sizes[l], T(0));
+      std::fill_n(db[l], net.rows(l), T(0));
+    }
+    return {0.0, 0.0};
+  }
+  const auto [xb, yb] = gather_batch(ws, x, y, rows, n);
+  forward(ws, w, b, xb, n);
+  StepResult result;
+  result.loss = loss_and_delta(ws, yb, n) + weight_penalty(net, w, weight_decay);
+  result.hits = hits(net, ws.z[last].data(), activations(ws, last), yb, n);
+  // δ(L) is linear in the loss, and every gradient is linear in δ(L): one scaling here
+  // scales them all
+  if (scale != T(1)) {
+    T* delta = ws.delta[last].data();
+    for (std::size_t i = 0; i < n * net.sizes.back(); ++i) delta[i] *= scale;
+  }
+  for (std::size_t l = net.n_layers(); l-- > 0;) backward_layer(ws, w, xb, n, l, dw[l], db[l]);
+  return result;
+}
+
+template <class T>
 StepResult train_epoch(T* const* w, T* const* b, Workspace<T>& ws, const T* x, Targets<T> y,
                        std::size_t n_rows, const std::int64_t* order, std::size_t batch_size,
                        T lr, T weight_decay) {
@@ -223,18 +280,9 @@ StepResult train_epoch(T* const* w, T* const* b, Workspace<T>& ws, const T* x, T
     if (order != nullptr)  // the next batch's rows are scattered over X: fetch them meanwhile
       for (std::size_t i = lo + n; i < std::min(n_rows, lo + n + batch_size); ++i)
         prefetch_to_l2(x + static_cast<std::size_t>(order[i]) * s_in, s_in * sizeof(T));
-    const T* xb = x + lo * s_in;
-    Targets<T> yb{y.labels ? y.labels + lo : nullptr, y.values ? y.values + lo * k : nullptr};
-    if (order != nullptr) {  // gather the batch's rows, as X[order][lo:hi] does
-      for (std::size_t i = 0; i < n; ++i) {
-        const auto row = static_cast<std::size_t>(order[lo + i]);
-        std::memcpy(ws.x_batch.data() + i * s_in, x + row * s_in, s_in * sizeof(T));
-        if (y.labels) ws.label_batch[i] = y.labels[row];
-        else std::memcpy(ws.y_batch.data() + i * k, y.values + row * k, k * sizeof(T));
-      }
-      xb = ws.x_batch.data();
-      yb = y.labels ? Targets<T>{ws.label_batch.data(), nullptr} : Targets<T>{nullptr, ws.y_batch.data()};
-    }
+    const Targets<T> y_lo{y.labels ? y.labels + lo : nullptr, y.values ? y.values + lo * k : nullptr};
+    const auto [xb, yb] = order != nullptr ? gather_batch(ws, x, y, order + lo, n)
+                                           : gather_batch(ws, x + lo * s_in, y_lo, nullptr, n);
     StepResult step = train_step(w, b, ws, xb, yb, n, lr, weight_decay);
     total.loss += step.loss * static_cast<double>(n);
     total.hits += step.hits;
@@ -246,6 +294,10 @@ StepResult train_epoch(T* const* w, T* const* b, Workspace<T>& ws, const T* x, T
   template struct Workspace<T>;                                                                \
   template StepResult train_step<T>(T* const*, T* const*, Workspace<T>&, const T*, Targets<T>, \
                                     std::size_t, T, T);                                        \
+  template StepResult batch_gradients<T>(T* const*, T* const*, T* const*, T* const*,         \
+                                         Workspace<T>&,                                      \
+                                         const T*, Targets<T>, const std::int64_t*,          \
+                                         std::size_t, T, T);                                 \
   template StepResult train_epoch<T>(T* const*, T* const*, Workspace<T>&, const T*,           \
                                      Targets<T>, std::size_t, const std::int64_t*,            \
                                      std::size_t, T, T);

@@ -84,6 +84,17 @@ template <class T>
 StepResult train_step(T* const* w, T* const* b, Workspace<T>& ws, const T* x, Targets<T> y,
                       std::size_t n, T lr, T weight_decay);
 
+// The gradients of the batch x[rows[0..n)] (rows null: the first n rows of x), times
+// `scale`, into dw[l] and db[l] (shaped like w[l] and b[l]); the weights are not changed
+// and weight decay is left to the update (sgd_update). Returns J before scaling, with the
+// weight-decay penalty, and the hits, as train_step. For data-parallel training: with
+// scale = n / B the shards of a batch of B rows have gradients that sum to the batch's.
+// n <= ws.max_batch (n = 0 writes zeros); rows' values are trusted to index rows of x.
+template <class T>
+StepResult batch_gradients(T* const* dw, T* const* db, T* const* w, T* const* b, Workspace<T>& ws,
+                           const T* x, Targets<T> y, const std::int64_t* rows, std::size_t n,
+                           T scale, T weight_decay);
+
 // One epoch over X (n_rows, s_1) and its targets: batches of batch_size rows (the last one
 // smaller) taken in `order` (a permutation of 0 .. n_rows-1; null: in row order), one
 // train_step each. Returns Σ J_batch · rows_batch (as fit() sums it) and the total hits.

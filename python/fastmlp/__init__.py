@@ -37,12 +37,14 @@ def set_isa(name):
 
 
 def set_num_threads(n):
-    """Threads used by the native kernels (threadpoolctl's OpenMP limit works too)."""
-    from .backend import _native_module
+    """Threads used by the native kernels (threadpoolctl's OpenMP limit works too). Once
+    called, fit(comm=...) keeps this count instead of choosing one per MPI rank."""
+    from . import backend
     n = int(n)
     if n < 1:
         raise ValueError(f"n: expected a thread count >= 1, got {n}")
-    _native_module().set_num_threads(n)
+    backend._native_module().set_num_threads(n)
+    backend.threads_chosen_by_user = True
 
 
 def get_num_threads():

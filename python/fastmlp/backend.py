@@ -13,6 +13,8 @@ BACKENDS = ("numpy", "native")
 KERNEL_NAMES = tuple(reference.KERNELS)
 
 _tables = {}
+# set by fastmlp.set_num_threads: the user picked the native kernels' thread count
+threads_chosen_by_user = False
 
 
 def _import_core_with_passive_openmp_threads():

@@ -6,14 +6,21 @@ runs it and returns the exit status.
     fastmlp train                      # the main job: the bundled digits, >= 95% test accuracy
     fastmlp train --hidden 64 --activation relu --lr 0.1 --patience 5 --save digits.npz
     fastmlp train --data ~/mnist --hidden 100 --threads 2   # MNIST IDX files in a directory
+    mpirun -n 4 fastmlp train --data ~/mnist   # data-parallel over 4 MPI processes
     fastmlp plot --out-dir docs/img    # the pictures, as PNG files
     fastmlp bench --quick              # samples/s: native vs numpy (and PyTorch)
 
 Exit status: 0 on success, 2 for a usage error (bad option or value), 1 when the work
 itself fails (a missing or malformed data file, a write error); errors are one line on
 stderr, without a traceback.
+
+Under an MPI launcher with several processes, `fastmlp train` trains data-parallel over
+MPI.COMM_WORLD (fastmlp.distributed): rank 0 prints and saves, any rank's error ends
+every rank (comm.Abort with the exit status) after that rank prints it.
 """
 import argparse
+import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -177,6 +184,34 @@ def load_dataset(args):
     return Dataset(name, train, val, test, classes, image_shape)
 
 
+# Set by MPI launchers in each process they start: MPICH/Intel MPI (and Slurm's srun with
+# PMI), Open MPI, MVAPICH.
+MPI_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def launched_mpi_size():
+    """The number of processes an MPI launcher started, as this process's environment
+    says (1 when it was not started by one)."""
+    for name in MPI_SIZE_VARIABLES:
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 1
+
+
+def mpi_comm():
+    """MPI.COMM_WORLD when an MPI launcher started several processes, else None."""
+    size = launched_mpi_size()
+    if size <= 1:
+        return None
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise CommandError(f"started by an MPI launcher as one of {size} processes, but "
+                           "mpi4py is not installed: pip install 'fastmlp[mpi]'") from None
+    return MPI.COMM_WORLD if MPI.COMM_WORLD.Get_size() > 1 else None
+
+
 def set_threads(threads):
     if threads is not None:
         from . import set_num_threads
@@ -215,7 +250,8 @@ def add_train_parser(commands):
     p.add_argument("--seed", type=int, default=0,
                    help="seeds the split, the weights and the shuffles (default: 0)")
     p.add_argument("--threads", type=positive_int_arg, default=None,
-                   help="threads for the native kernels (default: all cores)")
+                   help="threads for the native kernels (default: all cores; under mpirun, "
+                        "cores // processes on the host)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar, only the per-epoch lines")
     p.add_argument("--save", metavar="PATH", help="write the trained model to this .npz file")
@@ -236,6 +272,14 @@ def one_hot_if(output, y, k, dtype):
 
 
 def cmd_train(args):
+    args.comm = mpi_comm()
+    if args.comm is None or args.comm.Get_rank() == 0:
+        return train(args, args.comm)
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        return train(args, args.comm)   # rank 0 prints for everyone
+
+
+def train(args, comm):
     ds = load_dataset(args)
     set_threads(args.threads)
     activation = args.activation[0] if len(args.activation) == 1 else args.activation
@@ -244,6 +288,10 @@ def cmd_train(args):
     net = MLP([ds.train[0].shape[1], *args.hidden, k], activation=activation,
               output=args.output, backend=backend, dtype=args.dtype, seed=args.seed)
     print(f"{net}\n{ds.describe()}")
+    if comm is not None:
+        from .distributed import threads_per_rank
+        threads = args.threads or threads_per_rank(comm)
+        print(f"data-parallel over {comm.Get_size()} MPI processes, {threads} thread(s) each")
     train, val, test = ((X, one_hot_if(args.output, y, k, args.dtype))
                         for X, y in (ds.train, ds.val, ds.test))
     progress = True if args.progress else (
@@ -251,14 +299,14 @@ def cmd_train(args):
     hist = net.fit(*train, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                    weight_decay=args.weight_decay,
                    validation_data=val if len(val[0]) else None,
-                   patience=args.patience, progress=progress)
+                   patience=args.patience, progress=progress, comm=comm)
     if hist.stopped_epoch is not None:
         print(f"early stop after epoch {hist.stopped_epoch + 1}; "
               f"kept epoch {hist.best_epoch + 1}")
     print(f"test accuracy: {net.score(*test):.4f}")
     if args.save:
         try:
-            net.save(args.save)
+            net.save(args.save, comm=comm)
         except OSError as exc:
             raise CommandError(f"--save {args.save}: {exc.strerror or exc}") from None
         print(f"saved to {args.save}")
@@ -431,12 +479,21 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except CommandError as exc:                     # the work failed: data, files
-        print(f"fastmlp {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+    except (CommandError, FloatingPointError) as exc:   # the work failed: data, files, divergence
+        return fail(args, f"error: {exc}", 1)
     except (ValueError, NotImplementedError, RuntimeError) as exc:   # bad option values
-        print(f"fastmlp {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"fastmlp {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return fail(args, f"error: {exc}", 2)
+    except KeyboardInterrupt as exc:
+        return fail(args, str(exc) or "interrupted", 130)
+
+
+def fail(args, message, status):
+    """Print the one-line message; under MPI, name the rank and end every rank (the others
+    may be waiting for this one)."""
+    comm = getattr(args, "comm", None)
+    if comm is None:
+        print(f"fastmlp {args.command}: {message}", file=sys.stderr)
+        return status
+    print(f"fastmlp {args.command}: MPI rank {comm.Get_rank()} of {comm.Get_size()}: {message}",
+          file=sys.stderr, flush=True)
+    comm.Abort(status)

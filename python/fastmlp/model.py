@@ -12,8 +12,14 @@ runs on the C++ kernels. In the lecture's notation, for layers l = 1 … L−1:
 A maxout hidden layer with s units of k pieces has W of shape (s·k, s_prev): its z holds
 the pieces and a(l+1) their maxima (maxout_forward / maxout_backward).
 """
+import contextlib
 import json
+import math
 import numbers
+import os
+import tempfile
+import threading
+import zipfile
 
 import numpy as np
 
@@ -38,6 +44,8 @@ MODEL_OPS = ("linear_forward", "linear_backward", "activation_backward", "maxout
              "maxout_backward", "softmax", "softmax_cross_entropy",
              "sigmoid_binary_cross_entropy", "quadratic_loss", "sgd_update")
 FORMAT_VERSION = 1
+# More parameters than this is a mistake in `sizes` (16 GiB of float32), not a model.
+MAX_PARAMS = 2**32
 
 
 # ---------------------------------------------------------------- argument checks
@@ -61,7 +69,8 @@ def _all_finite(a):
     no temporary (isfinite(a) would allocate a boolean copy of a whole training set per
     fit); NaN or infinity anywhere makes the sum non-finite, and an overflowing sum of
     finite numbers falls back to the element-wise test."""
-    return bool(np.isfinite(a.sum())) or bool(np.isfinite(a).all())
+    with np.errstate(over="ignore", invalid="ignore"):   # inf + -inf, or an overflowing sum
+        return bool(np.isfinite(a.sum())) or bool(np.isfinite(a).all())
 
 
 def check_real(value, name, minimum=None, strict=False):
@@ -153,6 +162,12 @@ def _check_dtype(dtype):
     return name
 
 
+def weight_shapes(sizes, activations):
+    """(rows, fan_in) of each W(l); a maxout layer has k rows per unit."""
+    pieces = [k if act == "maxout" else 1 for act, k in activations] + [1]
+    return [(s * k, fan_in) for s, k, fan_in in zip(sizes[1:], pieces, sizes[:-1])]
+
+
 def missing_ops(backend):
     """The kernels the MLP needs that `backend` does not have (raises if it cannot load)."""
     return [op for op in MODEL_OPS if op not in get_backend(backend).kernels]
@@ -194,6 +209,11 @@ class MLP:
             raise ValueError(f"seed: expected an integer >= 0 or None, got {seed!r}")
         self.seed = seed
         self.backend = backend
+        n_params = sum(rows * fan_in + rows for rows, fan_in in self._weight_shapes())
+        if n_params > MAX_PARAMS:
+            raise ValueError(f"sizes: {self.sizes} need {n_params} parameters; expected at most "
+                             f"{MAX_PARAMS}")
+        self._training = threading.Lock()
         self._rng = np.random.default_rng(seed)
         self._weights, self._biases = [], []
         for rows, fan_in in self._weight_shapes():
@@ -204,9 +224,7 @@ class MLP:
     # ------------------------------------------------------------ attributes
 
     def _weight_shapes(self):
-        """(rows, fan_in) of each W(l); a maxout layer has k rows per unit."""
-        pieces = [k if act == "maxout" else 1 for act, k in self.activations] + [1]
-        return [(s * k, fan_in) for s, k, fan_in in zip(self.sizes[1:], pieces, self.sizes[:-1])]
+        return weight_shapes(self.sizes, self.activations)
 
     @property
     def backend(self):
@@ -251,6 +269,8 @@ class MLP:
                 raise ValueError(f"{name}[{i}]: expected shape {shape}, got {v.shape}")
             if v.dtype.kind not in "iuf":
                 raise TypeError(f"{name}[{i}]: expected real numbers, got dtype {v.dtype}")
+            if not np.isfinite(v).all():
+                raise ValueError(f"{name}[{i}]: contains NaN or infinity")
             out.append(np.array(v, dtype=self.dtype, order="C"))
         return out
 
@@ -264,6 +284,52 @@ class MLP:
         return (f"MLP({self.sizes}, activation={specs!r}, output={self.output!r}, "
                 f"loss={self.loss_name!r}, backend={self.backend!r}, dtype={self.dtype!r})")
 
+    # ------------------------------------------------------------ training guards
+    # One thread trains a model at a time (a second one gets a RuntimeError, it does not
+    # wait); forward/predict/score only read the weights, so any number of threads may
+    # call them at once. A step or epoch that fails (an exception, KeyboardInterrupt, a loss
+    # or weight that is not finite) is undone from a copy taken before it.
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        for name in ("_training", "_native_workspace", "_saved_params"):
+            state.pop(name, None)   # a lock and C++ buffers: rebuilt on demand
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._training = threading.Lock()
+
+    @contextlib.contextmanager
+    def _exclusive_training(self, caller):
+        if not self._training.acquire(blocking=False):
+            raise RuntimeError(f"{caller}: this model is being trained by another thread; train "
+                               f"a model from one thread at a time (predict() may run meanwhile)")
+        try:
+            yield
+        finally:
+            self._training.release()
+
+    def _save_params(self):
+        """Copy the weights and biases into buffers kept for it (no allocation once made)."""
+        params = self._weights + self._biases
+        saved = getattr(self, "_saved_params", None)
+        if saved is None or [p.shape for p in saved] != [p.shape for p in params] \
+                or saved[0].dtype != params[0].dtype:
+            saved = self._saved_params = [np.empty_like(p) for p in params]
+        for dst, src in zip(saved, params):
+            np.copyto(dst, src)
+
+    def _restore_params(self):
+        """Back to the last _save_params(), in place (views users hold see it too)."""
+        for dst, src in zip(self._weights + self._biases, self._saved_params):
+            np.copyto(dst, src)
+
+    def _params_finite(self):
+        # Σ p² (a BLAS dot: 3x faster than a float64 sum) is NaN or inf when some weight is,
+        # and also past |p| ~ 1e19 in float32, which counts as diverged too
+        return all(math.isfinite(np.vdot(p, p)) for p in self._weights + self._biases)
+
     # ------------------------------------------------------------ input checks
 
     def _check_X(self, X):
@@ -275,9 +341,10 @@ class MLP:
         if X.shape[1] != self.sizes[0]:
             raise ValueError(f"X: expected {self.sizes[0]} features per row (sizes[0]), got "
                              f"{X.shape[1]}")
-        X = np.ascontiguousarray(X, dtype=self.dtype)
+        with np.errstate(over="ignore"):   # a number too large for the dtype: reported below
+            X = np.ascontiguousarray(X, dtype=self.dtype)
         if not _all_finite(X):
-            raise ValueError("X: contains NaN or infinity")
+            raise ValueError(f"X: contains NaN or infinity (or numbers beyond {self.dtype})")
         return X
 
     def _check_Y(self, Y, n):
@@ -300,9 +367,10 @@ class MLP:
             expected = {"softmax": f"labels (n,) or one-hot (n, {K})"}.get(
                 self.output, f"(n, {K})" + (" or (n,)" if K == 1 else ""))
             raise ValueError(f"Y: expected {expected}, got shape {Y.shape}")
-        Y = np.ascontiguousarray(Y, dtype=self.dtype)
+        with np.errstate(over="ignore"):
+            Y = np.ascontiguousarray(Y, dtype=self.dtype)
         if not _all_finite(Y):
-            raise ValueError("Y: contains NaN or infinity")
+            raise ValueError(f"Y: contains NaN or infinity (or numbers beyond {self.dtype})")
         if self.output != "identity" and n and (Y.min() < 0 or Y.max() > 1):
             raise ValueError(f"Y: {self.output} targets must be in [0, 1], got "
                              f"{Y.min()}..{Y.max()}")
@@ -437,19 +505,36 @@ class MLP:
         return dws, dbs
 
     def step(self, X, Y, lr, weight_decay=0.0):
-        """One SGD step on the batch (X, Y); returns the batch loss J before the update."""
+        """One SGD step on the batch (X, Y); returns the batch loss J before the update.
+
+        All or nothing: if the step fails or is interrupted, or its loss or new weights are
+        not finite (FloatingPointError: a diverging run), the weights stay as they were."""
         X = self._check_X(X)
         Y = self._check_Y(Y, len(X))
-        return self._train_step(X, Y, check_real(lr, "lr", 0, strict=True),
-                                check_real(weight_decay, "weight_decay", 0))[0]
+        lr = check_real(lr, "lr", 0, strict=True)
+        weight_decay = check_real(weight_decay, "weight_decay", 0)
+        with self._exclusive_training("step"):
+            self._save_params()
+            try:
+                loss = self._train_step(X, Y, lr, weight_decay)[0]
+            except BaseException:
+                self._restore_params()
+                raise
+            if not (math.isfinite(loss) and self._params_finite()):
+                self._restore_params()
+                raise FloatingPointError(
+                    f"step: training diverged (batch loss {loss}, or the updated weights are "
+                    f"not finite); the step was undone; try a smaller lr than {lr}")
+            return loss
 
     def fit(self, X, Y, epochs=30, batch_size=10, lr=0.5, weight_decay=0.0,
-            validation_data=None, patience=None, shuffle=True, progress=False):
-        """Train by mini-batch SGD; returns a History. See fastmlp.training.fit."""
+            validation_data=None, patience=None, shuffle=True, progress=False, comm=None):
+        """Train by mini-batch SGD; returns a History. See fastmlp.training.fit; with an MPI
+        communicator `comm`, data-parallel over its ranks (fastmlp.distributed.fit)."""
         from .training import fit
         return fit(self, X, Y, epochs=epochs, batch_size=batch_size, lr=lr,
                    weight_decay=weight_decay, validation_data=validation_data,
-                   patience=patience, shuffle=shuffle, progress=progress)
+                   patience=patience, shuffle=shuffle, progress=progress, comm=comm)
 
     def predict(self, X):
         """Class labels (n,) for softmax; 0/1 (n, K) for sigmoid (σ(z) ≥ 0.5 exactly where
@@ -469,35 +554,128 @@ class MLP:
 
     # ------------------------------------------------------------ persistence
 
-    def save(self, path):
+    def save(self, path, comm=None):
         """Write the architecture, dtype, weights and generator state to an .npz file
-        (NumPy appends ".npz" to a path without it). No pickle."""
+        (".npz" is appended to a path without it, as NumPy does). No pickle. With an MPI
+        communicator `comm` (after fit(..., comm=comm) every rank holds the same model),
+        only its rank 0 writes; the other ranks return at once.
+
+        Atomic: the file is written under a temporary name in the same directory and then
+        renamed over `path`, so a crash mid-save leaves the old file (or none), never half
+        a model."""
+        if comm is not None and comm.Get_rank() != 0:
+            return
         config = {"sizes": self.sizes, "activations": self.activations, "output": self.output,
                   "loss": self.loss_name, "dtype": self.dtype, "backend": self.backend,
                   "seed": self.seed, "rng_state": self._rng.bit_generator.state}
         arrays = {f"W{l}": w for l, w in enumerate(self._weights)}
         arrays.update({f"b{l}": b for l, b in enumerate(self._biases)})
-        np.savez(path, format_version=np.int64(FORMAT_VERSION),
-                 config=np.array(json.dumps(config)), **arrays)
+        path = os.fspath(path)
+        if not path.endswith(".npz"):
+            path += ".npz"
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
+                                   prefix=os.path.basename(path) + ".", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, format_version=np.int64(FORMAT_VERSION),
+                         config=np.array(json.dumps(config)), **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     @classmethod
     def load(cls, path, backend=None):
-        """Read a model written by save(); backend=None uses the one it was saved with."""
-        with np.load(path, allow_pickle=False) as f:
-            if "format_version" not in f.files or "config" not in f.files:
-                raise ValueError(f"path: {path!r} is not a fastmlp model file")
-            version = int(f["format_version"])
-            if version != FORMAT_VERSION:
-                raise ValueError(f"path: {path!r} has model format {version}; this fastmlp "
-                                 f"reads format {FORMAT_VERSION}")
-            config = json.loads(str(f["config"]))
-            n_layers = len(config["sizes"]) - 1
-            weights = [f[f"W{l}"] for l in range(n_layers)]
-            biases = [f[f"b{l}"] for l in range(n_layers)]
-        net = cls(config["sizes"], activation=[activation_spec(*a) for a in config["activations"]],
-                  output=config["output"], loss=config["loss"],
-                  backend=config["backend"] if backend is None else backend,
-                  dtype=config["dtype"], seed=config["seed"])
-        net.weights, net.biases = weights, biases
+        """Read a model written by save(); backend=None uses the one it was saved with.
+
+        Never unpickles. A file that is not a complete fastmlp model of this format
+        (truncated, corrupted, foreign, another format version, arrays of the wrong shape
+        or dtype, non-finite weights: the weights setter's check) raises ValueError naming
+        the file and the problem."""
+        try:
+            return cls._load(path, backend)
+        except FileNotFoundError:
+            raise
+        # (zipfile raises NotImplementedError / RuntimeError for archive features it lacks)
+        except (OSError, EOFError, zipfile.BadZipFile, KeyError, TypeError, ValueError,
+                OverflowError, NotImplementedError, RuntimeError) as exc:
+            if isinstance(exc, ValueError) and str(exc).startswith(f"{path!r}:"):
+                raise
+            raise ValueError(f"{path!r}: not a valid fastmlp model file ({type(exc).__name__}: "
+                             f"{exc})") from exc
+
+    @classmethod
+    def _load(cls, path, backend):
+        def fail(problem):
+            raise ValueError(f"{path!r}: {problem}")
+        with open(path, "rb") as fh:
+            if not zipfile.is_zipfile(fh):
+                fail("is not a fastmlp model file (not an .npz archive)")
+            headers = _npz_headers(fh, fail)
+            for name, kind in (("format_version", "iu"), ("config", "U")):
+                if name not in headers or headers[name][0] != () or headers[name][1].kind not in kind:
+                    fail(f"is not a fastmlp model file (no {name})")
+            fh.seek(0)
+            with np.load(fh, allow_pickle=False) as f:
+                version = int(f["format_version"])
+                if version != FORMAT_VERSION:
+                    fail(f"has model format {version}; this fastmlp reads format "
+                         f"{FORMAT_VERSION}")
+                config = json.loads(str(f["config"]))
+                keys = {"sizes", "activations", "output", "loss", "dtype", "backend", "seed",
+                        "rng_state"}
+                if not isinstance(config, dict) or not keys <= config.keys():
+                    fail(f"config: expected the keys {sorted(keys)}")
+                # The arrays must be exactly what the config describes; checked on their
+                # headers, before any is read or the config's sizes build anything.
+                sizes = _check_sizes(config["sizes"])
+                activations = [activation_spec(*a) for a in config["activations"]]
+                shapes = weight_shapes(sizes, parse_activations(activations, len(sizes) - 2))
+                dtype = np.dtype(_check_dtype(config["dtype"]))
+                expected = {f"W{l}": shape for l, shape in enumerate(shapes)}
+                expected.update({f"b{l}": shape[:1] for l, shape in enumerate(shapes)})
+                if set(headers) != set(expected) | {"format_version", "config"}:
+                    fail(f"expected the arrays {sorted(expected)}, got {sorted(headers)}")
+                for name, shape in expected.items():
+                    if headers[name] != (shape, dtype):
+                        fail(f"{name}: expected {dtype} {shape} for the model's config, got "
+                             f"{headers[name][1]} {headers[name][0]}")
+                params = {name: f[name] for name in expected}
+        net = cls(sizes, activation=activations, output=config["output"], loss=config["loss"],
+                  backend=config["backend"] if backend is None else backend, dtype=dtype.name,
+                  seed=config["seed"])
+        net.weights = [params[f"W{l}"] for l in range(len(shapes))]
+        net.biases = [params[f"b{l}"] for l in range(len(shapes))]
         net._rng.bit_generator.state = config["rng_state"]
         return net
+
+
+def _npz_headers(file, fail):
+    """{name: (shape, dtype)} of the arrays in an .npz archive, from their .npy headers
+    alone, each checked to hold exactly the bytes it declares: a corrupted or hostile
+    header is refused before anything of its size is allocated."""
+    headers = {}
+    with zipfile.ZipFile(file) as zf:
+        for info in zf.infolist():
+            name = info.filename[:-4] if info.filename.endswith(".npy") else None
+            if name is None or name in headers or info.flag_bits & 0x1 \
+                    or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                fail(f"is not a fastmlp model file (member {info.filename!r})")
+            with zf.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                if version not in ((1, 0), (2, 0)):
+                    fail(f"{name}: unsupported .npy version {version}")
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(member)
+                if dtype.hasobject:
+                    fail(f"{name}: holds Python objects (refused: they would need unpickling)")
+                nbytes = math.prod(shape) * dtype.itemsize
+                if info.file_size != member.tell() + nbytes:
+                    fail(f"{name}: the header announces {shape} of {dtype}, "
+                         f"{nbytes} bytes, but the member has {info.file_size - member.tell()}")
+            headers[name] = (shape, dtype)
+    return headers

@@ -56,3 +56,13 @@ def train_epoch(net, X, Y, order, batch_size, lr, weight_decay):
     batch_size = min(batch_size, len(X))   # the same batches, and no larger workspace
     return workspace(net, batch_size).epoch(weights, biases, X, Y, order, batch_size, lr,
                                             weight_decay)
+
+
+def gradients(net, X, Y, rows, scale, weight_decay, dws, dbs):
+    """The gradients of J on the batch X[rows] (rows None: all of X), times `scale`, into
+    the arrays dws and dbs (shaped like the weights and biases), in one C++ call; the
+    weights are not changed. -> (J with the weight-decay penalty, hits)."""
+    weights, biases = _params(net)
+    n = len(X) if rows is None else len(rows)
+    return workspace(net, n).gradients(dws, dbs, weights, biases, X, Y, rows, scale,
+                                       weight_decay)

@@ -157,19 +157,20 @@ class _BaseMLP(BaseEstimator):
         n = X.shape[0]
         batch_size = min(32, n) if self.batch_size == "auto" else min(self.batch_size, n)
         for _ in range(1 if incremental else self.max_iter):
-            history = self.net_.fit(X, Y, epochs=1, batch_size=batch_size,
-                                    lr=self.learning_rate_init, weight_decay=self.alpha,
-                                    shuffle=self.shuffle)
+            try:
+                history = self.net_.fit(X, Y, epochs=1, batch_size=batch_size,
+                                        lr=self.learning_rate_init, weight_decay=self.alpha,
+                                        shuffle=self.shuffle)
+            except FloatingPointError as exc:   # the net keeps its last finite weights
+                raise ValueError(f"learning_rate_init: training diverged with "
+                                 f"learning_rate_init={self.learning_rate_init}; lower it or "
+                                 f"scale X ({exc})") from exc
             self.n_iter_ += 1
             self.t_ += n
             self.loss_ = float(history.loss[-1])
             self.loss_curve_.append(self.loss_)
             if self.verbose:
                 print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
-            if not np.isfinite(self.loss_):
-                raise ValueError(f"learning_rate_init: training diverged (loss {self.loss_}) "
-                                 f"with learning_rate_init={self.learning_rate_init}; "
-                                 "lower it or scale X")
             if self.early_stopping:
                 score = self._score_encoded(X_val, Y_val)
                 self.validation_scores_.append(score)

@@ -12,7 +12,9 @@ uint32 sizes, then the data. Every header field and the file size are checked, s
 truncated download or a wrong file gives a ValueError saying which file and what is wrong.
 """
 import gzip
+import math
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +39,7 @@ def _read_bytes(path):
     try:
         with opener(path, "rb") as f:
             return f.read()
-    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise ValueError(f"{path}: cannot read IDX data ({exc})") from exc
 
 
@@ -64,7 +66,7 @@ def read_idx(path):
         raise ValueError(f"{path}: header announces {ndim} dimensions but the file is "
                          f"{len(data)} bytes")
     shape = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = header + math.prod(shape) * dtype.itemsize   # exact: no int64 wrap-around
     if len(data) != expected:
         state = "truncated" if len(data) < expected else "has trailing bytes"
         raise ValueError(f"{path}: {state}: shape {shape} of {dtype.itemsize}-byte items "

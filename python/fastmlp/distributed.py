@@ -1,0 +1,285 @@
+"""Data-parallel training over MPI, through mpi4py: net.fit(X, Y, comm=MPI.COMM_WORLD).
+
+Launch one process per rank (`mpirun -n 4 python train.py`); every rank builds the same
+model and calls fit with the same X, Y, validation data and arguments. Then:
+
+- fit checks its arguments on every rank and the ranks agree before any training step: if
+  one rank's data is bad, or differs from rank 0's (a digest of every array is compared),
+  every rank raises the same ValueError naming the rank and the problem.
+- Every rank starts from rank 0's weights and generator state (broadcast), so all draw
+  the same shuffle each epoch.
+- Each mini-batch of batch_size rows is cut into one contiguous shard per rank: of a batch
+  of m rows, rank r takes rows [r·m // R, (r+1)·m // R). A rank computes the gradients of
+  its shard's mean loss times (its rows)/m; one Allreduce sums them into the gradients of
+  the whole batch's mean loss, and every rank applies the same SGD update. So the weights
+  stay identical on every rank and equal, up to rounding, to those of one process training
+  with the same batch_size (the tests hold them to 1e-10 relative in float64).
+- The epoch's loss and hits, and the validation set (sharded the same way), are summed
+  over the ranks, and rank 0's totals are broadcast, so every rank returns the same
+  History and takes the same early-stopping decisions. Progress (bar, lines or callable)
+  is shown by rank 0 only.
+- An exception on one rank during training (after the ranks agreed) prints the rank and
+  the error to stderr and calls comm.Abort(1), which ends every rank: no rank is left
+  waiting in a collective call. A rank that dies is noticed by the MPI launcher, which
+  ends the others.
+- With the native backend, each rank's kernels run threads_per_rank(comm) threads during
+  fit, max(1, cores // ranks on the host), so the ranks sharing a host do not
+  oversubscribe its cores; unless fastmlp.set_num_threads was called or OMP_NUM_THREADS
+  is set, which then win.
+
+Save once: net.save(path, comm=comm) writes on rank 0 only.
+"""
+import hashlib
+import math
+import os
+import sys
+import traceback
+
+import numpy as np
+
+from . import backend, native_training
+from .backend import _native_module
+from .training import _checked_fit_args, train_epochs
+
+COMM_METHODS = ("Get_rank", "Get_size", "Allreduce", "Bcast", "allgather", "bcast", "Abort",
+                "Split_type")
+
+
+def _mpi():
+    try:
+        from mpi4py import MPI
+    except ImportError as exc:
+        raise ImportError("comm: training over MPI needs mpi4py; install it with "
+                          "pip install 'fastmlp[mpi]'") from exc
+    return MPI
+
+
+def check_comm(comm):
+    """comm must be an mpi4py communicator (an intracommunicator such as MPI.COMM_WORLD)."""
+    missing = [m for m in COMM_METHODS if not hasattr(comm, m)]
+    if missing:
+        raise TypeError(f"comm: expected an mpi4py communicator such as MPI.COMM_WORLD, got "
+                        f"{comm!r}")
+    return comm
+
+
+def _cores():
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # not on Linux
+        return os.cpu_count() or 1
+
+
+def _threads_chosen_by_user():
+    """fastmlp.set_num_threads was called, or OMP_NUM_THREADS is set."""
+    return backend.threads_chosen_by_user or bool(os.environ.get("OMP_NUM_THREADS"))
+
+
+def threads_per_rank(comm):
+    """max(1, cores // ranks on this host): threads for each rank's native kernels, so the
+    ranks sharing a host do not oversubscribe its cores. Collective: call on every rank."""
+    MPI = _mpi()
+    local = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        ranks_here = local.Get_size()
+    finally:
+        local.Free()
+    return max(1, _cores() // ranks_here)
+
+
+def agree(comm, check):
+    """check() on every rank, then its result; if it raised on any rank, every rank raises
+    a ValueError naming each failing rank and its error (none is left waiting)."""
+    try:
+        result, error = check(), None
+    except Exception as exc:   # any failure must reach the other ranks, not only ours
+        result, error = None, exc
+    messages = comm.allgather(None if error is None else f"{type(error).__name__}: {error}")
+    failed = [f"rank {r}: {m}" for r, m in enumerate(messages) if m is not None]
+    if failed:
+        raise ValueError(f"fit over {comm.Get_size()} MPI ranks: bad input on "
+                         f"{'; '.join(failed)}") from error
+    return result
+
+
+def _digest(*arrays):
+    """A fingerprint of the arrays' shapes, dtypes and bytes."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        h.update(f"{a.shape}{a.dtype.str}".encode())
+        h.update(np.ascontiguousarray(a).data)
+    return h.hexdigest()
+
+
+def require_same_on_every_rank(comm, settings):
+    """Raise on every rank unless the dict `settings` is equal on every rank."""
+    everyone = comm.allgather(settings)
+    for rank, theirs in enumerate(everyone):
+        differ = [key for key in settings if theirs[key] != everyone[0][key]]
+        if differ:
+            raise ValueError(f"fit over {comm.Get_size()} MPI ranks: rank {rank} differs from "
+                             f"rank 0 in {', '.join(differ)}; every rank must call fit with "
+                             f"the same model, data and arguments")
+
+
+def _broadcast_model(comm, net):
+    """Rank 0's weights, biases and generator state on every rank."""
+    for p in net.weights + net.biases:
+        comm.Bcast(p, root=0)
+    net._rng.bit_generator.state = comm.bcast(net._rng.bit_generator.state, root=0)
+
+
+def shard(lo, hi, rank, size):
+    """Rank `rank`'s contiguous share [start, stop) of the rows lo .. hi-1."""
+    m = hi - lo
+    return lo + rank * m // size, lo + (rank + 1) * m // size
+
+
+def _numpy_gradients(net, X, Y, rows, scale, weight_decay, dws, dbs):
+    """native_training.gradients on the NumPy kernels (the same equations, via the model)."""
+    if len(rows) == 0:
+        for g in dws + dbs:
+            g.fill(0)
+        return 0.0, 0
+    Xs, Ys = X[rows], Y[rows]
+    layers = net._forward(Xs)
+    _, z, out, _ = layers[-1]
+    loss, delta = net._loss_and_delta(z, out, Ys)
+    hits = net._hits(z, out, Ys)
+    gw, gb = net._backward(layers, delta * delta.dtype.type(scale))
+    for dst, src in zip(dws + dbs, gw + gb):
+        dst[...] = src
+    return loss + net._weight_penalty(weight_decay), hits
+
+
+def _local_gradients(net, X, Y, rows, scale, weight_decay, dws, dbs):
+    """The scaled gradients of this rank's shard X[rows] into dws, dbs -> (J, hits)."""
+    if net.backend == "native":
+        return native_training.gradients(net, X, Y, rows, scale, weight_decay, dws, dbs)
+    return _numpy_gradients(net, X, Y, rows, scale, weight_decay, dws, dbs)
+
+
+def _gradient_buffer(net):
+    """One flat array for every gradient (one Allreduce per step), and its per-layer views."""
+    flat = np.empty(net.n_params, dtype=net.dtype)
+    views, offset = [], 0
+    for p in net.weights + net.biases:
+        views.append(flat[offset:offset + p.size].reshape(p.shape))
+        offset += p.size
+    n_layers = len(net.weights)
+    return flat, views[:n_layers], views[n_layers:]
+
+
+def _apply_update(net, dws, dbs, lr, weight_decay):
+    k = net._kernels
+    weights, biases = native_training._params(net) if net.backend == "native" else (
+        net.weights, net.biases)
+    for w, b, dw, db in zip(weights, biases, dws, dbs):
+        k.sgd_update(w, dw, lr, weight_decay)
+        k.sgd_update(b, db, lr, 0.0)
+
+
+def _epoch(net, comm, X, Y, order, batch_size, lr, weight_decay, grads, bar):
+    """One epoch of data-parallel SGD -> this rank's (Σ J_shard · rows_shard, hits)."""
+    MPI = _mpi()
+    rank, size = comm.Get_rank(), comm.Get_size()
+    flat, dws, dbs = grads
+    if order is None:
+        order = np.arange(len(X))
+    loss_sum, hits = 0.0, 0
+    for lo in range(0, len(X), batch_size):
+        hi = min(lo + batch_size, len(X))
+        start, stop = shard(lo, hi, rank, size)
+        loss, shard_hits = _local_gradients(net, X, Y, order[start:stop],
+                                            (stop - start) / (hi - lo), weight_decay, dws, dbs)
+        comm.Allreduce(MPI.IN_PLACE, flat, op=MPI.SUM)
+        _apply_update(net, dws, dbs, lr, weight_decay)
+        loss_sum += loss * (stop - start)
+        hits += shard_hits
+        if bar is not None:
+            bar.update()
+    return loss_sum, hits
+
+
+def _evaluate_shard(net, comm, Xv, Yv, weight_decay):
+    """This rank's (Σ J · rows, hits) on its shard of the validation set."""
+    start, stop = shard(0, len(Xv), comm.Get_rank(), comm.Get_size())
+    if start == stop:
+        return 0.0, 0
+    loss, hits = net._evaluate(Xv[start:stop], Yv[start:stop], weight_decay)
+    return loss * (stop - start), hits
+
+
+def _global_sums(net, comm, loss_sum, hits):
+    """(Σ loss_sum, Σ hits) over the ranks, as rank 0 got them, so identical everywhere;
+    hits in the model's type (a row count, or a sum of squares for identity outputs)."""
+    MPI = _mpi()
+    totals = np.array([loss_sum, hits], dtype=np.float64)
+    comm.Allreduce(MPI.IN_PLACE, totals, op=MPI.SUM)
+    comm.Bcast(totals, root=0)
+    hits = float(totals[1]) if net.output == "identity" else int(round(totals[1]))
+    return float(totals[0]), hits
+
+
+def _abort(comm, exc):
+    """Report this rank's failure and end every rank of comm."""
+    sys.stdout.flush()
+    sys.stderr.write(f"fastmlp: MPI rank {comm.Get_rank()} of {comm.Get_size()} failed during "
+                     f"training ({type(exc).__name__}: {exc}); aborting every rank\n"
+                     f"{''.join(traceback.format_exception(type(exc), exc, exc.__traceback__))}")
+    sys.stderr.flush()
+    comm.Abort(1)
+
+
+def fit(net, X, Y, comm, epochs=30, batch_size=10, lr=0.5, weight_decay=0.0,
+        validation_data=None, patience=None, shuffle=True, progress=False):
+    """fastmlp.training.fit over the ranks of the MPI communicator `comm` (see the module
+    docstring); batch_size is the global mini-batch, shared out among the ranks. Call it
+    on every rank with the same arguments; returns the same History on every rank."""
+    check_comm(comm)
+    args = agree(comm, lambda: _checked_fit_args(net, X, Y, epochs, batch_size, lr,
+                                                 weight_decay, validation_data, patience,
+                                                 shuffle, progress))
+    X, Y, epochs, batch_size, lr, weight_decay, validation, patience = args
+    require_same_on_every_rank(comm, {
+        "model": repr(net), "training data": _digest(X, Y),
+        "validation data": None if validation is None else _digest(*validation),
+        "arguments": (epochs, batch_size, lr, weight_decay, patience, bool(shuffle))})
+    _broadcast_model(comm, net)
+    rank, size = comm.Get_rank(), comm.Get_size()
+    if rank != 0:
+        progress = False
+    threads = threads_per_rank(comm)
+    saved_threads = None
+    if net.backend == "native" and not _threads_chosen_by_user():
+        core = _native_module()
+        saved_threads = core.get_num_threads()
+        core.set_num_threads(threads)
+    try:
+        return _fit(net, comm, X, Y, epochs, batch_size, lr, weight_decay, validation,
+                    patience, shuffle, progress)
+    except BaseException as exc:   # a lone failing rank would leave the others waiting
+        if size > 1:
+            _abort(comm, exc)
+        raise
+    finally:
+        if saved_threads is not None:
+            core.set_num_threads(saved_threads)
+
+
+def _fit(net, comm, X, Y, epochs, batch_size, lr, weight_decay, validation, patience,
+         shuffle, progress):
+    grads = _gradient_buffer(net)
+
+    def run_epoch(order, bar):
+        local = _epoch(net, comm, X, Y, order, batch_size, lr, weight_decay, grads, bar)
+        return _global_sums(net, comm, *local)
+
+    def evaluate(Xv, Yv):
+        loss_sum, hits = _global_sums(net, comm, *_evaluate_shard(net, comm, Xv, Yv,
+                                                                   weight_decay))
+        return loss_sum / max(len(Xv), 1), hits   # an empty set scores 0, as in fit()
+
+    return train_epochs(net, Y, epochs, math.ceil(len(X) / batch_size), run_epoch, evaluate,
+                        validation, patience, shuffle, progress)

@@ -1,0 +1,372 @@
+"""Nothing lost: failed, interrupted or diverging steps and epochs are undone; save() is
+atomic; load() refuses anything but a complete model; predict() is thread-safe and one
+model trains in one thread at a time. Both backends (the native epoch runs in C++)."""
+import io
+import json
+import os
+import pickle
+import threading
+import zipfile
+
+import numpy as np
+import pytest
+
+from fastmlp import MLP, native_training
+from fastmlp.model import FORMAT_VERSION
+
+from conftest import MLP_BACKENDS
+
+rng = np.random.default_rng(0)
+X = rng.standard_normal((40, 4))
+LABELS = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
+
+
+def params_of(net):
+    return [p.copy() for p in net.weights + net.biases]
+
+
+def assert_same_params(a, b):
+    for p, q in zip(a, b):
+        np.testing.assert_array_equal(p, q)
+
+
+def new_net(backend, **kwargs):
+    return MLP([4, 6, 3], activation="relu", backend=backend, seed=2, **kwargs)
+
+
+def trained(backend, epochs, **kwargs):
+    net = new_net(backend, **kwargs.pop("net", {}))
+    net.fit(X, LABELS, epochs=epochs, batch_size=8, lr=0.1, **kwargs)
+    return net
+
+
+backends = pytest.mark.parametrize("backend", MLP_BACKENDS)
+
+
+# ---- divergence ----
+
+@backends
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")   # NumPy's overflow warnings on the way
+def test_a_diverging_step_raises_and_is_undone(backend):
+    net = new_net(backend)
+    for _ in range(5):   # lr 1e30: the first step's weights are huge, a later loss is not finite
+        before = params_of(net)
+        try:
+            net.step(X, LABELS, 1e30)
+        except FloatingPointError as exc:
+            assert str(exc).startswith("step: training diverged (batch loss")
+            assert "the step was undone; try a smaller lr than 1e+30" in str(exc)
+            break
+    else:
+        pytest.fail("five steps at lr 1e30 should diverge")
+    assert_same_params(before, params_of(net))
+    assert all(np.isfinite(p).all() for p in params_of(net))
+
+
+@backends
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_run_diverging_in_a_later_epoch_keeps_the_last_finite_epoch(backend):
+    # a linear net, inputs of scale 30, lr 0.05: finite for a few epochs, then not
+    Xr = X * 30
+    Y = Xr[:, :3] + 1.0
+    net = MLP([4, 6, 3], activation="identity", output="identity", backend=backend, seed=2)
+    with pytest.raises(FloatingPointError) as info:
+        net.fit(Xr, Y, epochs=50, batch_size=40, lr=0.05, shuffle=False)
+    done = len(info.value.history.loss)
+    assert done >= 1, "the run should diverge after at least one finite epoch"
+    assert f"in epoch {done + 1}" in str(info.value)
+    assert f"the model holds its weights as of epoch {done}" in str(info.value)
+    assert np.isfinite(info.value.history.loss).all()
+    reference = MLP([4, 6, 3], activation="identity", output="identity", backend=backend, seed=2)
+    reference.fit(Xr, Y, epochs=done, batch_size=40, lr=0.05, shuffle=False)
+    assert_same_params(params_of(reference), params_of(net))
+
+
+@backends
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_divergence_in_the_first_epoch_leaves_the_initial_weights(backend):
+    net = new_net(backend)
+    before = params_of(net)
+    with pytest.raises(FloatingPointError, match=r"in epoch 1 .* as of fit\(\) started"):
+        net.fit(X, LABELS, epochs=3, lr=1e30)
+    assert_same_params(before, params_of(net))
+
+
+# ---- interruptions ----
+
+@backends
+def test_keyboard_interrupt_mid_epoch_leaves_the_last_completed_epoch(backend, monkeypatch):
+    net = new_net(backend)
+    if backend == "native":   # the epoch is one C++ call: interrupted as it returns
+        original = native_training.train_epoch
+        calls = []
+
+        def interrupted(*args):
+            calls.append(1)
+            result = original(*args)
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+            return result
+        monkeypatch.setattr(native_training, "train_epoch", interrupted)
+    else:                     # the Python loop: interrupted after a few steps of epoch 3
+        original = net._train_step
+        calls = []
+
+        def interrupted(*args):
+            calls.append(1)
+            if len(calls) == 2 * 5 + 3:
+                raise KeyboardInterrupt
+            return original(*args)
+        monkeypatch.setattr(net, "_train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt, match=r"^fit: interrupted in epoch 3; the model holds its weights as of epoch 2$") as info:
+        net.fit(X, LABELS, epochs=5, batch_size=8, lr=0.1)
+    assert len(info.value.history.loss) == 2
+    assert_same_params(params_of(trained(backend, 2)), params_of(net))
+
+
+@backends
+def test_any_failure_inside_a_step_undoes_it(backend, monkeypatch):
+    net = new_net(backend)
+    before = params_of(net)
+    if backend == "native":
+        original = native_training.train_step
+
+        def failing(*args):
+            original(*args)   # the weights have moved ...
+            raise MemoryError  # ... and then something fails
+        monkeypatch.setattr(native_training, "train_step", failing)
+    else:
+        table = net._kernels
+        calls = []
+
+        def failing_update(*args):
+            calls.append(1)
+            if len(calls) == 3:   # after the first layer's W and b were updated
+                raise KeyboardInterrupt
+            return table.sgd_update(*args)
+        monkeypatch.setattr(net, "_kernels", type(table)(**{**vars(table), "sgd_update": failing_update}))
+    with pytest.raises((MemoryError, KeyboardInterrupt)):
+        net.step(X, LABELS, 0.1)
+    assert_same_params(before, params_of(net))
+
+
+@backends
+def test_a_failing_progress_callback_keeps_the_finished_epochs(backend):
+    def stop(history):
+        if len(history.loss) == 2:
+            raise RuntimeError("stop")
+    net = new_net(backend)
+    with pytest.raises(RuntimeError, match="stop"):
+        net.fit(X, LABELS, epochs=5, batch_size=8, lr=0.1, progress=stop)
+    assert_same_params(params_of(trained(backend, 2)), params_of(net))
+
+
+# ---- threads ----
+
+@backends
+@pytest.mark.parametrize("output", ["softmax", "sigmoid", "identity"])
+def test_concurrent_predict_equals_single_threaded(backend, output):
+    big = np.random.default_rng(1).standard_normal((300, 64))
+    net = MLP([64, 128, 128, 5], activation="relu", output=output, backend=backend, seed=4)
+    expected_pred, expected_out = net.predict(big), net.forward(big)
+    results, errors = [], []
+
+    def work(i):
+        try:
+            for _ in range(5):
+                rows = slice(i * 7 % 50, None)   # different batches too: rows never mix
+                results.append((rows, net.predict(big[rows]), net.forward(big[rows])))
+        except Exception as exc:   # pragma: no cover - reported below
+            errors.append(exc)
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(results) == 40
+    for rows, pred, out in results:
+        np.testing.assert_array_equal(pred, expected_pred[rows])
+        np.testing.assert_array_equal(out, expected_out[rows])
+
+
+@backends
+def test_training_one_model_from_two_threads_is_refused(backend):
+    net = new_net(backend)
+    in_fit, release = threading.Event(), threading.Event()
+
+    def hold(history):   # the first thread waits inside fit, holding the model
+        in_fit.set()
+        release.wait(10)
+    first = threading.Thread(target=lambda: net.fit(X, LABELS, epochs=1, progress=hold))
+    first.start()
+    try:
+        assert in_fit.wait(10)
+        before = params_of(net)
+        with pytest.raises(RuntimeError, match=r"^step: this model is being trained by another thread"):
+            net.step(X, LABELS, 0.1)
+        with pytest.raises(RuntimeError, match=r"^fit: this model is being trained by another thread"):
+            net.fit(X, LABELS, epochs=1)
+        assert_same_params(before, params_of(net))
+        np.testing.assert_array_equal(net.predict(X), net.predict(X))   # reading is fine
+    finally:
+        release.set()
+        first.join()
+    net.step(X, LABELS, 0.1)   # free again
+
+
+# ---- save ----
+
+@backends
+def test_save_is_atomic_when_writing_fails(backend, tmp_path, monkeypatch):
+    path = tmp_path / "model.npz"
+    old = new_net(backend)
+    old.save(path)
+    content = path.read_bytes()
+
+    def broken_savez(file, **arrays):
+        file.write(b"PK\x03\x04 half a zip")
+        raise OSError("disk full")
+    monkeypatch.setattr(np, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):
+        trained(backend, 1).save(path)
+    assert path.read_bytes() == content
+    assert sorted(os.listdir(tmp_path)) == ["model.npz"]   # no temporary file left
+
+
+def test_save_is_atomic_when_the_rename_fails(tmp_path, monkeypatch):
+    path = tmp_path / "model.npz"
+    new_net("numpy").save(path)
+    content = path.read_bytes()
+    monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        trained("numpy", 1).save(path)
+    assert path.read_bytes() == content
+    assert sorted(os.listdir(tmp_path)) == ["model.npz"]
+
+
+def test_save_appends_npz_and_replaces_an_existing_file(tmp_path):
+    net = trained("numpy", 1)
+    net.save(tmp_path / "m")
+    new_net("numpy").save(tmp_path / "m.npz")
+    net.save(str(tmp_path / "m"))
+    assert sorted(os.listdir(tmp_path)) == ["m.npz"]
+    assert_same_params(params_of(MLP.load(tmp_path / "m.npz")), params_of(net))
+
+
+# ---- load ----
+
+def saved_arrays(tmp_path, **kwargs):
+    net = MLP([4, 6, 3], activation=("maxout", 2), backend="numpy", seed=2, **kwargs)
+    net.save(tmp_path / "good.npz")
+    with np.load(tmp_path / "good.npz") as f:
+        return {name: f[name] for name in f.files}
+
+
+def write_npz(tmp_path, arrays):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+def with_config(arrays, **changes):
+    config = json.loads(str(arrays["config"]))
+    config.update(changes)
+    return {**arrays, "config": np.array(json.dumps(config))}
+
+
+def forged_header(tmp_path, arrays):
+    """A valid model whose W0 header claims 10^12 floats but holds 12: refused from the
+    header, before anything that large is allocated."""
+    path = write_npz(tmp_path, arrays)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": (10**6, 10**6)})
+    with zipfile.ZipFile(path) as src:
+        members = {info.filename: src.read(info) for info in src.infolist()}
+    members["W0.npy"] = header.getvalue() + b"\0" * 48
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as dst:
+        for name, data in members.items():
+            dst.writestr(name, data)
+    return out.getvalue()
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch exploited",))
+
+
+BAD_FILES = {
+    "empty": lambda d, a: b"",
+    "text": lambda d, a: b"sizes: [4, 6, 3]\n",
+    "pickle": lambda d, a: pickle.dumps({"W0": np.zeros(3)}),
+    "pickle_exploit": lambda d, a: pickle.dumps(Exploit()),
+    "npy": lambda d, a: a["W0"],
+    "object_array": lambda d, a: {**a, "W0": np.array([None, 1], dtype=object)},
+    "no_version": lambda d, a: {k: v for k, v in a.items() if k != "format_version"},
+    "future_version": lambda d, a: {**a, "format_version": np.int64(FORMAT_VERSION + 1)},
+    "version_str": lambda d, a: {**a, "format_version": np.array("1")},
+    "config_not_json": lambda d, a: {**a, "config": np.array("{sizes")},
+    "config_list": lambda d, a: {**a, "config": np.array("[1, 2]")},
+    "config_bytes": lambda d, a: {**a, "config": np.frombuffer(b"{}", np.uint8)},
+    "config_missing_key": lambda d, a: {**a, "config": np.array(json.dumps({"sizes": [4, 6, 3]}))},
+    "sizes_absurd": lambda d, a: with_config(a, sizes=[4, 10**9, 10**9]),
+    "sizes_mismatch": lambda d, a: with_config(a, sizes=[4, 7, 3]),
+    "activations_garbage": lambda d, a: with_config(a, activations=[["maxout"]]),
+    "dtype_unknown": lambda d, a: with_config(a, dtype="int8"),
+    "backend_unknown": lambda d, a: with_config(a, backend="tpu"),
+    "rng_state_garbage": lambda d, a: with_config(a, rng_state={"bit_generator": "Nope"}),
+    "W_missing": lambda d, a: {k: v for k, v in a.items() if k != "W1"},
+    "W_extra": lambda d, a: {**a, "W2": np.zeros((3, 3), np.float32)},
+    "W_shape": lambda d, a: {**a, "W0": np.zeros((12, 5), np.float32)},
+    "W_transposed": lambda d, a: {**a, "W0": a["W0"].T.copy()},
+    "W_dtype": lambda d, a: {**a, "W0": a["W0"].astype(np.float64)},
+    "W_forged_header": forged_header,
+    "W_nan": lambda d, a: {**a, "W1": np.full_like(a["W1"], np.nan)},
+    "b_inf": lambda d, a: {**a, "b0": np.full_like(a["b0"], np.inf)},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_FILES))
+def test_load_refuses_foreign_and_corrupted_files(kind, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    content = BAD_FILES[kind](tmp_path, saved_arrays(tmp_path))
+    path = tmp_path / "bad.npz"
+    if isinstance(content, dict):
+        path = write_npz(tmp_path, content)
+    elif isinstance(content, np.ndarray):
+        np.save(path, content)
+        path = tmp_path / "bad.npz.npy"
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match=r"bad\.npz.*: "):
+        MLP.load(path)
+    assert not (tmp_path / "exploited").exists()
+
+
+def test_load_refuses_every_truncation(tmp_path):
+    net = trained("numpy", 1)
+    net.save(tmp_path / "m.npz")
+    content = (tmp_path / "m.npz").read_bytes()
+    for cut in sorted({0, 1, 4, 30, 100, len(content) // 2, len(content) - 22, len(content) - 1}
+                      | set(range(0, len(content), max(1, len(content) // 40)))):
+        (tmp_path / "cut.npz").write_bytes(content[:cut])
+        with pytest.raises(ValueError, match=r"cut\.npz"):
+            MLP.load(tmp_path / "cut.npz")
+
+
+def test_load_of_a_missing_file_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        MLP.load(tmp_path / "none.npz")
+
+
+@backends
+def test_round_trip_keeps_weights_generator_and_training(backend, tmp_path):
+    net = trained(backend, 2)
+    net.save(tmp_path / "m.npz")
+    back = MLP.load(tmp_path / "m.npz")
+    assert_same_params(params_of(net), params_of(back))
+    net.fit(X, LABELS, epochs=1, batch_size=8, lr=0.1)
+    back.fit(X, LABELS, epochs=1, batch_size=8, lr=0.1)
+    assert_same_params(params_of(net), params_of(back))
