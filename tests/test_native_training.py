@@ -141,9 +141,12 @@ def test_step_matches_the_reference(activation, output, loss):
     assert_weights_close(ref, net, 1e-12)
 
 
+# 13 rows: dW is applied to W inside the GEMM; 400 rows: longer than one pass over the
+# reduction (the micro-kernels' kc), so dW is stored and applied by sgd_update.
+@pytest.mark.parametrize("batch", [13, 400])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("activation", HIDDEN)
-def test_a_cpp_step_is_bitwise_the_python_loop_over_the_native_kernels(activation, dtype):
+def test_a_cpp_step_is_bitwise_the_python_loop_over_the_native_kernels(activation, dtype, batch):
     """The C++ step makes the same kernel calls as MLP._train_step: run that Python code on
     the native kernel table (under another name, so it does not hand over to C++)."""
     X, y = digits(dtype)
@@ -155,10 +158,10 @@ def test_a_cpp_step_is_bitwise_the_python_loop_over_the_native_kernels(activatio
         py = MLP([64, 12, 9, 10], activation=activation, output=output, loss=loss,
                  dtype=dtype, seed=1)
         py._kernels = kernels
-        Y = py._check_Y(targets(y, output)[:13], 13)
+        Y = py._check_Y(targets(y, output)[:batch], batch)
         for _ in range(2):
-            got = cpp._train_step(X[:13], Y, 0.3, 0.01)
-            want = py._train_step(X[:13], Y, 0.3, 0.01)
+            got = cpp._train_step(X[:batch], Y, 0.3, 0.01)
+            want = py._train_step(X[:batch], Y, 0.3, 0.01)
             assert got[0] == pytest.approx(want[0], rel=1e-6) and got[1] == pytest.approx(want[1])
         for a, b in zip(cpp.weights + cpp.biases, py.weights + py.biases):
             np.testing.assert_array_equal(a, b)
