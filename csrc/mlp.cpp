@@ -113,8 +113,10 @@ double weight_penalty(const Network& net, T* const* w, T weight_decay) {
   return 0.5 * static_cast<double>(weight_decay) * sum;
 }
 
+// x_rows (n) or null: the batch's row i is row x_rows[i] of x (read in place).
 template <class T>
-void forward(Workspace<T>& ws, T* const* w, T* const* b, const T* x, std::size_t n) {
+void forward(Workspace<T>& ws, T* const* w, T* const* b, const T* x, const std::int64_t* x_rows,
+             std::size_t n) {
   const Network& net = ws.net;
   const T* in = x;
   for (std::size_t l = 0; l < net.n_layers(); ++l) {
@@ -122,9 +124,9 @@ void forward(Workspace<T>& ws, T* const* w, T* const* b, const T* x, std::size_t
     const T param = l < net.hidden.size() ? static_cast<T>(net.hidden[l].param) : T(0);
     T* z = ws.z[l].data();
     // a maxout layer keeps only z here: its a (fewer columns) comes from maxout_forward
-    linear_forward(z, is_maxout(net, l) ? z : activations(ws, l), in, std::ptrdiff_t(fan_in), 1, w[l],
-                   std::ptrdiff_t(fan_in), 1, b[l], 1, n, fan_in, rows, layer_activation(net, l),
-                   param);
+    linear_forward_rows(z, is_maxout(net, l) ? z : activations(ws, l), in, std::ptrdiff_t(fan_in), 1,
+                        l == 0 ? x_rows : nullptr, w[l], std::ptrdiff_t(fan_in), 1, b[l], 1, n, fan_in,
+                        rows, layer_activation(net, l), param);
     if (is_maxout(net, l))
       maxout_forward(ws.a[l].data(), ws.argmax[l].data(), z, n, net.sizes[l + 1],
                      net.hidden[l].maxout_pieces);
@@ -167,17 +169,31 @@ void backward_layer(Workspace<T>& ws, T* const* w, const T* x, std::size_t n, st
 // from W before its update; then weight_sgd_step applies dW to W tile by tile, as
 // linear_backward + sgd_update would.
 template <class T>
-void backward_and_update(Workspace<T>& ws, T* const* w, T* const* b, const T* x, std::size_t n,
-                         T lr, T weight_decay) {
+void backward_and_update(Workspace<T>& ws, T* const* w, T* const* b, const T* x,
+                         const std::int64_t* x_rows, std::size_t n, T lr, T weight_decay) {
   const Network& net = ws.net;
   for (std::size_t l = net.n_layers(); l-- > 0;) {
     const std::size_t fan_in = net.sizes[l], rows = net.rows(l);
     backward_layer(ws, w, x, n, l, static_cast<T*>(nullptr), ws.db.data());  // W still unchanged
     weight_sgd_step(w[l], ws.dw.data(), ws.delta[l].data(), std::ptrdiff_t(rows), 1,
-                    l == 0 ? x : activations(ws, l - 1), std::ptrdiff_t(fan_in), 1, n, fan_in, rows,
-                    lr, weight_decay);
+                    l == 0 ? x : activations(ws, l - 1), std::ptrdiff_t(fan_in), 1,
+                    l == 0 ? x_rows : nullptr, n, fan_in, rows, lr, weight_decay);
     sgd_update(b[l], ws.db.data(), rows, lr, T(0));
   }
+}
+
+// The targets of the batch rows[0..n), copied into the workspace as Y[order][lo:hi] does;
+// rows null: y itself.
+template <class T>
+Targets<T> gather_targets(Workspace<T>& ws, Targets<T> y, const std::int64_t* rows, std::size_t n) {
+  if (rows == nullptr) return y;
+  const std::size_t k = ws.net.sizes.back();
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto row = static_cast<std::size_t>(rows[i]);
+    if (y.labels) ws.label_batch[i] = y.labels[row];
+    else std::memcpy(ws.y_batch.data() + i * k, y.values + row * k, k * sizeof(T));
+  }
+  return y.labels ? Targets<T>{ws.label_batch.data(), nullptr} : Targets<T>{nullptr, ws.y_batch.data()};
 }
 
 // The batch x[rows[0..n)] and its targets, copied into the workspace as X[order][lo:hi]
@@ -186,15 +202,27 @@ template <class T>
 std::pair<const T*, Targets<T>> gather_batch(Workspace<T>& ws, const T* x, Targets<T> y,
                                              const std::int64_t* rows, std::size_t n) {
   if (rows == nullptr) return {x, y};
-  const std::size_t s_in = ws.net.sizes.front(), k = ws.net.sizes.back();
-  for (std::size_t i = 0; i < n; ++i) {
-    const auto row = static_cast<std::size_t>(rows[i]);
-    std::memcpy(ws.x_batch.data() + i * s_in, x + row * s_in, s_in * sizeof(T));
-    if (y.labels) ws.label_batch[i] = y.labels[row];
-    else std::memcpy(ws.y_batch.data() + i * k, y.values + row * k, k * sizeof(T));
-  }
-  return {ws.x_batch.data(), y.labels ? Targets<T>{ws.label_batch.data(), nullptr}
-                                      : Targets<T>{nullptr, ws.y_batch.data()}};
+  const std::size_t s_in = ws.net.sizes.front();
+  for (std::size_t i = 0; i < n; ++i)
+    std::memcpy(ws.x_batch.data() + i * s_in, x + static_cast<std::size_t>(rows[i]) * s_in,
+                s_in * sizeof(T));
+  return {ws.x_batch.data(), gather_targets(ws, y, rows, n)};
+}
+
+// train_step on the batch whose row i is row x_rows[i] of x (x_rows null: rows 0 .. n-1),
+// read in place: only the kernels of layer 0 read x.
+template <class T>
+StepResult step_on_rows(T* const* w, T* const* b, Workspace<T>& ws, const T* x,
+                        const std::int64_t* x_rows, Targets<T> y, std::size_t n, T lr,
+                        T weight_decay) {
+  const Network& net = ws.net;
+  const std::size_t last = net.n_layers() - 1;
+  forward(ws, w, b, x, x_rows, n);
+  StepResult result;
+  result.loss = loss_and_delta(ws, y, n) + weight_penalty(net, w, weight_decay);
+  result.hits = hits(net, ws.z[last].data(), activations(ws, last), y, n);
+  backward_and_update(ws, w, b, x, x_rows, n, lr, weight_decay);
+  return result;
 }
 
 }  // namespace
@@ -231,14 +259,7 @@ Workspace<T>::Workspace(const Network& network, std::size_t batch)
 template <class T>
 StepResult train_step(T* const* w, T* const* b, Workspace<T>& ws, const T* x, Targets<T> y,
                       std::size_t n, T lr, T weight_decay) {
-  const Network& net = ws.net;
-  const std::size_t last = net.n_layers() - 1;
-  forward(ws, w, b, x, n);
-  StepResult result;
-  result.loss = loss_and_delta(ws, y, n) + weight_penalty(net, w, weight_decay);
-  result.hits = hits(net, ws.z[last].data(), activations(ws, last), y, n);
-  backward_and_update(ws, w, b, x, n, lr, weight_decay);
-  return result;
+  return step_on_rows(w, b, ws, x, static_cast<const std::int64_t*>(nullptr), y, n, lr, weight_decay);
 }
 
 template <class T>
@@ -255,7 +276,7 @@ StepResult batch_gradients(T* const* dw, T* const* db, T* const* w, T* const* b,
     return {0.0, 0.0};
   }
   const auto [xb, yb] = gather_batch(ws, x, y, rows, n);
-  forward(ws, w, b, xb, n);
+  forward(ws, w, b, xb, static_cast<const std::int64_t*>(nullptr), n);
   StepResult result;
   result.loss = loss_and_delta(ws, yb, n) + weight_penalty(net, w, weight_decay);
   result.hits = hits(net, ws.z[last].data(), activations(ws, last), yb, n);
@@ -281,9 +302,12 @@ StepResult train_epoch(T* const* w, T* const* b, Workspace<T>& ws, const T* x, T
       for (std::size_t i = lo + n; i < std::min(n_rows, lo + n + batch_size); ++i)
         prefetch_to_l2(x + static_cast<std::size_t>(order[i]) * s_in, s_in * sizeof(T));
     const Targets<T> y_lo{y.labels ? y.labels + lo : nullptr, y.values ? y.values + lo * k : nullptr};
-    const auto [xb, yb] = order != nullptr ? gather_batch(ws, x, y, order + lo, n)
-                                           : gather_batch(ws, x + lo * s_in, y_lo, nullptr, n);
-    StepResult step = train_step(w, b, ws, xb, yb, n, lr, weight_decay);
+    // a shuffled batch: its rows of x are read where they lie, only the targets are gathered
+    StepResult step = order != nullptr
+                          ? step_on_rows(w, b, ws, x, order + lo, gather_targets(ws, y, order + lo, n),
+                                         n, lr, weight_decay)
+                          : step_on_rows(w, b, ws, x + lo * s_in, static_cast<const std::int64_t*>(nullptr),
+                                         y_lo, n, lr, weight_decay);
     total.loss += step.loss * static_cast<double>(n);
     total.hits += step.hits;
   }

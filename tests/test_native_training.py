@@ -167,9 +167,18 @@ def test_a_cpp_step_is_bitwise_the_python_loop_over_the_native_kernels(activatio
             np.testing.assert_array_equal(a, b)
 
 
-def test_a_cpp_epoch_is_bitwise_one_cpp_step_per_batch():
-    X, y = digits("float32")
-    epoch_net, step_net = (MLP([64, 20, 10], activation="relu", seed=2) for _ in range(2))
+# The epoch reads each shuffled batch where it lies in X; a step gets a copied batch.
+# Wide inputs: W(0) too large for the GEMM's unpacked path, so the packed one reads the
+# rows by index too.
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("wide", [False, True], ids=["digits", "wide"])
+def test_a_cpp_epoch_is_bitwise_one_cpp_step_per_batch(wide, dtype):
+    X, y = digits(dtype)
+    if wide:
+        X = np.tile(X, (1, 12))[:300]
+        y = y[:300]
+    epoch_net, step_net = (MLP([X.shape[1], 100 if wide else 20, 10], activation="relu",
+                               dtype=dtype, seed=2) for _ in range(2))
     order = np.random.default_rng(0).permutation(len(X))
     from fastmlp import native_training
     got = native_training.train_epoch(epoch_net, X, y, order, 16, 0.1, 0.001)

@@ -71,10 +71,10 @@ void generic_micro_kernel(std::size_t kc, const T* a, const T* b, T* c, std::ptr
 
 // See PackTransposed in gemm.h.
 template <class T>
-void generic_pack_transposed(T* dst, const T* src, std::ptrdiff_t ld, std::size_t lines,
-                             std::size_t width, std::size_t kc) {
+void generic_pack_transposed(T* dst, const T* src, std::ptrdiff_t ld, const std::int64_t* idx,
+                             std::size_t lines, std::size_t width, std::size_t kc) {
   for (std::size_t r = 0; r < lines; ++r) {
-    const T* line = src + static_cast<std::ptrdiff_t>(r) * ld;
+    const T* line = src + (idx ? idx[r] : static_cast<std::ptrdiff_t>(r)) * ld;
     for (std::size_t p = 0; p < kc; ++p) dst[p * width + r] = line[p];
   }
   for (std::size_t r = lines; r < width; ++r)
@@ -83,10 +83,10 @@ void generic_pack_transposed(T* dst, const T* src, std::ptrdiff_t ld, std::size_
 
 // See PackRows in gemm.h.
 template <class T>
-void generic_pack_rows(T* dst, const T* src, std::ptrdiff_t ld, std::size_t kc,
-                       std::size_t n_valid, std::size_t width) {
+void generic_pack_rows(T* dst, const T* src, std::ptrdiff_t ld, const std::int64_t* idx,
+                       std::size_t kc, std::size_t n_valid, std::size_t width) {
   for (std::size_t p = 0; p < kc; ++p) {
-    const T* row = src + static_cast<std::ptrdiff_t>(p) * ld;
+    const T* row = src + (idx ? idx[p] : static_cast<std::ptrdiff_t>(p)) * ld;
     for (std::size_t j = 0; j < n_valid; ++j) dst[p * width + j] = row[j];
     for (std::size_t j = n_valid; j < width; ++j) dst[p * width + j] = T(0);
   }
@@ -133,12 +133,13 @@ void prefetch_run(const T* first, std::ptrdiff_t stride, std::size_t count) {
 // The outer loops of the packing run this many iterations ahead with their prefetches.
 constexpr std::size_t kPrefetchAhead = 2;
 
-// A (mr, kc) strides (rs, cs) -> dst (kc, mr): dst[p*mr + i].
+// A (mr, kc) strides (rs, cs) -> dst (kc, mr): dst[p*mr + i]. Rows by index (idx, see
+// gemm.h) only when A is row-major.
 template <class T>
 void pack_a(const GemmKernel<T>& kr, T* dst, const T* a, std::ptrdiff_t rs, std::ptrdiff_t cs,
-            std::size_t mr, std::size_t kc) {
+            const std::int64_t* idx, std::size_t mr, std::size_t kc) {
   if (cs == 1) {  // row-major A
-    kr.pack_transposed(dst, a, rs, mr, mr, kc);
+    kr.pack_transposed(dst, a, rs, idx, mr, mr, kc);
   } else if (std::abs(cs) <= std::abs(rs)) {  // walk the source along its smaller stride
     for (std::size_t i = 0; i < mr; ++i) {
       const T* row = a + sd(i) * rs;
@@ -154,15 +155,16 @@ void pack_a(const GemmKernel<T>& kr, T* dst, const T* a, std::ptrdiff_t rs, std:
 }
 
 // B (kc, n_valid) strides (rs, cs) -> dst (kc, nr): dst[p*nr + j], columns >= n_valid zero.
+// Rows by index (idx, see gemm.h) only when B is row-major.
 template <class T>
 void pack_b(const GemmKernel<T>& kr, T* dst, const T* b, std::ptrdiff_t rs, std::ptrdiff_t cs,
-            std::size_t kc, std::size_t n_valid, std::size_t nr) {
+            const std::int64_t* idx, std::size_t kc, std::size_t n_valid, std::size_t nr) {
   if (cs == 1) {  // row-major B
-    kr.pack_rows(dst, b, rs, kc, n_valid, nr);
+    kr.pack_rows(dst, b, rs, idx, kc, n_valid, nr);
     return;
   }
   if (rs == 1) {  // column-major B, e.g. Wᵀ
-    kr.pack_transposed(dst, b, cs, n_valid, nr, kc);
+    kr.pack_transposed(dst, b, cs, nullptr, n_valid, nr, kc);
     return;
   }
   if (std::abs(cs) <= std::abs(rs)) {
@@ -203,6 +205,15 @@ struct Product {
   std::ptrdiff_t rs_b, cs_b;
   std::size_t m, n, k;
   TileUpdate<T> first;  // how the first block along k meets C; later ones add to it
+  const std::int64_t* a_rows;  // rows of A by index (row-major A only), or null
+  const std::int64_t* b_rows;  // rows of B by index (row-major B only), or null
+
+  // Where the block of A from row i, column p starts, with the index of its rows (or null);
+  // the same for B from row p, column j.
+  const T* a_at(std::size_t i, std::size_t p) const { return a + (a_rows ? 0 : sd(i) * rs_a) + sd(p) * cs_a; }
+  const std::int64_t* a_idx(std::size_t i) const { return a_rows ? a_rows + i : nullptr; }
+  const T* b_at(std::size_t p, std::size_t j) const { return b + (b_rows ? 0 : sd(p) * rs_b) + sd(j) * cs_b; }
+  const std::int64_t* b_idx(std::size_t p) const { return b_rows ? b_rows + p : nullptr; }
   const GemmKernel<T>* kr;
   std::size_t kc_max, nc_max;
 };
@@ -223,12 +234,12 @@ void compute_block(const Product<T>& g, std::size_t i_begin, std::size_t i_end,
       const TileUpdate<T> up = pc == 0 ? g.first : TileUpdate<T>{TileUpdate<T>::add, T(0), T(0)};
       const bool last = pc + kc == g.k;
       for (std::size_t jt = 0; jt < tiles_n; ++jt)
-        pack_b(kr, packed_b + jt * kc * nr, g.b + sd(pc) * g.rs_b + sd(jc + jt * nr) * g.cs_b, g.rs_b,
-               g.cs_b, kc, std::min(nr, nc - jt * nr), nr);
+        pack_b(kr, packed_b + jt * kc * nr, g.b_at(pc, jc + jt * nr), g.rs_b, g.cs_b, g.b_idx(pc), kc,
+               std::min(nr, nc - jt * nr), nr);
       for (std::size_t i0 = i_begin; i0 < i_end; i0 += mr) {
         const std::size_t mv = std::min(mr, i_end - i0);
         const MicroKernel<T> run = kr.run[mv - 1];
-        pack_a(kr, packed_a, g.a + sd(i0) * g.rs_a + sd(pc) * g.cs_a, g.rs_a, g.cs_a, mv, kc);
+        pack_a(kr, packed_a, g.a_at(i0, pc), g.rs_a, g.cs_a, g.a_idx(i0), mv, kc);
         for (std::size_t jt = 0; jt < tiles_n; ++jt) {
           const std::size_t j0 = jc + jt * nr;
           run(kc, packed_a, packed_b + jt * kc * nr, g.c + sd(i0) * g.ldc + sd(j0), g.ldc, mv,
@@ -248,7 +259,7 @@ void compute_block_dot(const Product<T>& g, std::size_t i_begin, std::size_t i_e
   for (std::size_t i0 = i_begin; i0 < i_end; i0 += kr.dot_mr) {
     const std::size_t mv = std::min(kr.dot_mr, i_end - i0);
     for (std::size_t j0 = j_begin; j0 < j_end; j0 += kr.dot_nr)
-      kr.dot[mv - 1](g.k, g.a + sd(i0) * g.rs_a, g.rs_a, g.b + sd(j0) * g.cs_b, g.cs_b,
+      kr.dot[mv - 1](g.k, g.a_at(i0, 0), g.rs_a, g.a_idx(i0), g.b + sd(j0) * g.cs_b, g.cs_b,
              g.c + sd(i0) * g.ldc + sd(j0), g.ldc, mv, std::min(kr.dot_nr, j_end - j0),
              g.first.mode == TileUpdate<T>::overwrite);
     epilogue(i0, i0 + mv, j_begin, j_end);
@@ -269,6 +280,7 @@ constexpr std::size_t kMinBlockRows = 256;
 // C = A B, C += A B or the SGD step of C with the gradient A B, as `first` says (sgd needs
 // 1 <= k <= the kernel's kc: one pass over the reduction), then epilogue(i0, i1, j0, j1)
 // on each finished block of C, called once per element, from the thread that computed it.
+// a_rows / b_rows (or null): the rows of a row-major A / B by index, see gemm.h.
 //
 // Threads take independent blocks of C (rows, or columns when there are few rows), each
 // with its own packing buffers, from a dynamic queue: no barriers, so a thread that the
@@ -276,7 +288,8 @@ constexpr std::size_t kMinBlockRows = 256;
 template <class T, class Epilogue>
 void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std::ptrdiff_t cs_a,
                  const T* b, std::ptrdiff_t rs_b, std::ptrdiff_t cs_b, std::size_t m,
-                 std::size_t n, std::size_t k, TileUpdate<T> first, const Epilogue& epilogue) {
+                 std::size_t n, std::size_t k, TileUpdate<T> first, const Epilogue& epilogue,
+                 const std::int64_t* a_rows = nullptr, const std::int64_t* b_rows = nullptr) {
   if (m == 0 || n == 0) return;
   if (k == 0) {
     if (first.mode == TileUpdate<T>::overwrite)
@@ -288,7 +301,7 @@ void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std:
   // k is cut into equal blocks of at most kr.kc: this depends on k alone (never on m,
   // n or the threads), so every element still sees the same additions.
   const std::size_t kc_even = ceil_div(k, ceil_div(k, kr.kc));
-  const Product<T> g{c, ldc, a, rs_a, cs_a, b, rs_b, cs_b, m, n, k, first, &kr, kc_even, kr.nc};
+  const Product<T> g{c, ldc, a, rs_a, cs_a, b, rs_b, cs_b, m, n, k, first, a_rows, b_rows, &kr, kc_even, kr.nc};
   const bool dot = kr.dot[0] != nullptr && first.mode != TileUpdate<T>::sgd && cs_a == 1 && rs_b == 1 &&
                    n * k * sizeof(T) <= kDotMaxBBytes;
   const std::size_t mr = dot ? kr.dot_mr : kr.mr, nr = dot ? kr.dot_nr : kr.nr;
@@ -358,6 +371,15 @@ void linear_forward(T* z, T* a, const T* x, std::ptrdiff_t rs_x, std::ptrdiff_t 
                     const T* w, std::ptrdiff_t rs_w, std::ptrdiff_t cs_w, const T* bias,
                     std::ptrdiff_t s_bias, std::size_t n, std::size_t k, std::size_t m, Act act,
                     T param) {
+  linear_forward_rows(z, a, x, rs_x, cs_x, static_cast<const std::int64_t*>(nullptr), w, rs_w,
+                      cs_w, bias, s_bias, n, k, m, act, param);
+}
+
+template <class T>
+void linear_forward_rows(T* z, T* a, const T* x, std::ptrdiff_t rs_x, std::ptrdiff_t cs_x,
+                         const std::int64_t* x_rows, const T* w, std::ptrdiff_t rs_w,
+                         std::ptrdiff_t cs_w, const T* bias, std::ptrdiff_t s_bias, std::size_t n,
+                         std::size_t k, std::size_t m, Act act, T param) {
   // Z = X Wᵀ: B = Wᵀ is W read with its strides swapped.
   auto bias_and_activation = [&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
     for (std::size_t i = i0; i < i1; ++i) {
@@ -372,7 +394,8 @@ void linear_forward(T* z, T* a, const T* x, std::ptrdiff_t rs_x, std::ptrdiff_t 
       for (std::size_t i = i0; i < i1; ++i)
         activation_forward(a + i * m + j0, z + i * m + j0, j1 - j0, act, param);
   };
-  gemm_driver(z, sd(m), x, rs_x, cs_x, w, cs_w, rs_w, n, m, k, stored<T>(false), bias_and_activation);
+  gemm_driver(z, sd(m), x, rs_x, cs_x, w, cs_w, rs_w, n, m, k, stored<T>(false), bias_and_activation,
+              x_rows);
 }
 
 template <class T>
@@ -413,15 +436,17 @@ void linear_backward(T* dw, T* db, T* delta_prev, const T* delta, std::ptrdiff_t
 
 template <class T>
 void weight_sgd_step(T* w, T* dw, const T* delta, std::ptrdiff_t rs_d, std::ptrdiff_t cs_d,
-                     const T* x, std::ptrdiff_t rs_x, std::ptrdiff_t cs_x, std::size_t n,
-                     std::size_t k, std::size_t m, T lr, T weight_decay) {
+                     const T* x, std::ptrdiff_t rs_x, std::ptrdiff_t cs_x,
+                     const std::int64_t* x_rows, std::size_t n, std::size_t k, std::size_t m, T lr,
+                     T weight_decay) {
   if (n == 0 || n > active_kernel<T>().kc) {
-    gemm_driver(dw, sd(k), delta, cs_d, rs_d, x, rs_x, cs_x, m, k, n, stored<T>(false), NoEpilogue{});
+    gemm_driver(dw, sd(k), delta, cs_d, rs_d, x, rs_x, cs_x, m, k, n, stored<T>(false), NoEpilogue{},
+                nullptr, x_rows);
     sgd_update(w, dw, m * k, lr, weight_decay);
     return;
   }
   gemm_driver(w, sd(k), delta, cs_d, rs_d, x, rs_x, cs_x, m, k, n,
-              TileUpdate<T>{TileUpdate<T>::sgd, lr, weight_decay}, NoEpilogue{});
+              TileUpdate<T>{TileUpdate<T>::sgd, lr, weight_decay}, NoEpilogue{}, nullptr, x_rows);
 }
 
 #define FASTMLP_INSTANTIATE(T)                                                                 \
@@ -436,8 +461,12 @@ void weight_sgd_step(T* w, T* dw, const T* delta, std::ptrdiff_t rs_d, std::ptrd
                                    std::ptrdiff_t, std::ptrdiff_t, const T*, const T*,         \
                                    std::size_t, std::size_t, std::size_t, Act, T, bool);      \
   template void weight_sgd_step<T>(T*, T*, const T*, std::ptrdiff_t, std::ptrdiff_t, const T*, \
-                                   std::ptrdiff_t, std::ptrdiff_t, std::size_t, std::size_t,  \
-                                   std::size_t, T, T);
+                                   std::ptrdiff_t, std::ptrdiff_t, const std::int64_t*,       \
+                                   std::size_t, std::size_t, std::size_t, T, T);              \
+  template void linear_forward_rows<T>(T*, T*, const T*, std::ptrdiff_t, std::ptrdiff_t,        \
+                                       const std::int64_t*, const T*, std::ptrdiff_t,          \
+                                       std::ptrdiff_t, const T*, std::ptrdiff_t, std::size_t,  \
+                                       std::size_t, std::size_t, Act, T);
 FASTMLP_INSTANTIATE(float)
 FASTMLP_INSTANTIATE(double)
 #undef FASTMLP_INSTANTIATE

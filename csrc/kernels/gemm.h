@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "kernels/activation.h"
 
@@ -57,10 +58,20 @@ void linear_backward(T* dw, T* db, T* delta_prev, const T* delta, std::ptrdiff_t
 // order (so W ends bitwise the same), but the gradient dW = δᵀX is applied to W tile by
 // tile while still in registers instead of being stored and read back. When the batch is
 // too long for one pass over the reduction (or empty), dw (m,k) receives dW on the way.
+// x_rows (n) or null: row i of the batch is row x_rows[i] of a row-major X (cs_x == 1).
 template <class T>
 void weight_sgd_step(T* w, T* dw, const T* delta, std::ptrdiff_t rs_d, std::ptrdiff_t cs_d,
-                     const T* x, std::ptrdiff_t rs_x, std::ptrdiff_t cs_x, std::size_t n,
-                     std::size_t k, std::size_t m, T lr, T weight_decay);
+                     const T* x, std::ptrdiff_t rs_x, std::ptrdiff_t cs_x,
+                     const std::int64_t* x_rows, std::size_t n, std::size_t k, std::size_t m, T lr,
+                     T weight_decay);
+
+// linear_forward on the batch whose row i is row x_rows[i] of a row-major X (cs_x == 1;
+// x_rows null: rows 0 .. n-1): a shuffled batch read where it lies, without a copy.
+template <class T>
+void linear_forward_rows(T* z, T* a, const T* x, std::ptrdiff_t rs_x, std::ptrdiff_t cs_x,
+                         const std::int64_t* x_rows, const T* w, std::ptrdiff_t rs_w,
+                         std::ptrdiff_t cs_w, const T* bias, std::ptrdiff_t s_bias, std::size_t n,
+                         std::size_t k, std::size_t m, Act act, T param);
 
 // ---- Internal: the micro-kernels, one set per ISA (gemm_avx2.cpp, gemm_avx512.cpp). ----
 
@@ -86,13 +97,17 @@ using MicroKernel = void (*)(std::size_t kc, const T* a, const T* b, T* c, std::
 // the same chain of operations whatever the tile height, results do not change.
 constexpr std::size_t kMaxMr = 16;
 
+// Rows given by index: where a kernel below takes `idx`, its line / row r is at
+// src + idx[r] * ld instead of src + r * ld (idx null: in order). A shuffled batch is
+// read where it lies in X, not copied into a batch first.
+
 // src (lines, kc): line r at src + r*ld, contiguous along p -> dst (kc, width):
 // dst[p*width + r] = src[r*ld + p] for r < lines, 0 for lines <= r < width.
 // Packing is a transpose when A is row-major or B column-major (W in X Wᵀ), so each ISA
 // brings its own, done in registers.
 template <class T>
-using PackTransposed = void (*)(T* dst, const T* src, std::ptrdiff_t ld, std::size_t lines,
-                                std::size_t width, std::size_t kc);
+using PackTransposed = void (*)(T* dst, const T* src, std::ptrdiff_t ld, const std::int64_t* idx,
+                                std::size_t lines, std::size_t width, std::size_t kc);
 
 // The product without packing when A is row-major and B column-major (X Wᵀ) and small:
 // a (m rows, row stride lda), b (dot_nr columns, column stride ldb), both contiguous
@@ -101,16 +116,16 @@ using PackTransposed = void (*)(T* dst, const T* src, std::ptrdiff_t ld, std::si
 // in a fixed order at the end: its own order, fixed per ISA and dtype, that does not
 // depend on m (rows past m, columns past n repeat the last ones and are not stored).
 template <class T>
-using DotKernel = void (*)(std::size_t k, const T* a, std::ptrdiff_t lda, const T* b,
-                           std::ptrdiff_t ldb, T* c, std::ptrdiff_t ldc, std::size_t m,
+using DotKernel = void (*)(std::size_t k, const T* a, std::ptrdiff_t lda, const std::int64_t* idx,
+                           const T* b, std::ptrdiff_t ldb, T* c, std::ptrdiff_t ldc, std::size_t m,
                            std::size_t n, bool overwrite);
 
 // src (kc, n_valid) row stride ld, contiguous along j -> dst (kc, width):
 // dst[p*width + j] = src[p*ld + j] for j < n_valid, 0 for n_valid <= j < width
 // (row-major B: short copies that are not worth a memcpy call each).
 template <class T>
-using PackRows = void (*)(T* dst, const T* src, std::ptrdiff_t ld, std::size_t kc,
-                          std::size_t n_valid, std::size_t width);
+using PackRows = void (*)(T* dst, const T* src, std::ptrdiff_t ld, const std::int64_t* idx,
+                          std::size_t kc, std::size_t n_valid, std::size_t width);
 
 // dot[r - 1] computes r-row tiles, r = 1 .. dot_mr, like run: a batch of 10 rows costs
 // 4 + 4 + 2 rows of work, not 12.

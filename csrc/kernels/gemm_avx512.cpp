@@ -2,6 +2,7 @@
 #include <immintrin.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <utility>
 
 #include "kernels/gemm.h"

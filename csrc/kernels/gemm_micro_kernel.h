@@ -11,7 +11,7 @@
 // rest zero), store_partial(p, n, r), broadcast(p), fmadd(a, b, c) = a*b + c with one
 // rounding, add(a, b), sub(a, b) = a - b, mul(a, b), transpose(r[width]) (in place: r[c] becomes column c),
 // reduce_add(r) (the sum of the lanes, in a fixed order).
-// No std:: function templates here: they are inline with external linkage (see above). The includer provides <cstddef> and <utility> (no headers may be
+// No std:: function templates here: they are inline with external linkage (see above). The includer provides <cstddef>, <cstdint> and <utility> (no headers may be
 // included from here: this text sits inside a namespace).
 
 // c ← c − lr (p + weight_decay c), the operations of sgd_update, one rounding each.
@@ -103,18 +103,22 @@ void simd_micro_kernel(std::size_t kc, const typename V::T* a, const typename V:
 // registers.
 template <class V>
 void simd_pack_transposed(typename V::T* dst, const typename V::T* src, std::ptrdiff_t ld,
-                          std::size_t lines, std::size_t width, std::size_t kc) {
+                          const std::int64_t* idx, std::size_t lines, std::size_t width,
+                          std::size_t kc) {
+  using T = typename V::T;
   using R = typename V::R;
   constexpr std::size_t W = V::width;
+  const T* line[W];
   for (std::size_t r0 = 0; r0 < width; r0 += W) {
+    for (std::size_t q = 0; q < W && r0 + q < lines; ++q)
+      line[q] = src + (idx ? idx[r0 + q] : static_cast<std::ptrdiff_t>(r0 + q)) * ld;
     const std::size_t cols = width - r0 < W ? width - r0 : W;  // of dst in this block
     for (std::size_t p0 = 0; p0 < kc; p0 += W) {
       const std::size_t ps = kc - p0 < W ? kc - p0 : W;
       R r[W];
-      const auto* block = src + static_cast<std::ptrdiff_t>(r0) * ld + p0;
       if (r0 + W <= lines && ps == W && cols == W) {  // a full block: no edge checks
 #pragma GCC unroll 16
-        for (std::size_t q = 0; q < W; ++q) r[q] = V::loadu(block + static_cast<std::ptrdiff_t>(q) * ld);
+        for (std::size_t q = 0; q < W; ++q) r[q] = V::loadu(line[q] + p0);
         V::transpose(r);
 #pragma GCC unroll 16
         for (std::size_t q = 0; q < W; ++q) V::storeu(dst + (p0 + q) * width + r0, r[q]);
@@ -125,8 +129,7 @@ void simd_pack_transposed(typename V::T* dst, const typename V::T* src, std::ptr
           r[q] = V::zero();
           continue;
         }
-        const auto* line = block + static_cast<std::ptrdiff_t>(q) * ld;
-        r[q] = ps == W ? V::loadu(line) : V::load_partial(line, ps);
+        r[q] = ps == W ? V::loadu(line[q] + p0) : V::load_partial(line[q] + p0, ps);
       }
       V::transpose(r);
       for (std::size_t q = 0; q < ps; ++q) {
@@ -143,10 +146,10 @@ void simd_pack_transposed(typename V::T* dst, const typename V::T* src, std::ptr
 // See PackRows in gemm.h; width is a multiple of V::width.
 template <class V>
 void simd_pack_rows(typename V::T* dst, const typename V::T* src, std::ptrdiff_t ld,
-                    std::size_t kc, std::size_t n_valid, std::size_t width) {
+                    const std::int64_t* idx, std::size_t kc, std::size_t n_valid, std::size_t width) {
   constexpr std::size_t W = V::width;
   for (std::size_t p = 0; p < kc; ++p) {
-    const auto* row = src + static_cast<std::ptrdiff_t>(p) * ld;
+    const auto* row = src + (idx ? idx[p] : static_cast<std::ptrdiff_t>(p)) * ld;
     auto* out = dst + p * width;
     for (std::size_t j = 0; j < width; j += W) {
       if (j + W <= n_valid)
@@ -160,14 +163,18 @@ void simd_pack_rows(typename V::T* dst, const typename V::T* src, std::ptrdiff_t
 // See DotKernel in gemm.h.
 template <class V, std::size_t MR, std::size_t NR>
 void simd_dot_kernel(std::size_t k, const typename V::T* a, std::ptrdiff_t lda,
-                     const typename V::T* b, std::ptrdiff_t ldb, typename V::T* c,
-                     std::ptrdiff_t ldc, std::size_t m, std::size_t n, bool overwrite) {
+                     const std::int64_t* idx, const typename V::T* b, std::ptrdiff_t ldb,
+                     typename V::T* c, std::ptrdiff_t ldc, std::size_t m, std::size_t n,
+                     bool overwrite) {
   using T = typename V::T;
   using R = typename V::R;
   constexpr std::size_t W = V::width;
   const T* ar[MR];
   const T* br[NR];
-  for (std::size_t i = 0; i < MR; ++i) ar[i] = a + static_cast<std::ptrdiff_t>(i < m ? i : m - 1) * lda;
+  for (std::size_t i = 0; i < MR; ++i) {
+    const std::size_t row = i < m ? i : m - 1;
+    ar[i] = a + (idx ? idx[row] : static_cast<std::ptrdiff_t>(row)) * lda;
+  }
   for (std::size_t j = 0; j < NR; ++j) br[j] = b + static_cast<std::ptrdiff_t>(j < n ? j : n - 1) * ldb;
   R acc[MR][NR];
 #pragma GCC unroll 8
