@@ -17,28 +17,9 @@ _tables = {}
 threads_chosen_by_user = False
 
 
-def _import_core_with_passive_openmp_threads():
-    """Import fastmlp._core, letting its OpenMP runtime read OMP_WAIT_POLICY=passive unless
-    the user set a policy. A training step forks and joins many short parallel regions;
-    threads that busy-wait between them (libgomp's default) take cores away from the
-    main thread, and on a shared or oversubscribed machine an epoch then runs 10-40x
-    slower. Passive threads cost a futex wake per region instead. The variable is
-    restored at once, so OpenMP runtimes loaded later (e.g. PyTorch's) are not affected;
-    an already loaded libgomp keeps the policy it read."""
-    import os
-    saved = os.environ.get("OMP_WAIT_POLICY")
-    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-    try:
-        from . import _core
-    finally:
-        if saved is None:
-            del os.environ["OMP_WAIT_POLICY"]
-    return _core
-
-
 def _native_module():
     try:
-        _core = _import_core_with_passive_openmp_threads()
+        from . import _core
     except ModuleNotFoundError as exc:  # pragma: no cover - only without a compiled build
         raise RuntimeError(
             "fastmlp's native backend is not built (no fastmlp._core); reinstall with "
