@@ -71,6 +71,21 @@ def test_matmul(record, threads, product, dtype, impl):
            rounds=_rounds(flops))
 
 
+@pytest.mark.parametrize("n_threads", THREADS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matmul_thread_scaling(record, dtype, n_threads):
+    """Native 1024³ with 1 and with 2 threads, one group: the ratio is the scaling."""
+    a, b = _operands("1024^3", dtype)
+    previous = fastmlp.get_num_threads()
+    fastmlp.set_num_threads(n_threads)
+    try:
+        record(f"native matmul 1024^3 {dtype} scaling", f"{n_threads} thread(s)",
+               lambda: native.matmul(a, b), items=2 * 1024 ** 3, rounds=10,
+               baseline="1 thread(s)")
+    finally:
+        fastmlp.set_num_threads(previous)
+
+
 LAYERS = {"seed": "sigmoid", "mid": "relu"}  # batch <= 64: the fused kernel's target
 
 

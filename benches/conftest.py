@@ -2,8 +2,13 @@
 with a table of ratios against the group's baseline (the NumPy reference), all measured in
 this one run. Machines are noisy: compare ratios, not absolute times."""
 import collections
+import time
 
 import pytest
+
+# Idle worker threads of the previous bench's thread pool (OpenBLAS spins for up to ~0.1 s,
+# libgomp briefly) would steal a core from the next bench; let them fall asleep first.
+SETTLE_SECONDS = 0.3
 
 _results = collections.defaultdict(dict)   # group -> {name: (median seconds, work items)}
 _baselines = {}                            # group -> its baseline's name, if not "numpy"
@@ -15,9 +20,11 @@ def record(benchmark):
 
     `items` is the work per call (samples, FLOPs...) so the table can show a rate.
     """
-    def run(group, name, fn, items=None, rounds=5, warmup_rounds=1):
+    def run(group, name, fn, items=None, rounds=5, warmup_rounds=1, baseline="numpy"):
+        _baselines[group] = baseline
         benchmark.group = group
         benchmark.name = name
+        time.sleep(SETTLE_SECONDS)
         benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=warmup_rounds)
         _results[group][name] = (benchmark.stats.stats.median, items)
     return run
