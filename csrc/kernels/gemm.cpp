@@ -318,7 +318,12 @@ void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std:
   if (threads > 1) {
     const std::size_t row_load = ceil_div(tiles_m, threads) * tiles_n;
     const std::size_t col_load = tiles_m * ceil_div(tiles_n, threads);
-    if (col_load <= row_load) {
+    // The SGD step of W (C = W) splits W along its rows, as the forward product X Wᵀ
+    // (columns of Z = rows of W) does: each core then updates the part of W it read in
+    // the forward pass and still holds in its L2, instead of W crossing between the cores
+    // twice per step (mid case, 2 threads: 10% more samples/s).
+    const bool weight_rows = first.mode == TileUpdate<T>::sgd;
+    if (col_load <= row_load && !weight_rows) {
       blocks_n = std::min(tiles_n, threads);
     } else {
       blocks_m = std::min(tiles_m, threads * std::max<std::size_t>(1, m / (threads * 2 * kMinBlockRows)));
