@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -874,8 +875,14 @@ CheckedBatch<T> batch(const Network& net, const py::object& x_obj, const py::obj
   return out;
 }
 
+// Raised as _core.NonFiniteInputError, a ValueError: fit() tells it apart from a bad argument.
+struct NonFiniteInput : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 // Hits count rows for classification (an int in Python) and are a sum of squares for identity.
 py::tuple result(const Network& net, StepResult r) {
+  if (!r.x_finite) throw NonFiniteInput("x: a row contains NaN or infinity");
   py::object hits = net.output == Output::identity ? py::object(py::float_(r.hits))
                                                    : py::object(py::int_(static_cast<long long>(r.hits)));
   return py::make_tuple(r.loss, hits);
@@ -1026,6 +1033,7 @@ class TrainingWorkspace {
 
 void bind_training(py::module_& m) {
   using training_args::TrainingWorkspace;
+  py::register_exception<training_args::NonFiniteInput>(m, "NonFiniteInputError", PyExc_ValueError);
   py::class_<TrainingWorkspace>(m, "TrainingWorkspace",
                                 "Buffers for training one network on batches of up to max_batch rows.")
       .def(py::init<const py::sequence&, const py::sequence&, const std::string&,
@@ -1040,12 +1048,14 @@ void bind_training(py::module_& m) {
       .def("step", &TrainingWorkspace::step, py::arg("weights"), py::arg("biases"), py::arg("x"),
            py::arg("y"), py::arg("lr"), py::arg("weight_decay"),
            "One SGD step on the batch (x, y), weights and biases updated in place -> (J before "
-           "the update with the weight-decay penalty, hits).")
+           "the update with the weight-decay penalty, hits). NonFiniteInputError, and no "
+           "change, if a row of x is not finite.")
       .def("epoch", &TrainingWorkspace::epoch, py::arg("weights"), py::arg("biases"), py::arg("x"),
            py::arg("y"), py::arg("order"), py::arg("batch_size"), py::arg("lr"),
            py::arg("weight_decay"),
            "One epoch: batches of batch_size rows of x[order] (order None: row order), one step "
-           "each -> (sum of J_batch * rows_batch, total hits).")
+           "each -> (sum of J_batch * rows_batch, total hits). NonFiniteInputError at the first "
+           "batch with a row of x that is not finite (the batches before it are applied).")
       .def("gradients", &TrainingWorkspace::gradients, py::arg("dws"), py::arg("dbs"),
            py::arg("weights"), py::arg("biases"), py::arg("x"), py::arg("y"), py::arg("rows"),
            py::arg("scale"), py::arg("weight_decay"),

@@ -113,6 +113,28 @@ double weight_penalty(const Network& net, T* const* w, T weight_decay) {
   return 0.5 * static_cast<double>(weight_decay) * sum;
 }
 
+template <class T>
+bool all_finite(const T* v, std::size_t count) {
+  T zero_or_nan = 0;  // x − x is 0 for a finite x, NaN for NaN or ±inf
+#pragma omp simd reduction(+ : zero_or_nan)
+  for (std::size_t i = 0; i < count; ++i) zero_or_nan += v[i] - v[i];
+  return zero_or_nan == T(0);
+}
+
+// Whether the batch's rows of x are finite, seen from z(0) = x W(0)ᵀ + b(0): a NaN or inf in
+// a row of x makes that row of z(0) NaN or inf (every unit multiplies every input), so a
+// finite z(0) proves the batch finite from a few hundred numbers. Only when it is not (which
+// an overflow from finite inputs can cause too) are the rows themselves read.
+template <class T>
+bool batch_finite(const Workspace<T>& ws, const T* x, const std::int64_t* x_rows, std::size_t n) {
+  const std::size_t s_in = ws.net.sizes.front();
+  if (all_finite(ws.z[0].data(), n * ws.net.rows(0))) return true;
+  for (std::size_t i = 0; i < n; ++i)
+    if (!all_finite(x + static_cast<std::size_t>(x_rows ? x_rows[i] : std::int64_t(i)) * s_in, s_in))
+      return false;
+  return true;
+}
+
 // x_rows (n) or null: the batch's row i is row x_rows[i] of x (read in place).
 template <class T>
 void forward(Workspace<T>& ws, T* const* w, T* const* b, const T* x, const std::int64_t* x_rows,
@@ -219,6 +241,10 @@ StepResult step_on_rows(T* const* w, T* const* b, Workspace<T>& ws, const T* x,
   const std::size_t last = net.n_layers() - 1;
   forward(ws, w, b, x, x_rows, n);
   StepResult result;
+  if (!batch_finite(ws, x, x_rows, n)) {
+    result.x_finite = false;
+    return result;
+  }
   result.loss = loss_and_delta(ws, y, n) + weight_penalty(net, w, weight_decay);
   result.hits = hits(net, ws.z[last].data(), activations(ws, last), y, n);
   backward_and_update(ws, w, b, x, x_rows, n, lr, weight_decay);
@@ -295,7 +321,7 @@ StepResult train_epoch(T* const* w, T* const* b, Workspace<T>& ws, const T* x, T
                        std::size_t n_rows, const std::int64_t* order, std::size_t batch_size,
                        T lr, T weight_decay) {
   const std::size_t s_in = ws.net.sizes.front(), k = ws.net.sizes.back();
-  StepResult total{0.0, 0.0};
+  StepResult total;
   for (std::size_t lo = 0; lo < n_rows; lo += batch_size) {
     const std::size_t n = std::min(batch_size, n_rows - lo);
     if (order != nullptr)  // the next batch's rows are scattered over X: fetch them meanwhile
@@ -308,6 +334,7 @@ StepResult train_epoch(T* const* w, T* const* b, Workspace<T>& ws, const T* x, T
                                          n, lr, weight_decay)
                           : step_on_rows(w, b, ws, x + lo * s_in, static_cast<const std::int64_t*>(nullptr),
                                          y_lo, n, lr, weight_decay);
+    if (!step.x_finite) return step;
     total.loss += step.loss * static_cast<double>(n);
     total.hits += step.hits;
   }

@@ -72,8 +72,11 @@ struct Workspace {
 };
 
 struct StepResult {
-  double loss;  // J of the batch before the update, weight-decay penalty included
-  double hits;  // rows predicted right, or the residual sum of squares (identity output)
+  double loss = 0.0;  // J of the batch before the update, weight-decay penalty included
+  double hits = 0.0;  // rows predicted right, or the residual sum of squares (identity output)
+  // false: a row of x holds NaN or inf. The step then stops before any weight changes (an
+  // epoch stops at that batch, its earlier batches applied), and loss and hits mean nothing.
+  bool x_finite = true;
 };
 
 // X (n, s_1) row-major, targets of n rows; w[l] (rows(l), s_(l+1)) and b[l] (rows(l))
@@ -97,7 +100,9 @@ StepResult batch_gradients(T* const* dw, T* const* db, T* const* w, T* const* b,
 
 // One epoch over X (n_rows, s_1) and its targets: batches of batch_size rows (the last one
 // smaller) taken in `order` (a permutation of 0 .. n_rows-1; null: in row order), one
-// train_step each. Returns Σ J_batch · rows_batch (as fit() sums it) and the total hits.
+// train_step each. Returns Σ J_batch · rows_batch (as fit() sums it) and the total hits,
+// or stops at the first batch with a row of x that is not finite (x_finite false): every
+// row is read in the first epoch, so fit() needs no pass of its own over X to check it.
 // batch_size <= ws.max_batch; order's values are trusted to lie in [0, n_rows).
 template <class T>
 StepResult train_epoch(T* const* w, T* const* b, Workspace<T>& ws, const T* x, Targets<T> y,

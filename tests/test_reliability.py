@@ -92,6 +92,58 @@ def test_divergence_in_the_first_epoch_leaves_the_initial_weights(backend):
     assert_same_params(before, params_of(net))
 
 
+# ---- NaN or infinity in X: the native fit() finds it in its first epoch, not up front ----
+
+@backends
+@pytest.mark.parametrize("row", [0, 17, 39])   # first batch, a middle one, the short last one
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_a_nonfinite_X_in_fit_changes_nothing(backend, row, value, shuffle):
+    net = new_net(backend)
+    before = params_of(net)
+    bad = X.copy()
+    bad[row, 2] = value
+    with pytest.raises(ValueError, match=r"^X: contains NaN or infinity \(or numbers beyond float32\)$"):
+        net.fit(bad, LABELS, epochs=3, batch_size=8, lr=0.1, shuffle=shuffle)
+    assert_same_params(before, params_of(net))
+    # nothing drawn from the generator either: the next fit is the one a fresh net makes
+    net.fit(X, LABELS, epochs=2, batch_size=8, lr=0.1)
+    assert_same_params(params_of(trained(backend, 2)), params_of(net))
+
+
+@backends
+def test_a_nonfinite_X_is_refused_even_with_no_epoch_to_run(backend):
+    with pytest.raises(ValueError, match=r"^X: contains NaN or infinity"):
+        new_net(backend).fit(np.full_like(X, np.nan), LABELS, epochs=0)
+
+
+@backends
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_finite_X_that_overflows_the_first_layer_is_divergence_not_bad_input(backend):
+    # finite rows whose products overflow float32: z(0) is infinite, X is not to blame
+    huge = np.full_like(X, 1e37)
+    with pytest.raises(FloatingPointError, match=r"in epoch 1 .* as of fit\(\) started"):
+        new_net(backend).fit(huge, LABELS, epochs=1, batch_size=8, lr=0.1)
+
+
+def test_the_native_epoch_stops_at_the_batch_with_a_nonfinite_row():
+    net = new_net("native")
+    ws = native_training.workspace(net, 8)
+    weights, biases = native_training._params(net)
+    bad = X.astype(np.float32)
+    bad[20, 1] = np.nan
+    reference = new_net("native")
+    reference.fit(X[:16], LABELS[:16], epochs=1, batch_size=8, lr=0.1, shuffle=False)
+    with pytest.raises(ValueError, match="^x: a row contains NaN or infinity$"):
+        ws.epoch(weights, biases, bad, LABELS, None, 8, 0.1, 0.0)
+    # batches 0 and 1 applied, batch 2 (rows 16..23) not
+    assert_same_params(params_of(reference), params_of(net))
+    before = params_of(net)
+    with pytest.raises(ValueError, match="^x: a row contains NaN or infinity$"):
+        ws.step(weights, biases, bad[16:24], LABELS[16:24], 0.1, 0.0)
+    assert_same_params(before, params_of(net))
+
+
 # ---- interruptions ----
 
 @backends

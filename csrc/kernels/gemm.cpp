@@ -272,7 +272,7 @@ void compute_block_dot(const Product<T>& g, std::size_t i_begin, std::size_t i_e
 constexpr std::size_t kDotMaxBBytes = 256 * 1024;
 
 // Below this many multiply-adds per thread, forking costs more than it saves.
-constexpr double kMinMacsPerThread = 1 << 19;
+constexpr double kMinMacsPerThread = 1 << 16;
 // When C is split along rows, blocks are about this tall or more (each one packs all of
 // B again), and at least one per thread.
 constexpr std::size_t kMinBlockRows = 256;
@@ -358,6 +358,11 @@ void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std:
   // dominates the small products of a batch-10 training step).
   if (threads == 1) {
     for (std::size_t blk = 0; blk < blocks_m * blocks_n; ++blk) block(blk, 0);
+    return;
+  }
+  if (blocks_m * blocks_n == threads) {
+#pragma omp parallel num_threads(static_cast<int>(threads))
+    block(static_cast<std::size_t>(omp_get_thread_num()), static_cast<std::size_t>(omp_get_thread_num()));
     return;
   }
 #pragma omp parallel for schedule(dynamic, 1) num_threads(static_cast<int>(threads))

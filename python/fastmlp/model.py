@@ -335,7 +335,9 @@ class MLP:
 
     # ------------------------------------------------------------ input checks
 
-    def _check_X(self, X):
+    def _check_X(self, X, finite=True):
+        """X as a C-contiguous array of the model's dtype; finite=False leaves the NaN and
+        infinity check to the caller (the native fit() epoch does it as it reads X)."""
         X = np.asarray(X)
         if X.dtype.kind not in "biuf":
             raise TypeError(f"X: expected real numbers, got dtype {X.dtype}")
@@ -346,9 +348,12 @@ class MLP:
                              f"{X.shape[1]}")
         with np.errstate(over="ignore"):   # a number too large for the dtype: reported below
             X = np.ascontiguousarray(X, dtype=self.dtype)
-        if not _all_finite(X):
-            raise ValueError(f"X: contains NaN or infinity (or numbers beyond {self.dtype})")
+        if finite and not _all_finite(X):
+            raise self._nonfinite_X()
         return X
+
+    def _nonfinite_X(self):
+        return ValueError(f"X: contains NaN or infinity (or numbers beyond {self.dtype})")
 
     def _check_Y(self, Y, n):
         """Y in the form the loss kernels take: int64 labels (n,) or a (n, K) matrix."""

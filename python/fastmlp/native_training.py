@@ -15,6 +15,10 @@ from .backend import _native_module
 _workspaces = weakref.WeakKeyDictionary()
 
 
+class NonFiniteInputError(ValueError):
+    """A row of X holds NaN or infinity: found by a native epoch as it read the row."""
+
+
 def _hidden_specs(net):
     """(name, param) per hidden layer, as TrainingWorkspace takes them."""
     return [(act, float(param)) if act != "maxout" else (act, int(param))
@@ -51,11 +55,16 @@ def train_step(net, X, Y, lr, weight_decay):
 
 def train_epoch(net, X, Y, order, batch_size, lr, weight_decay):
     """The batch loop of one fit() epoch in one C++ call, over the rows X[order] (order None:
-    row order) -> (Σ J_batch · rows_batch, total hits)."""
+    row order) -> (Σ J_batch · rows_batch, total hits). NonFiniteInputError (a ValueError)
+    at the first batch with a row of X that holds NaN or infinity; the batches before it
+    are applied."""
     weights, biases = _params(net)
     batch_size = min(batch_size, len(X))   # the same batches, and no larger workspace
-    return workspace(net, batch_size).epoch(weights, biases, X, Y, order, batch_size, lr,
-                                            weight_decay)
+    ws = workspace(net, batch_size)
+    try:
+        return ws.epoch(weights, biases, X, Y, order, batch_size, lr, weight_decay)
+    except _native_module().NonFiniteInputError as exc:
+        raise NonFiniteInputError(str(exc)) from None
 
 
 def gradients(net, X, Y, rows, scale, weight_decay, dws, dbs):

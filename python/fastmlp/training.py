@@ -79,14 +79,18 @@ def _python_epoch(net, X, Y, order, batch_size, lr, weight_decay, bar):
 
 
 def _checked_fit_args(net, X, Y, epochs, batch_size, lr, weight_decay, validation_data,
-                      patience, shuffle, progress):
+                      patience, shuffle, progress, epoch_checks_X=False):
     """fit()'s arguments checked and converted: (X, Y, epochs, batch_size, lr, weight_decay,
-    validation (Xv, Yv) or None, patience)."""
-    X = net._check_X(X)
+    validation (Xv, Yv) or None, patience). epoch_checks_X: the first epoch will find any
+    NaN or infinity in X itself (the native one does, as it reads each batch), so no pass
+    over X is spent on it here unless no epoch runs."""
+    X = net._check_X(X, finite=not epoch_checks_X)
     Y = net._check_Y(Y, len(X))
     if len(X) == 0:
         raise ValueError("X: expected at least one row to train on")
     epochs = check_positive_int(epochs, "epochs", minimum=0)
+    if epochs == 0 and epoch_checks_X:
+        X = net._check_X(X)
     batch_size = check_positive_int(batch_size, "batch_size")
     lr = check_real(lr, "lr", 0, strict=True)
     weight_decay = check_real(weight_decay, "weight_decay", 0)
@@ -154,13 +158,14 @@ def fit(net, X, Y, epochs=30, batch_size=10, lr=0.5, weight_decay=0.0,
         return fit_distributed(net, X, Y, comm, epochs=epochs, batch_size=batch_size, lr=lr,
                                weight_decay=weight_decay, validation_data=validation_data,
                                patience=patience, shuffle=shuffle, progress=progress)
+    native = net.backend == "native"
     X, Y, epochs, batch_size, lr, weight_decay, validation, patience = _checked_fit_args(
         net, X, Y, epochs, batch_size, lr, weight_decay, validation_data, patience, shuffle,
-        progress)
+        progress, epoch_checks_X=native)
     n_batches = math.ceil(len(X) / batch_size)
 
     def run_epoch(order, bar):
-        if net.backend == "native":   # the whole batch loop in one C++ call
+        if native:   # the whole batch loop in one C++ call
             loss_sum, hits = native_training.train_epoch(net, X, Y, order, batch_size, lr,
                                                          weight_decay)
             if bar is not None:
@@ -168,10 +173,17 @@ def fit(net, X, Y, epochs=30, batch_size=10, lr=0.5, weight_decay=0.0,
             return loss_sum, hits
         return _python_epoch(net, X, Y, order, batch_size, lr, weight_decay, bar)
 
-    with net._exclusive_training("fit"):
-        return train_epochs(net, Y, epochs, n_batches, run_epoch,
-                            lambda Xv, Yv: net._evaluate(Xv, Yv, weight_decay), validation,
-                            patience, shuffle, progress)
+    rng_state = net._rng.bit_generator.state
+    try:
+        with net._exclusive_training("fit"):
+            return train_epochs(net, Y, epochs, n_batches, run_epoch,
+                                lambda Xv, Yv: net._evaluate(Xv, Yv, weight_decay), validation,
+                                patience, shuffle, progress)
+    except native_training.NonFiniteInputError:
+        # The first epoch found NaN or infinity in X and was undone: leave the net exactly
+        # as the up-front check of the NumPy backend would have (its shuffle not drawn).
+        net._rng.bit_generator.state = rng_state
+        raise net._nonfinite_X() from None
 
 
 def _guarded_epoch(net, epoch, run, history):
