@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/eltwise_isa.h"
 #include "kernels/vec_math.h"
@@ -43,67 +44,53 @@ void activation_forward_isa(T* a, const T* z, std::size_t n, Act act, T param) {
   }
 }
 
+namespace {
+
+// f'(z), given z and a = f(z): the one formula per activation behind both
+// activation_derivative_isa and activation_backward_isa, so that backward gives
+// delta * derivative bit for bit.
+template <Act act, class T>
+inline T derivative(T z, T a, T param) {
+  if constexpr (act == Act::sigmoid) return a * (T(1) - a);
+  else if constexpr (act == Act::tanh) return T(1) - a * a;
+  else if constexpr (act == Act::relu) return z > T(0) ? T(1) : T(0);  // f'(0) = 0
+  else if constexpr (act == Act::leaky_relu) return z > T(0) ? T(1) : param;
+  else if constexpr (act == Act::elu) return z > T(0) ? T(1) : param * exp_vectorizable(z);
+  else return T(1);  // identity
+}
+
+// Calls f(std::integral_constant<Act, act>{}), so that each activation gets a loop of its own
+// with derivative<act> inlined, instead of a switch inside the loop.
+template <class F>
+void with_activation(Act act, F&& f) {
+  switch (act) {
+    case Act::sigmoid: return f(std::integral_constant<Act, Act::sigmoid>{});
+    case Act::tanh: return f(std::integral_constant<Act, Act::tanh>{});
+    case Act::relu: return f(std::integral_constant<Act, Act::relu>{});
+    case Act::leaky_relu: return f(std::integral_constant<Act, Act::leaky_relu>{});
+    case Act::elu: return f(std::integral_constant<Act, Act::elu>{});
+    case Act::identity: return f(std::integral_constant<Act, Act::identity>{});
+  }
+}
+
+}  // namespace
+
 template <class T, Isa isa>
 void activation_derivative_isa(T* d, const T* z, const T* a, std::size_t n, Act act, T param) {
-  switch (act) {
-    case Act::sigmoid:
+  with_activation(act, [&](auto act_c) {
 #pragma omp simd
-      for (std::size_t i = 0; i < n; ++i) d[i] = a[i] * (T(1) - a[i]);
-      break;
-    case Act::tanh:
-#pragma omp simd
-      for (std::size_t i = 0; i < n; ++i) d[i] = T(1) - a[i] * a[i];
-      break;
-    case Act::relu:  // f'(0) = 0
-#pragma omp simd
-      for (std::size_t i = 0; i < n; ++i) d[i] = z[i] > T(0) ? T(1) : T(0);
-      break;
-    case Act::leaky_relu:
-#pragma omp simd
-      for (std::size_t i = 0; i < n; ++i) d[i] = z[i] > T(0) ? T(1) : param;
-      break;
-    case Act::elu:
-#pragma omp simd
-      for (std::size_t i = 0; i < n; ++i)
-        d[i] = z[i] > T(0) ? T(1) : param * exp_vectorizable(z[i]);
-      break;
-    case Act::identity:
-#pragma omp simd
-      for (std::size_t i = 0; i < n; ++i) d[i] = T(1);
-      break;
-  }
+    for (std::size_t i = 0; i < n; ++i) d[i] = derivative<act_c.value>(z[i], a[i], param);
+  });
 }
 
 template <class T, Isa isa>
 void activation_backward_isa(T* delta, const T* z, const T* a, std::size_t n, Act act, T param) {
-  // delta * f'(z) with f' as in activation_derivative_isa, so both round the same way;
+  if (act == Act::identity) return;  // f' = 1 and delta * 1 == delta: no pass over memory
   // where f' = 0, delta * 0 (not 0) keeps NaN and inf in delta visible.
-  switch (act) {
-    case Act::sigmoid:
+  with_activation(act, [&](auto act_c) {
 #pragma omp simd
-      for (std::size_t i = 0; i < n; ++i) delta[i] *= a[i] * (T(1) - a[i]);
-      break;
-    case Act::tanh:
-#pragma omp simd
-      for (std::size_t i = 0; i < n; ++i) delta[i] *= T(1) - a[i] * a[i];
-      break;
-    case Act::relu:
-#pragma omp simd
-      for (std::size_t i = 0; i < n; ++i) delta[i] = z[i] > T(0) ? delta[i] : T(0) * delta[i];
-      break;
-    case Act::leaky_relu:
-#pragma omp simd
-      for (std::size_t i = 0; i < n; ++i) delta[i] = z[i] > T(0) ? delta[i] : param * delta[i];
-      break;
-    case Act::elu:
-#pragma omp simd
-      for (std::size_t i = 0; i < n; ++i)
-        delta[i] = z[i] > T(0) ? delta[i]
-                               : delta[i] * (param * exp_vectorizable(z[i]));
-      break;
-    case Act::identity:
-      break;
-  }
+    for (std::size_t i = 0; i < n; ++i) delta[i] *= derivative<act_c.value>(z[i], a[i], param);
+  });
 }
 
 }  // namespace fastmlp

@@ -34,6 +34,8 @@ double softmax_cross_entropy_targets_isa(T* dz, const T* z, const T* y, std::siz
 template <class T, Isa isa>
 double sigmoid_binary_cross_entropy_isa(T* dz, const T* z, const T* y, std::size_t n,
                                         std::size_t k);
+template <class T, Isa isa>
+double quadratic_loss_isa(T* da, const T* a, const T* y, std::size_t n, std::size_t k);
 
 // Calls f(std::integral_constant<Isa, active_isa()>{}).
 template <class F>
@@ -59,7 +61,8 @@ decltype(auto) with_active_isa(F&& f) {
   template double softmax_cross_entropy_targets_isa<T, ISA>(T*, const T*, const T*,            \
                                                             std::size_t, std::size_t);         \
   template double sigmoid_binary_cross_entropy_isa<T, ISA>(T*, const T*, const T*,             \
-                                                           std::size_t, std::size_t);
+                                                           std::size_t, std::size_t);          \
+  template double quadratic_loss_isa<T, ISA>(T*, const T*, const T*, std::size_t, std::size_t);
 #define FASTMLP_INSTANTIATE_ELTWISE(ISA)    \
   FASTMLP_INSTANTIATE_ELTWISE_FOR(float, ISA) \
   FASTMLP_INSTANTIATE_ELTWISE_FOR(double, ISA)

@@ -1,11 +1,10 @@
 #include "kernels/loss.h"
 
 #include "kernels/eltwise_isa.h"
-#include "kernels/vec_math.h"
 
 namespace fastmlp {
 
-// The exp-heavy kernels run the instantiation of the active ISA (eltwise_isa.h).
+// The losses run the instantiation of the active ISA (eltwise_isa.h).
 template <class T>
 void softmax(T* p, const T* z, std::size_t n, std::size_t k) {
   with_active_isa([&](auto isa) { softmax_isa<T, isa.value>(p, z, n, k); });
@@ -33,22 +32,10 @@ double sigmoid_binary_cross_entropy(T* dz, const T* z, const T* y, std::size_t n
   });
 }
 
-// Memory-bound: the portable build is as fast as any, so there is one version.
 template <class T>
 double quadratic_loss(T* da, const T* a, const T* y, std::size_t n, std::size_t k) {
-  const T n_t = static_cast<T>(n);
-  double total = 0.0;
-  for (std::size_t i = 0; i < n; ++i) {
-    const T* ai = a + i * k;
-    const T* yi = y + i * k;
-    T* di = da + i * k;
-    total += 0.5 * lane_sum<double>(k, [&](std::size_t j) {
-      T diff = ai[j] - yi[j];
-      di[j] = diff / n_t;
-      return static_cast<double>(diff * diff);
-    });
-  }
-  return n == 0 ? 0.0 : total / static_cast<double>(n);
+  return with_active_isa(
+      [&](auto isa) { return quadratic_loss_isa<T, isa.value>(da, a, y, n, k); });
 }
 
 #define FASTMLP_INSTANTIATE(T)                                                                \

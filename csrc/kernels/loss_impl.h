@@ -1,4 +1,4 @@
-// Bodies of the softmax and cross-entropy kernels, instantiated once per ISA (eltwise_isa.h).
+// Bodies of the softmax and loss kernels, instantiated once per ISA (eltwise_isa.h).
 // Same formulas as python/fastmlp/reference/loss.py, except that p = e / Σe is computed
 // from the exponentials once (the twin's exp(log p) rounds its argument first: both agree
 // to ~eps/n in absolute terms for the gradient, which is what the parity test allows).
@@ -48,6 +48,24 @@ double softmax_rows(T* e, const T* z, std::size_t n, std::size_t k, FinishRow fi
     }
   }
   return total;
+}
+
+// The element-wise losses: z (n,k), y (n,k) -> dz (n,k), where term(z_ij, y_ij, dz_ij)
+// writes dz_ij and returns the loss of element (i, j). Returns
+// J = (1/n) Σ_i row_scale · Σ_j term(...), each row summed by lane_sum in double and the rows
+// added in row order, so J does not depend on the ISA.
+template <class T, class Term>
+double mean_row_loss(T* dz, const T* z, const T* y, std::size_t n, std::size_t k,
+                     double row_scale, Term term) {
+  double total = 0.0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const T* zi = z + i * k;
+    const T* yi = y + i * k;
+    T* di = dz + i * k;
+    total += row_scale *
+             lane_sum<double>(k, [&](std::size_t j) { return term(zi[j], yi[j], di[j]); });
+  }
+  return n == 0 ? 0.0 : total / static_cast<double>(n);
 }
 
 }  // namespace
@@ -103,19 +121,22 @@ template <class T, Isa isa>
 double sigmoid_binary_cross_entropy_isa(T* dz, const T* z, const T* y, std::size_t n,
                                         std::size_t k) {
   const T n_t = static_cast<T>(n);
-  double total = 0.0;
-  for (std::size_t i = 0; i < n; ++i) {
-    const T* zi = z + i * k;
-    const T* yi = y + i * k;
-    T* di = dz + i * k;
-    total += lane_sum<double>(k, [&](std::size_t j) {
-      T zj = zi[j], yj = yi[j];
-      T e = exp_minus_abs(zj);
-      di[j] = (sigmoid_from_exp_minus_abs(zj, e) - yj) / n_t;
-      return static_cast<double>((zj > T(0) ? zj : T(0)) - yj * zj + std::log1p(e));
-    });
-  }
-  return n == 0 ? 0.0 : total / static_cast<double>(n);
+  return mean_row_loss(dz, z, y, n, k, 1.0, [&](T zj, T yj, T& dj) {
+    T e = exp_minus_abs(zj);
+    dj = (sigmoid_from_exp_minus_abs(zj, e) - yj) / n_t;
+    return static_cast<double>((zj > T(0) ? zj : T(0)) - yj * zj + std::log1p(e));
+  });
+}
+
+// The ½ is applied to each row's sum, before the rows are added.
+template <class T, Isa isa>
+double quadratic_loss_isa(T* da, const T* a, const T* y, std::size_t n, std::size_t k) {
+  const T n_t = static_cast<T>(n);
+  return mean_row_loss(da, a, y, n, k, 0.5, [&](T aj, T yj, T& dj) {
+    T diff = aj - yj;
+    dj = diff / n_t;
+    return static_cast<double>(diff * diff);
+  });
 }
 
 }  // namespace fastmlp
