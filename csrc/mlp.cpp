@@ -29,12 +29,6 @@ T* activations(Workspace<T>& ws, std::size_t l) {
   return ws.a[l].empty() ? ws.z[l].data() : ws.a[l].data();
 }
 
-// Asks for the cache lines of [p, p + bytes) to be loaded into L2 while work goes on.
-void prefetch_to_l2(const void* p, std::size_t bytes) {
-  const char* c = static_cast<const char*>(p);
-  for (std::size_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 2);
-}
-
 // First index of the row's maximum; like numpy.argmax, the first NaN beats every number.
 template <class T>
 std::size_t row_argmax(const T* row, std::size_t k) {
@@ -324,9 +318,6 @@ StepResult train_epoch(T* const* w, T* const* b, Workspace<T>& ws, const T* x, T
   StepResult total;
   for (std::size_t lo = 0; lo < n_rows; lo += batch_size) {
     const std::size_t n = std::min(batch_size, n_rows - lo);
-    if (order != nullptr)  // the next batch's rows are scattered over X: fetch them meanwhile
-      for (std::size_t i = lo + n; i < std::min(n_rows, lo + n + batch_size); ++i)
-        prefetch_to_l2(x + static_cast<std::size_t>(order[i]) * s_in, s_in * sizeof(T));
     const Targets<T> y_lo{y.labels ? y.labels + lo : nullptr, y.values ? y.values + lo * k : nullptr};
     // a shuffled batch: its rows of x are read where they lie, only the targets are gathered
     StepResult step = order != nullptr
