@@ -32,7 +32,10 @@ void activation_forward_isa(T* a, const T* z, std::size_t n, Act act, T param) {
       break;
     case Act::leaky_relu:
 #pragma omp simd
-      for (std::size_t i = 0; i < n; ++i) a[i] = z[i] > T(0) ? z[i] : param * z[i];
+      for (std::size_t i = 0; i < n; ++i) {
+        const T scaled = param * z[i];  // unconditional, so the loop needs no branch
+        a[i] = z[i] > T(0) ? z[i] : scaled;
+      }
       break;
     case Act::elu:  // expm1 keeps its relative accuracy near 0, so it stays a libm call
       for (std::size_t i = 0; i < n; ++i)
@@ -55,7 +58,10 @@ inline T derivative(T z, T a, T param) {
   else if constexpr (act == Act::tanh) return T(1) - a * a;
   else if constexpr (act == Act::relu) return z > T(0) ? T(1) : T(0);  // f'(0) = 0
   else if constexpr (act == Act::leaky_relu) return z > T(0) ? T(1) : param;
-  else if constexpr (act == Act::elu) return z > T(0) ? T(1) : param * exp_vectorizable(z);
+  else if constexpr (act == Act::elu) {
+    const T scaled_exp = param * exp_vectorizable(z);  // unconditional: see sigmoid_vectorizable
+    return z > T(0) ? T(1) : scaled_exp;
+  }
   else return T(1);  // identity
 }
 

@@ -104,10 +104,12 @@ inline T exp_minus_abs(T z) {
   return exp_vectorizable(z < T(0) ? z : -z);
 }
 
-// σ(z) from e = e^(−|z|), the NumPy twin's formula.
+// σ(z) from e = e^(−|z|), the NumPy twin's formula: 1 / (1 + e) for z >= 0, else e / (1 + e).
+// The numerator is chosen before one division: an operation under a condition may not be
+// vectorised without AVX-512's masks, since it could raise a floating-point flag.
 template <class T>
 inline T sigmoid_from_exp_minus_abs(T z, T e) {
-  return z >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
+  return (z >= T(0) ? T(1) : e) / (T(1) + e);
 }
 
 template <class T>
