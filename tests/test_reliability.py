@@ -259,12 +259,30 @@ def test_training_one_model_from_two_threads_is_refused(backend):
             net.step(X, LABELS, 0.1)
         with pytest.raises(RuntimeError, match=r"^fit: this model is being trained by another thread"):
             net.fit(X, LABELS, epochs=1)
+        with pytest.raises(RuntimeError, match=r"^weights: this model is being trained by another thread"):
+            net.weights = [np.zeros_like(w) for w in net.weights]
+        with pytest.raises(RuntimeError, match=r"^biases: this model is being trained by another thread"):
+            net.biases = [np.zeros_like(b) for b in net.biases]
         assert_same_params(before, params_of(net))
         np.testing.assert_array_equal(net.predict(X), net.predict(X))   # reading is fine
     finally:
         release.set()
         first.join()
     net.step(X, LABELS, 0.1)   # free again
+
+
+@backends
+def test_the_training_thread_itself_may_assign_weights_between_epochs(backend):
+    net = new_net(backend)
+    zeros = [np.zeros_like(w) for w in net.weights]
+
+    def reset_first_layer(history):   # runs in fit's own thread, between epochs
+        if len(history.loss) == 1:
+            net.weights = [zeros[0], net.weights[1]]
+    net.fit(X, LABELS, epochs=1, progress=reset_first_layer)
+    np.testing.assert_array_equal(net.weights[0], zeros[0])
+    net.weights = zeros   # and any thread may once training is over
+    assert_same_params(zeros, net.weights)
 
 
 # ---- save ----

@@ -213,7 +213,7 @@ class MLP:
         if n_params > MAX_PARAMS:
             raise ValueError(f"sizes: {self.sizes} need {n_params} parameters; expected at most "
                              f"{MAX_PARAMS}")
-        self._training = threading.Lock()
+        self._training, self._trainer = threading.Lock(), None
         self._rng = np.random.default_rng(seed)
         self._weights, self._biases = [], []
         for rows, fan_in in self._weight_shapes():
@@ -247,7 +247,7 @@ class MLP:
 
     @weights.setter
     def weights(self, values):
-        self._weights = self._checked_params(values, "weights", [w.shape for w in self._weights])
+        self._assign_params("_weights", values, "weights")
 
     @property
     def biases(self):
@@ -256,7 +256,7 @@ class MLP:
 
     @biases.setter
     def biases(self, values):
-        self._biases = self._checked_params(values, "biases", [b.shape for b in self._biases])
+        self._assign_params("_biases", values, "biases")
 
     def _checked_params(self, values, name, shapes):
         values = list(values)
@@ -292,23 +292,35 @@ class MLP:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        for name in ("_training", "_native_workspace", "_saved_params"):
+        for name in ("_training", "_trainer", "_native_workspace", "_saved_params"):
             state.pop(name, None)   # a lock and C++ buffers: rebuilt on demand
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._training = threading.Lock()
+        self._training, self._trainer = threading.Lock(), None
 
     @contextlib.contextmanager
     def _exclusive_training(self, caller):
         if not self._training.acquire(blocking=False):
             raise RuntimeError(f"{caller}: this model is being trained by another thread; train "
                                f"a model from one thread at a time (predict() may run meanwhile)")
+        self._trainer = threading.get_ident()
         try:
             yield
         finally:
+            self._trainer = None
             self._training.release()
+
+    def _assign_params(self, attr, values, name):
+        """Checked new weights or biases; refused while another thread trains (fit's own
+        thread may assign them: its progress callback, or early stopping's restore)."""
+        checked = self._checked_params(values, name, [p.shape for p in getattr(self, attr)])
+        if self._trainer == threading.get_ident():
+            setattr(self, attr, checked)
+            return
+        with self._exclusive_training(name):
+            setattr(self, attr, checked)
 
     def _save_params(self):
         """Copy the weights and biases into buffers kept for it (no allocation once made)."""
