@@ -284,10 +284,10 @@ constexpr std::size_t kMinBlockRows = 256;
 // a_rows / b_rows (or null): the rows of a row-major A / B by index, see gemm.h.
 //
 // Threads take independent blocks of C (rows, or columns when there are few rows), each
-// with its own packing buffers. With one block per thread, thread t takes block t, so
-// products cut the same way (X Wᵀ by columns, the SGD step of W by rows) give each core
-// the same rows of W every time, still in its L2. With more blocks, from a dynamic queue:
-// a thread that the OS preempts delays only its own blocks. No result depends on it.
+// with its own packing buffers, from a dynamic queue: no barriers, so a thread that the
+// OS preempts (or wakes late) delays only its own block, and another thread takes the rest.
+// (Handing block t to thread t, for L2 locality, measured no different.) The blocks cannot
+// change any result.
 template <class T, class Epilogue>
 void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std::ptrdiff_t cs_a,
                  const T* b, std::ptrdiff_t rs_b, std::ptrdiff_t cs_b, std::size_t m,
@@ -361,14 +361,6 @@ void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std:
   // dominates the small products of a batch-10 training step).
   if (threads == 1) {
     for (std::size_t blk = 0; blk < blocks_m * blocks_n; ++blk) block(blk, 0);
-    return;
-  }
-  if (blocks_m * blocks_n == threads) {
-#pragma omp parallel num_threads(static_cast<int>(threads))
-    {
-      const auto thread = static_cast<std::size_t>(omp_get_thread_num());
-      block(thread, thread);
-    }
     return;
   }
 #pragma omp parallel for schedule(dynamic, 1) num_threads(static_cast<int>(threads))
