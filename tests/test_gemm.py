@@ -328,3 +328,69 @@ def test_linear_backward_bad_input():
     for args, error, match in cases:
         with pytest.raises(error, match=match):
             native.linear_backward(*args)
+
+
+# ---- the thread pool (csrc/kernels/parallel.h) ----
+
+def pool_product(dtype=np.float64, seed=0):
+    """A product big enough to be cut into blocks for several threads."""
+    rng = np.random.default_rng(seed)
+    return random(rng, (512, 300), dtype), random(rng, (300, 400), dtype)
+
+
+@pytest.mark.parametrize("threads", [2, 3, 8])   # more threads than this machine's cores too
+def test_any_pool_size_gives_the_one_thread_result(restore_threads, threads):
+    a, b = pool_product()
+    fastmlp.set_num_threads(1)
+    expected = native.matmul(a, b)
+    fastmlp.set_num_threads(threads)
+    for _ in range(20):   # jobs in a row: the workers go from one generation to the next
+        np.testing.assert_array_equal(native.matmul(a, b), expected)
+
+
+def test_products_from_several_python_threads_at_once(restore_threads):
+    # one caller's blocks go to the pool, the others' run in their own thread meanwhile
+    import threading
+    fastmlp.set_num_threads(2)
+    inputs = [pool_product(seed=s) for s in range(4)]
+    expected = [a @ b for a, b in inputs]
+    results, errors = {}, []
+
+    def work(i):
+        try:
+            a, b = inputs[i]
+            results[i] = [native.matmul(a, b) for _ in range(10)]
+        except Exception as exc:   # pragma: no cover - reported below
+            errors.append(exc)
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors and len(results) == 4
+    for i, runs in results.items():
+        for c in runs:
+            np.testing.assert_allclose(c, expected[i], rtol=1e-12, atol=1e-12)
+        assert all(np.array_equal(c, runs[0]) for c in runs)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_computes_with_its_own_pool(restore_threads):
+    # the parent's workers do not exist in a child: it must neither hang nor crash
+    import os
+    fastmlp.set_num_threads(2)
+    a, b = pool_product()
+    expected = native.matmul(a, b)   # the parent's pool has its worker now
+    pid = os.fork()
+    if pid == 0:   # child: exit code 0 only for the right answer
+        ok = all(np.array_equal(native.matmul(a, b), expected) for _ in range(5))
+        os._exit(0 if ok else 1)
+    for _ in range(600):   # wait up to 60 s, then fail instead of hanging the suite
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        __import__("time").sleep(0.1)
+    else:
+        os.kill(pid, 9)
+        pytest.fail("the forked child hung")
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0

@@ -69,8 +69,18 @@ Isa set_isa_cap(Isa cap) {
   return isa;
 }
 
-int num_threads() { return omp_get_max_threads(); }
+namespace {
+std::atomic<int> g_threads{0};  // set_num_threads's count; 0: not called
+}  // namespace
 
-void set_num_threads(int n) { omp_set_num_threads(n < 1 ? 1 : n); }
+// The kernels run on their own pool (parallel.h), but until set_num_threads is called they
+// take OpenMP's count of the calling thread, so OMP_NUM_THREADS and threadpoolctl's
+// OpenMP limit keep working.
+int num_threads() {
+  const int n = g_threads.load(std::memory_order_relaxed);
+  return n > 0 ? n : omp_get_max_threads();
+}
+
+void set_num_threads(int n) { g_threads.store(n < 1 ? 1 : n, std::memory_order_relaxed); }
 
 }  // namespace fastmlp

@@ -18,8 +18,9 @@ Isa active_isa();    // min(detected, cap)
 // Cap the active ISA; returns the resulting active ISA.
 Isa set_isa_cap(Isa cap);
 
-// Threads used by the kernels (OpenMP). Work is split along rows/columns only, never
-// along a reduction, so results do not depend on this number.
+// Threads used by the kernels (parallel.h): set_num_threads's count for the whole process,
+// or else OpenMP's for the calling thread (OMP_NUM_THREADS, threadpoolctl). Work is split
+// along rows/columns only, never along a reduction, so results do not depend on this number.
 int num_threads();
 void set_num_threads(int n);
 

@@ -2,14 +2,13 @@
 // micro-kernel, and the fused layer kernels. See gemm.h for the design.
 #include "kernels/gemm.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cstdlib>
 #include <new>
 #include <type_traits>
 
 #include "kernels/cpu.h"
+#include "kernels/parallel.h"
 #include "kernels/update.h"
 
 namespace fastmlp {
@@ -284,10 +283,9 @@ constexpr std::size_t kMinBlockRows = 256;
 // a_rows / b_rows (or null): the rows of a row-major A / B by index, see gemm.h.
 //
 // Threads take independent blocks of C (rows, or columns when there are few rows), each
-// with its own packing buffers, from a dynamic queue: no barriers, so a thread that the
-// OS preempts (or wakes late) delays only its own block, and another thread takes the rest.
-// (Handing block t to thread t, for L2 locality, measured no different.) The blocks cannot
-// change any result.
+// with its own packing buffers, from one queue (parallel.h): a thread that the OS preempts
+// or wakes late delays only the blocks it took. (Handing block t to thread t, for L2
+// locality, measured no different.) The blocks cannot change any result.
 template <class T, class Epilogue>
 void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std::ptrdiff_t cs_a,
                  const T* b, std::ptrdiff_t rs_b, std::ptrdiff_t cs_b, std::size_t m,
@@ -357,15 +355,7 @@ void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std:
       compute_block(g, i0, i1, j0, j1, packed_b, packed_b + b_slot, epilogue);
     }
   };
-  // One thread: no OpenMP region at all (even an if(false) one costs a futex call, which
-  // dominates the small products of a batch-10 training step).
-  if (threads == 1) {
-    for (std::size_t blk = 0; blk < blocks_m * blocks_n; ++blk) block(blk, 0);
-    return;
-  }
-#pragma omp parallel for schedule(dynamic, 1) num_threads(static_cast<int>(threads))
-  for (std::size_t blk = 0; blk < blocks_m * blocks_n; ++blk)
-    block(blk, static_cast<std::size_t>(omp_get_thread_num()));
+  parallel_blocks(blocks_m * blocks_n, threads, block);
 }
 
 }  // namespace
