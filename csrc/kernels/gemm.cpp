@@ -45,7 +45,7 @@ class ScratchBuffer {
 };
 
 // The packing buffers of every thread of a call live with the calling thread and are
-// allocated before the threads fork, so no allocation can fail inside the parallel region.
+// allocated before the blocks are handed out, so no allocation can fail inside a block.
 thread_local ScratchBuffer tls_packed;
 
 // The portable micro-kernel: a plain triple loop over a register-sized tile (the compiler
@@ -270,8 +270,8 @@ void compute_block_dot(const Product<T>& g, std::size_t i_begin, std::size_t i_e
 // The choice depends on n, k and the layout, never on m.
 constexpr std::size_t kDotMaxBBytes = 256 * 1024;
 
-// Below this many multiply-adds per thread, forking costs more than it saves. (The seed
-// case's first layer, 10 x 784 x 30 = 235k, gains about a fifth of its step from 2 threads.)
+// Below this many multiply-adds per thread, sharing out blocks costs more than it saves.
+// (The seed case's first layer, 10 x 784 x 30 = 235k, gains a fifth of its step from two.)
 constexpr double kMinMacsPerThread = 1 << 16;
 // When C is split along rows, blocks are about this tall or more (each one packs all of
 // B again), and at least one per thread.
