@@ -954,7 +954,8 @@ class TrainingWorkspace {
       py::gil_scoped_release nogil;
       r = train_step(t.slots.w.data(), t.slots.b.data(), ws, bt.x.data(), bt.targets, bt.n, lr_t, wd_t);
     }
-    return result(ws.net, r);
+    py::tuple loss_hits = result(ws.net, r);
+    return py::make_tuple(loss_hits[0], loss_hits[1], r.finite);
   }
 
   template <class T>
@@ -1048,8 +1049,9 @@ void bind_training(py::module_& m) {
       .def("step", &TrainingWorkspace::step, py::arg("weights"), py::arg("biases"), py::arg("x"),
            py::arg("y"), py::arg("lr"), py::arg("weight_decay"),
            "One SGD step on the batch (x, y), weights and biases updated in place -> (J before "
-           "the update with the weight-decay penalty, hits). NonFiniteInputError, and no "
-           "change, if a row of x is not finite.")
+           "the update with the weight-decay penalty, hits, whether J and the new weights and "
+           "biases are all finite). NonFiniteInputError, and no change, if a row of x is not "
+           "finite.")
       .def("epoch", &TrainingWorkspace::epoch, py::arg("weights"), py::arg("biases"), py::arg("x"),
            py::arg("y"), py::arg("order"), py::arg("batch_size"), py::arg("lr"),
            py::arg("weight_decay"),

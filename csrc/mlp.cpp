@@ -1,6 +1,7 @@
 #include "mlp.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <utility>
 
@@ -279,7 +280,13 @@ Workspace<T>::Workspace(const Network& network, std::size_t batch)
 template <class T>
 StepResult train_step(T* const* w, T* const* b, Workspace<T>& ws, const T* x, Targets<T> y,
                       std::size_t n, T lr, T weight_decay) {
-  return step_on_rows(w, b, ws, x, static_cast<const std::int64_t*>(nullptr), y, n, lr, weight_decay);
+  StepResult result =
+      step_on_rows(w, b, ws, x, static_cast<const std::int64_t*>(nullptr), y, n, lr, weight_decay);
+  if (!result.x_finite) return result;
+  result.finite = std::isfinite(result.loss);
+  for (std::size_t l = 0; l < ws.net.n_layers() && result.finite; ++l)
+    result.finite = all_finite(w[l], ws.net.rows(l) * ws.net.sizes[l]) && all_finite(b[l], ws.net.rows(l));
+  return result;
 }
 
 template <class T>

@@ -77,12 +77,16 @@ struct StepResult {
   // false: a row of x holds NaN or inf. The step then stops before any weight changes (an
   // epoch stops at that batch, its earlier batches applied), and loss and hits mean nothing.
   bool x_finite = true;
+  // train_step only: the loss and every updated weight and bias are finite (else the run
+  // diverged, and MLP.step puts the weights back).
+  bool finite = true;
 };
 
 // X (n, s_1) row-major, targets of n rows; w[l] (rows(l), s_(l+1)) and b[l] (rows(l))
 // row-major, updated in place: w ← w − lr (dW + weight_decay w), b ← b − lr db.
 // n <= ws.max_batch. Hits as MLP._hits: argmax z == label (softmax), every output's
-// (z >= 0) == (y >= 0.5) (sigmoid), Σ (out − y)² (identity).
+// (z >= 0) == (y >= 0.5) (sigmoid), Σ (out − y)² (identity). Also says whether the loss and
+// the new parameters are finite: one vectorised pass, cheaper than NumPy's per array.
 template <class T>
 StepResult train_step(T* const* w, T* const* b, Workspace<T>& ws, const T* x, Targets<T> y,
                       std::size_t n, T lr, T weight_decay);

@@ -378,8 +378,8 @@ def test_integer_labels_need_a_softmax_output():
     w, b = params()
     with pytest.raises(TypeError, match="softmax"):
         ws.step(w, b, np.zeros((2, 4)), np.zeros(2, np.int64), 0.1, 0.0)
-    loss, hits = ws.step(w, b, np.zeros((2, 4)), np.ones((2, 2)), 0.1, 0.0)
-    assert loss == pytest.approx(2 * np.log(2)) and hits == 2
+    loss, hits, finite = ws.step(w, b, np.zeros((2, 4)), np.ones((2, 2)), 0.1, 0.0)
+    assert loss == pytest.approx(2 * np.log(2)) and hits == 2 and finite is True
 
 
 def test_an_empty_batch_is_a_step_of_zero_loss():

@@ -144,6 +144,23 @@ def test_the_native_epoch_stops_at_the_batch_with_a_nonfinite_row():
     assert_same_params(before, params_of(net))
 
 
+@backends
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_a_nonfinite_X_in_step_changes_nothing(backend, value):
+    # the native step finds it as it reads the batch, the NumPy one before it starts
+    net = new_net(backend)
+    before = params_of(net)
+    bad = X.copy()
+    bad[5, 0] = value
+    with pytest.raises(ValueError, match=r"^X: contains NaN or infinity \(or numbers beyond float32\)$"):
+        net.step(bad, LABELS, 0.1)
+    assert_same_params(before, params_of(net))
+    net.step(X, LABELS, 0.1)   # and the net trains on as if nothing happened
+    fresh = new_net(backend)
+    fresh.step(X, LABELS, 0.1)
+    assert_same_params(params_of(fresh), params_of(net))
+
+
 # ---- interruptions ----
 
 @backends

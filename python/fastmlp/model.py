@@ -349,7 +349,7 @@ class MLP:
 
     def _check_X(self, X, finite=True):
         """X as a C-contiguous array of the model's dtype; finite=False leaves the NaN and
-        infinity check to the caller (the native fit() epoch does it as it reads X)."""
+        infinity check to the caller (the native step and fit() epoch do it as they read X)."""
         X = np.asarray(X)
         if X.dtype.kind not in "biuf":
             raise TypeError(f"X: expected real numbers, got dtype {X.dtype}")
@@ -485,7 +485,7 @@ class MLP:
     def _train_step(self, X, Y, lr, weight_decay):
         """One SGD step on checked inputs; returns J before the update and the batch's hits."""
         if self._kernels.name == "native":   # the same steps, in one C++ call
-            return native_training.train_step(self, X, Y, lr, weight_decay)
+            return native_training.train_step(self, X, Y, lr, weight_decay)[:2]
         k = self._kernels
         layers = self._forward(X)
         _, z, out, _ = layers[-1]
@@ -529,18 +529,25 @@ class MLP:
 
         All or nothing: if the step fails or is interrupted, or its loss or new weights are
         not finite (FloatingPointError: a diverging run), the weights stay as they were."""
-        X = self._check_X(X)
+        native = self._kernels.name == "native"
+        X = self._check_X(X, finite=not native)   # the C++ step checks X as it reads it
         Y = self._check_Y(Y, len(X))
         lr = check_real(lr, "lr", 0, strict=True)
         weight_decay = check_real(weight_decay, "weight_decay", 0)
         with self._exclusive_training("step"):
             self._save_params()
             try:
-                loss = self._train_step(X, Y, lr, weight_decay)[0]
+                if native:   # the C++ step also says whether the new weights are finite
+                    loss, _, finite = native_training.train_step(self, X, Y, lr, weight_decay)
+                else:
+                    loss = self._train_step(X, Y, lr, weight_decay)[0]
+                    finite = math.isfinite(loss) and self._params_finite()
+            except native_training.NonFiniteInputError:
+                raise self._nonfinite_X() from None   # found before any weight changed
             except BaseException:
                 self._restore_params()
                 raise
-            if not (math.isfinite(loss) and self._params_finite()):
+            if not finite:
                 self._restore_params()
                 raise FloatingPointError(
                     f"step: training diverged (batch loss {loss}, or the updated weights are "

@@ -19,6 +19,14 @@ class NonFiniteInputError(ValueError):
     """A row of X holds NaN or infinity: found by a native epoch as it read the row."""
 
 
+def _checking_X(method, *args):
+    """A TrainingWorkspace method called, its NonFiniteInputError raised as ours."""
+    try:
+        return method(*args)
+    except _native_module().NonFiniteInputError as exc:
+        raise NonFiniteInputError(str(exc)) from None
+
+
 def _hidden_specs(net):
     """(name, param) per hidden layer, as TrainingWorkspace takes them."""
     return [(act, float(param)) if act != "maxout" else (act, int(param))
@@ -48,9 +56,11 @@ def _params(net):
 
 
 def train_step(net, X, Y, lr, weight_decay):
-    """MLP._train_step in one C++ call: (J before the update, hits) of the batch."""
+    """MLP._train_step in one C++ call -> (J before the update, hits, whether J and the new
+    weights are all finite). NonFiniteInputError (a ValueError), and no change, if a row of
+    X holds NaN or infinity."""
     weights, biases = _params(net)
-    return workspace(net, len(X)).step(weights, biases, X, Y, lr, weight_decay)
+    return _checking_X(workspace(net, len(X)).step, weights, biases, X, Y, lr, weight_decay)
 
 
 def train_epoch(net, X, Y, order, batch_size, lr, weight_decay):
@@ -60,11 +70,8 @@ def train_epoch(net, X, Y, order, batch_size, lr, weight_decay):
     are applied."""
     weights, biases = _params(net)
     batch_size = min(batch_size, len(X))   # the same batches, and no larger workspace
-    ws = workspace(net, batch_size)
-    try:
-        return ws.epoch(weights, biases, X, Y, order, batch_size, lr, weight_decay)
-    except _native_module().NonFiniteInputError as exc:
-        raise NonFiniteInputError(str(exc)) from None
+    return _checking_X(workspace(net, batch_size).epoch, weights, biases, X, Y, order,
+                       batch_size, lr, weight_decay)
 
 
 def gradients(net, X, Y, rows, scale, weight_decay, dws, dbs):
