@@ -2,17 +2,55 @@
 NumPy reference (and PyTorch CPU when installed), float32 and float64, in one run.
 
     python -m pytest benches/bench_training.py --benchmark-only
+
+test_epoch times each runner's rounds back to back under pytest-benchmark. On a machine
+whose speed drifts (a shared VM), runners timed a few seconds apart see different
+machines, so test_epoch_interleaved also times the runners taking turns, round by round,
+and files those medians as groups of their own.
 """
+import statistics
+import time
+
 import pytest
 
 from fastmlp.bench import CASES, make_runner
 from fastmlp.model import DTYPES
 
+from conftest import SETTLE_SECONDS
+
+RUNNERS = ["numpy", "native", "torch"]
+INTERLEAVED_ROUNDS = 5
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("runner", ["numpy", "native", "torch"])
+@pytest.mark.parametrize("runner", RUNNERS)
 def test_epoch(record, case, dtype, runner):
     epoch, n = make_runner(runner, case, dtype)
     if epoch is None:
         pytest.skip(f"{runner} is not installed")
     record(f"epoch {case} {dtype}", runner, epoch, items=n, rounds=3)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES)
+def test_epoch_interleaved(benchmark, record_measured, case, dtype):
+    runners = {name: make_runner(name, case, dtype) for name in RUNNERS}
+    runners = {name: run for name, run in runners.items() if run[0] is not None}
+    seconds = {name: [] for name in runners}
+
+    def take_turns():
+        for epoch, _ in runners.values():
+            epoch()   # warm-up
+        for _ in range(INTERLEAVED_ROUNDS):
+            for name, (epoch, _) in runners.items():
+                time.sleep(SETTLE_SECONDS)   # the previous runner's idle threads fall asleep
+                start = time.perf_counter()
+                epoch()
+                seconds[name].append(time.perf_counter() - start)
+    # pytest-benchmark times the whole session of turns; the ratio table uses the medians
+    benchmark.group = f"epoch {case} {dtype}, runners taking turns"
+    benchmark.pedantic(take_turns, rounds=1, iterations=1)
+    for name, (_, n) in runners.items():
+        record_measured(f"epoch {case} {dtype} interleaved", name, statistics.median(seconds[name]),
+                        items=n)
