@@ -23,11 +23,12 @@ void run_blocks(std::size_t blocks, std::size_t threads, BlockFn fn, const void*
 // (the caller is one of them), and returns when all have run. `slot` < threads differs
 // between bodies that run at the same time (per-thread scratch); the caller is slot 0.
 // The caller runs every block itself, in order, when threads <= 1 or while another
-// caller's blocks are in flight. body must not throw.
+// caller's blocks are in flight. body must not throw (if it does, the process ends: other
+// threads may still be running blocks that use the caller's data).
 template <class Body>
 void parallel_blocks(std::size_t blocks, std::size_t threads, const Body& body) {
   run_blocks(blocks, threads,
-             [](const void* context, std::size_t block, std::size_t slot) {
+             [](const void* context, std::size_t block, std::size_t slot) noexcept {
                (*static_cast<const Body*>(context))(block, slot);
              },
              &body);
