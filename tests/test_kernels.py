@@ -276,6 +276,23 @@ def test_relu_family_at_exactly_zero(native, numpy_twin, dtype, isa):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_tanh_and_elu_across_every_magnitude(native, numpy_twin, dtype, isa):
+    # Their own vectorised expm1 and tanh (csrc/kernels/vec_math.h): a Taylor series near 0,
+    # e^x − 1 farther out, and the switch between them at |x| = 1, |2x| = 1 for tanh.
+    finfo = np.finfo(dtype)
+    magnitudes = np.concatenate([np.geomspace(finfo.smallest_subnormal, 50, 4000),
+                                 np.linspace(0.45, 0.55, 401), np.linspace(0.95, 1.05, 401),
+                                 [finfo.tiny, 39.99, 40.0, 40.01, 1e4, finfo.max]]).astype(dtype)
+    z = np.concatenate([magnitudes, -magnitudes, [0.0, -0.0, np.inf, -np.inf, np.nan]]).astype(dtype)[None, :]
+    bound = elementwise(dtype)
+    for name in ("tanh", "elu"):
+        got = native.activation_forward(z, name, param_of(name))
+        want = numpy_twin.activation_forward(z, name, param_of(name))
+        np.testing.assert_allclose(got, want, rtol=bound.rtol, atol=bound.atol, err_msg=name)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want), err_msg=f"{name}: signs, -0 included")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("big", (300.0, 1e4))
 def test_huge_logits_give_finite_losses_and_gradients(native, numpy_twin, dtype, big, isa):
     z = np.array([[big, -big, 0.0], [-big, -big, big], [big, big, -big], [-big, 0.0, -big]], dtype=dtype)

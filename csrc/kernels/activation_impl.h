@@ -1,6 +1,7 @@
 // Bodies of the element-wise activation kernels, instantiated once per ISA (eltwise_isa.h).
 // Same formulas, in the same order of operations, as python/fastmlp/reference/activation.py;
-// sigmoid and the ELU derivative use exp_vectorizable so their loops vectorise. The twin
+// exp, expm1 and tanh come from vec_math.h (within a few ulps of libm's), so every loop
+// but the identity's copy vectorises. The twin
 // clamps ELU's exponent with np.minimum(z, 0) only because np.where evaluates both branches;
 // here e^z of a large z is computed and discarded (inf, no trap), and a NaN z stays NaN.
 #pragma once
@@ -24,7 +25,8 @@ void activation_forward_isa(T* a, const T* z, std::size_t n, Act act, T param) {
       for (std::size_t i = 0; i < n; ++i) a[i] = sigmoid_vectorizable(z[i]);
       break;
     case Act::tanh:
-      for (std::size_t i = 0; i < n; ++i) a[i] = std::tanh(z[i]);
+#pragma omp simd
+      for (std::size_t i = 0; i < n; ++i) a[i] = tanh_vectorizable(z[i]);
       break;
     case Act::relu:
 #pragma omp simd
@@ -37,9 +39,12 @@ void activation_forward_isa(T* a, const T* z, std::size_t n, Act act, T param) {
         a[i] = z[i] > T(0) ? z[i] : scaled;
       }
       break;
-    case Act::elu:  // expm1 keeps its relative accuracy near 0, so it stays a libm call
-      for (std::size_t i = 0; i < n; ++i)
-        a[i] = z[i] > T(0) ? z[i] : param * std::expm1(z[i]);
+    case Act::elu:  // expm1, not e^z − 1: it keeps its relative accuracy near 0
+#pragma omp simd
+      for (std::size_t i = 0; i < n; ++i) {
+        const T negative_part = param * expm1_vectorizable(z[i]);  // unconditional: no branch
+        a[i] = z[i] > T(0) ? z[i] : negative_part;
+      }
       break;
     case Act::identity:
       if (a != z) std::memmove(a, z, n * sizeof(T));

@@ -7,6 +7,7 @@
 // merged across them by the linker, so the portable path could end up running AVX-512 code.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -96,6 +97,56 @@ inline T exp_vectorizable(T x) {
   T scale1 = from_bits<T>(static_cast<Bits>(half + F::kExponentBias) << F::kMantissaBits);
   T scale2 = from_bits<T>(static_cast<Bits>(ni - half + F::kExponentBias) << F::kMantissaBits);
   return exp_reduced(r) * scale1 * scale2;
+}
+
+// e^x − 1 by its Taylor series, for |x| <= 1: the terms left out are below half an ulp of
+// the result (to x^19 / 19! for double, x^12 / 12! for float), and x + x² q keeps the
+// leading term exact.
+// 1/m! for m = 0 .. 19, rounded once to double.
+struct InverseFactorials {
+  double of[20];
+  constexpr InverseFactorials() : of() {
+    double f = 1.0;
+    for (int m = 0; m < 20; ++m) {
+      f *= m > 1 ? m : 1;
+      of[m] = 1.0 / f;
+    }
+  }
+};
+constexpr InverseFactorials kInverseFactorial{};
+
+template <class T>
+inline T expm1_taylor(T x) {
+  constexpr int kLast = sizeof(T) == 8 ? 19 : 12;  // the last power kept
+  T h = T(kInverseFactorial.of[kLast]);             // h = Σ_{m=2..kLast} x^(m−2) / m!
+#pragma GCC unroll 20
+  for (int m = kLast - 1; m >= 2; --m) h = h * x + T(kInverseFactorial.of[m]);
+  return x + x * x * h;
+}
+
+// e^x − 1 within a few ulps for every x: the Taylor series where e^x − 1 would cancel
+// (|x| < 1), e^x − 1 elsewhere (the result is then at least 0.63 in magnitude, so the 1-ulp
+// error of e^x stays about one ulp of it). Both are computed and one is kept, which
+// vectorises; a NaN stays NaN.
+template <class T>
+inline T expm1_vectorizable(T x) {
+  const bool near = std::fabs(x) < T(1);  // false for NaN
+  const T near_zero = expm1_taylor(near ? x : T(0));
+  const T far = exp_vectorizable(x) - T(1);
+  return near ? near_zero : far;
+}
+
+// tanh x = expm1(2|x|) / (expm1(2|x|) + 2), with x's sign; the quotient damps the error of
+// expm1 (its relative sensitivity is 2 / (expm1 + 2) <= 1), so the result is within a few
+// ulps. Beyond |x| = 40 tanh is 1 in both dtypes (and the quotient would be inf / inf); the
+// 1 is chosen at the end, not by clamping x, which would let GCC thread a constant path
+// through the arithmetic and leave the loop scalar without AVX-512.
+template <class T>
+inline T tanh_vectorizable(T x) {
+  const T ax = std::fabs(x);
+  const T t = expm1_vectorizable(T(2) * ax);
+  const T quotient = t / (t + T(2));
+  return std::copysign(ax > T(40) ? T(1) : quotient, x);  // a NaN x stays NaN
 }
 
 // e^(−|z|), which lies in (0, 1] and so never overflows.
