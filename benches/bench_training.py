@@ -9,11 +9,10 @@ machines, so test_epoch_interleaved also times the runners taking turns, round b
 and files those medians as groups of their own.
 """
 import statistics
-import time
 
 import pytest
 
-from fastmlp.bench import CASES, make_runner
+from fastmlp.bench import CASES, make_runner, take_turns
 from fastmlp.model import DTYPES
 
 from conftest import SETTLE_SECONDS
@@ -37,20 +36,11 @@ def test_epoch(record, case, dtype, runner):
 def test_epoch_interleaved(benchmark, record_measured, case, dtype):
     runners = {name: make_runner(name, case, dtype) for name in RUNNERS}
     runners = {name: run for name, run in runners.items() if run[0] is not None}
-    seconds = {name: [] for name in runners}
-
-    def take_turns():
-        for epoch, _ in runners.values():
-            epoch()   # warm-up
-        for _ in range(INTERLEAVED_ROUNDS):
-            for name, (epoch, _) in runners.items():
-                time.sleep(SETTLE_SECONDS)   # the previous runner's idle threads fall asleep
-                start = time.perf_counter()
-                epoch()
-                seconds[name].append(time.perf_counter() - start)
+    epochs = {name: epoch for name, (epoch, _) in runners.items()}
     # pytest-benchmark times the whole session of turns; the ratio table uses the medians
     benchmark.group = f"epoch {case} {dtype}, runners taking turns"
-    benchmark.pedantic(take_turns, rounds=1, iterations=1)
+    seconds = benchmark.pedantic(take_turns, args=(epochs, INTERLEAVED_ROUNDS, SETTLE_SECONDS),
+                                 rounds=1, iterations=1)
     for name, (_, n) in runners.items():
         record_measured(f"epoch {case} {dtype} interleaved", name, statistics.median(seconds[name]),
                         items=n)

@@ -65,14 +65,18 @@ def make_runner(runner, case, dtype, n=None):
     return fastmlp_epoch(runner, sizes, activation, batch_size, X, y, dtype), n
 
 
-def samples_per_second(epoch, n, repeat):
-    """Best of `repeat` timed epochs, after one untimed warm-up epoch."""
-    epoch()
-    best = min(_timed(epoch) for _ in range(repeat))
-    return n / best
-
-
-def _timed(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def take_turns(epochs, rounds, pause=0.0):
+    """{name: [seconds of each timed epoch]} for the epoch functions in `epochs`: one
+    untimed warm-up each, then `rounds` rounds in which they take turns, so that a machine
+    whose speed drifts (a shared VM) slows them all alike. `pause` seconds before each
+    timed epoch let the previous runner's idle threads fall asleep."""
+    for epoch in epochs.values():
+        epoch()
+    seconds = {name: [] for name in epochs}
+    for _ in range(rounds):
+        for name, epoch in epochs.items():
+            time.sleep(pause)
+            start = time.perf_counter()
+            epoch()
+            seconds[name].append(time.perf_counter() - start)
+    return seconds

@@ -430,14 +430,15 @@ def add_bench_parser(commands):
     p.add_argument("--runners", nargs="+", choices=RUNNERS, default=list(RUNNERS),
                    help="(default: all that are available)")
     p.add_argument("--repeat", type=positive_int_arg, default=3,
-                   help="timed epochs per entry, the best is kept (default: 3; 1 with --quick)")
+                   help="timed epochs per entry, taken in turns with the other runners; the "
+                        "best is kept (default: 3; 1 with --quick)")
     p.add_argument("--threads", type=positive_int_arg, default=None,
                    help="threads for the native kernels (default: all cores)")
     p.set_defaults(run=cmd_bench)
 
 
 def cmd_bench(args):
-    from .bench import CASES, QUICK_BATCHES, make_runner, samples_per_second
+    from .bench import CASES, QUICK_BATCHES, make_runner, take_turns
     set_threads(args.threads)
     repeat = 1 if args.quick else args.repeat
     unavailable = {}
@@ -447,7 +448,7 @@ def cmd_bench(args):
     for case in args.cases:
         n = QUICK_BATCHES * CASES[case][2] if args.quick else None
         for dtype in args.dtypes:
-            rates = {}
+            epochs = {}
             for runner in args.runners:
                 if runner in unavailable:
                     continue
@@ -455,11 +456,12 @@ def cmd_bench(args):
                 if epoch is None:
                     unavailable[runner] = "not installed"
                     continue
-                rates[runner] = samples_per_second(epoch, samples, repeat)
-                base = rates.get("numpy")
-                ratio = f"{rates[runner] / base:8.2f}x" if base else f"{'n/a':>9}"
-                print(f"{case:<6} {dtype:<8} {runner:<7} {rates[runner]:12,.0f} {ratio}",
-                      flush=True)
+                epochs[runner] = epoch
+            rates = {runner: samples / min(seconds)   # the runners' best turns
+                     for runner, seconds in take_turns(epochs, repeat).items()}
+            for runner, rate in rates.items():
+                ratio = f"{rate / rates['numpy']:8.2f}x" if "numpy" in rates else f"{'n/a':>9}"
+                print(f"{case:<6} {dtype:<8} {runner:<7} {rate:12,.0f} {ratio}", flush=True)
     for runner, why in unavailable.items():
         print(f"({runner}: {why})")
     return 0
