@@ -38,12 +38,17 @@ void cpu_relax() {
 
 std::uint64_t generation(std::uint64_t ticket) { return ticket >> kIndexBits; }
 
+void run_inline(std::size_t blocks, BlockFn fn, const void* context) {
+  for (std::size_t b = 0; b < blocks; ++b) fn(context, b, 0);
+}
+
 class Pool {
  public:
+  // Call only with threads > 1 and blocks > 1 (run_blocks runs the rest inline).
   void run(std::size_t blocks, std::size_t threads, BlockFn fn, const void* context) {
     std::unique_lock<std::mutex> submit(submit_, std::try_to_lock);
-    if (!submit.owns_lock() || threads <= 1 || blocks <= 1 || blocks > kIndexMask) {
-      for (std::size_t b = 0; b < blocks; ++b) fn(context, b, 0);
+    if (!submit.owns_lock() || blocks > kIndexMask) {
+      run_inline(blocks, fn, context);
       return;
     }
     add_workers(std::min(threads, blocks) - 1);
@@ -143,7 +148,11 @@ Pool& pool() {
 }  // namespace
 
 void run_blocks(std::size_t blocks, std::size_t threads, BlockFn fn, const void* context) {
-  pool().run(blocks, threads, fn, context);
+  // Most products of a small network's step are one block: they never touch the pool.
+  if (threads <= 1 || blocks <= 1)
+    run_inline(blocks, fn, context);
+  else
+    pool().run(blocks, threads, fn, context);
 }
 
 }  // namespace fastmlp
