@@ -292,8 +292,8 @@ class MLP:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        for name in ("_training", "_trainer", "_native_workspace", "_saved_params"):
-            state.pop(name, None)   # a lock and C++ buffers: rebuilt on demand
+        for name in ("_training", "_trainer", "_saved_params"):
+            state.pop(name, None)   # a lock and the undo buffers: rebuilt on demand
         return state
 
     def __setstate__(self, state):

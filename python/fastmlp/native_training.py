@@ -1,7 +1,7 @@
 """Training on the native backend: a whole SGD step, or a whole epoch, in one C++ call.
 
-MLP._train_step and fit() hand over to these functions when the model's backend is
-"native". The C++ side (csrc/mlp.h) makes the same kernel calls as MLP._train_step, in
+MLP.step, MLP._train_step and fit() hand over to these functions when the model's backend
+is "native". The C++ side (csrc/mlp.h) makes the same kernel calls as MLP._train_step, in
 a fastmlp._core.TrainingWorkspace that the model keeps between calls, so a steady-state
 step allocates nothing. The weights stay the model's ndarrays, updated in place, so the
 model can switch backends at any time.
@@ -16,7 +16,7 @@ _workspaces = weakref.WeakKeyDictionary()
 
 
 class NonFiniteInputError(ValueError):
-    """A row of X holds NaN or infinity: found by a native epoch as it read the row."""
+    """A row of X holds NaN or infinity: found by a native step or epoch as it read the row."""
 
 
 def _checking_X(method, *args):
