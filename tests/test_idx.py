@@ -108,3 +108,39 @@ def test_missing_files_and_bad_arguments(tmp_path):
         load_mnist(tmp_path / "nope")
     with pytest.raises(ValueError, match="split"):
         load_idx_split(tmp_path, "valid")
+
+
+def test_gzip_stream_past_the_data_is_not_inflated(tmp_path):
+    """A gzip bomb behind a valid header: 64 MB of zeros after 4 bytes of data. The reader
+    stops one byte past the data instead of inflating the rest."""
+    import tracemalloc
+    path = tmp_path / "bomb-idx1-ubyte.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(idx_bytes(np.zeros((2, 2), np.uint8)))
+        for _ in range(64):
+            f.write(bytes(1 << 20))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"has trailing bytes: .* needs 16 bytes, the file has more"):
+            read_idx(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"read_idx held {peak >> 20} MB for 16 bytes of IDX data"
+
+
+def test_raw_file_checked_against_its_header_before_reading(tmp_path):
+    """A header that claims 2.8e14 bytes is refused from the file's size, not by reading."""
+    header = struct.pack(">BBBB3I", 0, 0, 0x08, 3, 65535, 65535, 65535)
+    with pytest.raises(ValueError, match=r"truncated: shape \(65535, 65535, 65535\) .* the file has 20$"):
+        read_idx(write(tmp_path / "huge.idx", header + bytes(4)))
+
+
+def test_read_at_most_stops_at_count(monkeypatch):
+    import io
+    from fastmlp.data import idx
+    monkeypatch.setattr(idx, "_PIECE", 3)   # several pieces
+    stream = io.BytesIO(bytes(range(100)))
+    assert idx._read_at_most(stream, 10) == bytes(range(10))
+    assert stream.tell() == 10
+    assert idx._read_at_most(stream, 1000) == bytes(range(10, 100))   # the rest, then its end

@@ -34,44 +34,76 @@ MNIST_FILES = {
 }
 
 
-def _read_bytes(path):
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            return f.read()
-    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
-        raise ValueError(f"{path}: cannot read IDX data ({exc})") from exc
+# Data is read in pieces of at most this size: memory then grows only with what a stream
+# really holds, never with what a header claims.
+_PIECE = 1 << 24
+
+
+def _read_at_most(f, count):
+    """Up to `count` bytes of the binary stream f (fewer at its end)."""
+    pieces, left = [], count
+    while left > 0:
+        piece = f.read(min(left, _PIECE))
+        if not piece:
+            break
+        pieces.append(piece)
+        left -= len(piece)
+    return b"".join(pieces)
 
 
 def read_idx(path):
     """The array stored in one IDX file (raw, or gzip if the name ends in .gz).
 
     Raises ValueError if the magic number, the type code, the dimensions or the file size
-    do not describe a valid IDX file.
+    do not describe a valid IDX file. Nothing past the data the header announces is read: a
+    raw file's size is checked against the header first, and a gzip stream that runs on is
+    decompressed one byte past the data (a file of a few KB cannot make us inflate GBs).
     """
     path = Path(os.fspath(path)).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such IDX file")
-    data = _read_bytes(path)
-    if len(data) < 4:
-        raise ValueError(f"{path}: {len(data)} bytes is too short for an IDX header")
-    if data[0] != 0 or data[1] != 0 or data[2] not in IDX_DTYPES:
+    gz = path.suffix == ".gz"
+    try:
+        with (gzip.open if gz else open)(path, "rb") as f:
+            return _read_idx_stream(path, f, gz)
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise ValueError(f"{path}: cannot read IDX data ({exc})") from exc
+
+
+def _read_idx_stream(path, f, gz):
+    head = _read_at_most(f, 4)
+    if len(head) < 4:
+        raise ValueError(f"{path}: {len(head)} bytes is too short for an IDX header")
+    if head[0] != 0 or head[1] != 0 or head[2] not in IDX_DTYPES:
         raise ValueError(
-            f"{path}: bad IDX magic number 0x{data[:4].hex()}; expected 0x0000TTDD with "
+            f"{path}: bad IDX magic number 0x{head.hex()}; expected 0x0000TTDD with "
             f"type TT in {{{', '.join(f'{t:02x}' for t in IDX_DTYPES)}}} "
             "(is this an IDX file, or a gzip file without the .gz name?)")
-    dtype, ndim = IDX_DTYPES[data[2]], data[3]
+    dtype, ndim = IDX_DTYPES[head[2]], head[3]
+    if ndim == 0:
+        raise ValueError(f"{path}: header announces 0 dimensions")
+    dims = _read_at_most(f, 4 * ndim)
+    if len(dims) < 4 * ndim:
+        raise ValueError(f"{path}: header announces {ndim} dimensions but the file ends "
+                         f"after {4 + len(dims)} bytes")
+    shape = tuple(int(d) for d in np.frombuffer(dims, ">u4"))
     header = 4 + 4 * ndim
-    if ndim == 0 or len(data) < header:
-        raise ValueError(f"{path}: header announces {ndim} dimensions but the file is "
-                         f"{len(data)} bytes")
-    shape = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
-    expected = header + math.prod(shape) * dtype.itemsize   # exact: no int64 wrap-around
-    if len(data) != expected:
-        state = "truncated" if len(data) < expected else "has trailing bytes"
+    data_bytes = math.prod(shape) * dtype.itemsize   # exact: no int64 wrap-around
+    expected = header + data_bytes
+    if gz:   # its size is known only by decompressing it
+        data = _read_at_most(f, data_bytes + 1)
+        size = header + len(data)
+    else:
+        size = path.stat().st_size
+        data = _read_at_most(f, data_bytes) if size == expected else b""
+    if size != expected:
+        state = "truncated" if size < expected else "has trailing bytes"
+        has = "more" if gz and size > expected else size
         raise ValueError(f"{path}: {state}: shape {shape} of {dtype.itemsize}-byte items "
-                         f"needs {expected} bytes, the file has {len(data)}")
-    return np.frombuffer(data, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+                         f"needs {expected} bytes, the file has {has}")
+    if len(data) != data_bytes:   # a raw file that shrank while being read
+        raise ValueError(f"{path}: truncated: read {header + len(data)} of {expected} bytes")
+    return np.frombuffer(data, dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 def _find(directory, stem):
