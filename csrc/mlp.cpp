@@ -108,14 +108,6 @@ double weight_penalty(const Network& net, T* const* w, T weight_decay) {
   return 0.5 * static_cast<double>(weight_decay) * sum;
 }
 
-template <class T>
-bool all_finite(const T* v, std::size_t count) {
-  T zero_or_nan = 0;  // x − x is 0 for a finite x, NaN for NaN or ±inf
-#pragma omp simd reduction(+ : zero_or_nan)
-  for (std::size_t i = 0; i < count; ++i) zero_or_nan += v[i] - v[i];
-  return zero_or_nan == T(0);
-}
-
 // Whether the batch's rows of x are finite, seen from z(0) = x W(0)ᵀ + b(0): a NaN or inf in
 // a row of x makes that row of z(0) NaN or inf (every unit multiplies every input), so a
 // finite z(0) proves the batch finite from a few hundred numbers. Only when it is not (which

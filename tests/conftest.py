@@ -1,6 +1,8 @@
-"""Shared fixtures: `mlp_backend` runs a model test on every backend that can run the MLP."""
+"""Shared fixtures: `mlp_backend` runs a model test on every backend that can run the MLP;
+`isa` runs a native test under every ISA cap this CPU can run."""
 import pytest
 
+import fastmlp
 from fastmlp.model import missing_ops
 
 
@@ -23,3 +25,24 @@ MLP_BACKENDS = [
 @pytest.fixture(params=MLP_BACKENDS)
 def mlp_backend(request):
     return request.param
+
+
+def _native_isas():
+    """The ISA caps this CPU can run, slowest first; none without the native backend."""
+    order = ("generic", "avx2", "avx512")
+    try:
+        cpu = fastmlp.build_info()["cpu_isa"]
+    except RuntimeError:
+        return ()
+    return order[: order.index(cpu) + 1]
+
+
+ISAS = _native_isas()
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    previous = fastmlp.build_info()["isa"]
+    assert fastmlp.set_isa(request.param) == request.param
+    yield request.param
+    fastmlp.set_isa(previous)

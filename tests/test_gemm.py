@@ -10,22 +10,14 @@ import pytest
 import fastmlp
 from fastmlp import reference
 
+from conftest import ISAS
+
 core = pytest.importorskip("fastmlp._core")
 native = fastmlp.get_backend("native")
 
-_ISA_ORDER = ("generic", "avx2", "avx512")
-ISAS = _ISA_ORDER[: _ISA_ORDER.index(fastmlp.build_info()["cpu_isa"]) + 1]
 DTYPES = (np.float32, np.float64)
 ACTIVATIONS = reference.ACTIVATIONS
 ULPS = 4  # element-wise ops: a few ulps
-
-
-@pytest.fixture(params=ISAS)
-def isa(request):
-    previous = fastmlp.build_info()["isa"]
-    assert fastmlp.set_isa(request.param) == request.param
-    yield request.param
-    fastmlp.set_isa(previous)
 
 
 @pytest.fixture

@@ -161,6 +161,23 @@ def test_a_nonfinite_X_in_step_changes_nothing(backend, value):
     assert_same_params(params_of(fresh), params_of(net))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_native_step_finds_a_nonfinite_input_anywhere_in_a_row(isa, dtype):
+    """The C++ finiteness check sums pieces of 16 or 32 numbers per ISA: a NaN or an
+    infinity at any of a row's 37 inputs (whole pieces and a tail) stops the step."""
+    net = MLP([37, 5, 3], activation="relu", backend="native", dtype=dtype, seed=2)
+    X37 = np.random.default_rng(1).standard_normal((6, 37))
+    y = np.arange(6) % 3
+    before = params_of(net)
+    for column in range(37):
+        for value in (np.nan, np.inf, -np.inf):
+            bad = X37.copy()
+            bad[4, column] = value
+            with pytest.raises(ValueError, match=r"^X: contains NaN or infinity"):
+                net.step(bad, y, 0.1)
+    assert_same_params(before, params_of(net))
+
+
 # ---- interruptions ----
 
 @backends

@@ -11,7 +11,14 @@ void sgd_update(T* w, const T* dw, std::size_t n, T lr, T weight_decay) {
   with_active_isa([&](auto isa) { sgd_update_isa<T, isa.value>(w, dw, n, lr, weight_decay); });
 }
 
+template <class T>
+bool all_finite(const T* v, std::size_t n) {
+  return with_active_isa([&](auto isa) { return all_finite_isa<T, isa.value>(v, n); });
+}
+
 template void sgd_update<float>(float*, const float*, std::size_t, float, float);
 template void sgd_update<double>(double*, const double*, std::size_t, double, double);
+template bool all_finite<float>(const float*, std::size_t);
+template bool all_finite<double>(const double*, std::size_t);
 
 }  // namespace fastmlp

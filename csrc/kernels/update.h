@@ -1,4 +1,5 @@
-// Parameter updates. Twin: python/fastmlp/reference/update.py.
+// Parameter updates (twin: python/fastmlp/reference/update.py), and the finiteness check
+// that tells a diverged step.
 #pragma once
 
 #include <cstddef>
@@ -8,5 +9,9 @@ namespace fastmlp {
 // In place: w (n) ← w − lr (dw + weight_decay · w), dw (n). Biases pass weight_decay = 0.
 template <class T>
 void sgd_update(T* w, const T* dw, std::size_t n, T lr, T weight_decay);
+
+// Whether every v[i] (n of them) is finite: neither NaN nor ±inf.
+template <class T>
+bool all_finite(const T* v, std::size_t n);
 
 }  // namespace fastmlp
