@@ -101,10 +101,7 @@ template <class T>
 double weight_penalty(const Network& net, T* const* w, T weight_decay) {
   if (weight_decay == T(0)) return 0.0;
   double sum = 0.0;
-  for (std::size_t l = 0; l < net.n_layers(); ++l) {
-    const std::size_t count = net.rows(l) * net.sizes[l];
-    for (std::size_t i = 0; i < count; ++i) sum += static_cast<double>(w[l][i]) * w[l][i];
-  }
+  for (std::size_t l = 0; l < net.n_layers(); ++l) sum += sum_of_squares(w[l], net.rows(l) * net.sizes[l]);
   return 0.5 * static_cast<double>(weight_decay) * sum;
 }
 

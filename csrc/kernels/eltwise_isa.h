@@ -24,6 +24,8 @@ template <class T, Isa isa>
 void sgd_update_isa(T* w, const T* dw, std::size_t n, T lr, T weight_decay);
 template <class T, Isa isa>
 bool all_finite_isa(const T* v, std::size_t n);
+template <class T, Isa isa>
+double sum_of_squares_isa(const T* v, std::size_t n);
 
 template <class T, Isa isa>
 void softmax_isa(T* p, const T* z, std::size_t n, std::size_t k);
@@ -58,6 +60,7 @@ decltype(auto) with_active_isa(F&& f) {
   template void activation_backward_isa<T, ISA>(T*, const T*, const T*, std::size_t, Act, T);   \
   template void sgd_update_isa<T, ISA>(T*, const T*, std::size_t, T, T);                       \
   template bool all_finite_isa<T, ISA>(const T*, std::size_t);                                 \
+  template double sum_of_squares_isa<T, ISA>(const T*, std::size_t);                           \
   template void softmax_isa<T, ISA>(T*, const T*, std::size_t, std::size_t);                   \
   template double softmax_cross_entropy_labels_isa<T, ISA>(T*, const T*, const std::int64_t*,  \
                                                            std::size_t, std::size_t);          \

@@ -16,9 +16,16 @@ bool all_finite(const T* v, std::size_t n) {
   return with_active_isa([&](auto isa) { return all_finite_isa<T, isa.value>(v, n); });
 }
 
+template <class T>
+double sum_of_squares(const T* v, std::size_t n) {
+  return with_active_isa([&](auto isa) { return sum_of_squares_isa<T, isa.value>(v, n); });
+}
+
 template void sgd_update<float>(float*, const float*, std::size_t, float, float);
 template void sgd_update<double>(double*, const double*, std::size_t, double, double);
 template bool all_finite<float>(const float*, std::size_t);
 template bool all_finite<double>(const double*, std::size_t);
+template double sum_of_squares<float>(const float*, std::size_t);
+template double sum_of_squares<double>(const double*, std::size_t);
 
 }  // namespace fastmlp

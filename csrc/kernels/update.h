@@ -14,4 +14,9 @@ void sgd_update(T* w, const T* dw, std::size_t n, T lr, T weight_decay);
 template <class T>
 bool all_finite(const T* v, std::size_t n);
 
+// Σ v[i]², accumulated in double (the weight-decay penalty's sum). The same operations in
+// the same order on every ISA.
+template <class T>
+double sum_of_squares(const T* v, std::size_t n);
+
 }  // namespace fastmlp
