@@ -1,5 +1,5 @@
-// Parameter updates (twin: python/fastmlp/reference/update.py), and the finiteness check
-// that tells a diverged step.
+// Kernels over a layer's parameters: the SGD update (twin: python/fastmlp/reference/update.py),
+// the finiteness check that tells a diverged step, and the weight-decay penalty's Σ W².
 #pragma once
 
 #include <cstddef>
