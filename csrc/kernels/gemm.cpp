@@ -145,6 +145,11 @@ void pack_a(const GemmKernel<T>& kr, T* dst, const T* a, std::ptrdiff_t rs, std:
       if (i + kPrefetchAhead < mr) prefetch_run(row + sd(kPrefetchAhead) * rs, cs, kc);
       for (std::size_t p = 0; p < kc; ++p) dst[p * mr + i] = row[sd(p) * cs];
     }
+  } else if (rs == 1) {  // column-major A, e.g. δᵀ in the weight step: runs of mr to copy
+    for (std::size_t p = 0; p < kc; ++p) {
+      const T* col = a + sd(p) * cs;
+      for (std::size_t i = 0; i < mr; ++i) dst[p * mr + i] = col[i];
+    }
   } else {
     for (std::size_t p = 0; p < kc; ++p) {
       const T* col = a + sd(p) * cs;
