@@ -1,5 +1,7 @@
 """Shared fixtures: `mlp_backend` runs a model test on every backend that can run the MLP;
 `isa` runs a native test under every ISA cap this CPU can run."""
+import threading
+
 import pytest
 
 import fastmlp
@@ -46,3 +48,21 @@ def isa(request):
     assert fastmlp.set_isa(request.param) == request.param
     yield request.param
     fastmlp.set_isa(previous)
+
+
+def run_in_threads(work, count, timeout=60):
+    """Calls work(i) for i in range(count), each on a thread of its own, all at once, and
+    returns the exceptions they raised (a thread's failure would otherwise go unseen)."""
+    errors = []
+
+    def guarded(i):
+        try:
+            work(i)
+        except Exception as exc:   # pragma: no cover - the caller asserts there are none
+            errors.append(exc)
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    return errors

@@ -10,7 +10,7 @@ import pytest
 import fastmlp
 from fastmlp import reference
 
-from conftest import ISAS
+from conftest import ISAS, run_in_threads
 
 core = pytest.importorskip("fastmlp._core")
 native = fastmlp.get_backend("native")
@@ -342,23 +342,15 @@ def test_any_pool_size_gives_the_one_thread_result(restore_threads, threads):
 
 def test_products_from_several_python_threads_at_once(restore_threads):
     # one caller's blocks go to the pool, the others' run in their own thread meanwhile
-    import threading
     fastmlp.set_num_threads(2)
     inputs = [pool_product(seed=s) for s in range(4)]
     expected = [a @ b for a, b in inputs]
-    results, errors = {}, []
+    results = {}
 
     def work(i):
-        try:
-            a, b = inputs[i]
-            results[i] = [native.matmul(a, b) for _ in range(10)]
-        except Exception as exc:   # pragma: no cover - reported below
-            errors.append(exc)
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+        a, b = inputs[i]
+        results[i] = [native.matmul(a, b) for _ in range(10)]
+    errors = run_in_threads(work, 4)
     assert not errors and len(results) == 4
     for i, runs in results.items():
         for c in runs:

@@ -14,7 +14,7 @@ import pytest
 from fastmlp import MLP, native_training
 from fastmlp.model import FORMAT_VERSION
 
-from conftest import MLP_BACKENDS
+from conftest import MLP_BACKENDS, run_in_threads
 
 rng = np.random.default_rng(0)
 X = rng.standard_normal((40, 4))
@@ -255,20 +255,13 @@ def test_concurrent_predict_equals_single_threaded(backend, output):
     big = np.random.default_rng(1).standard_normal((300, 64))
     net = MLP([64, 128, 128, 5], activation="relu", output=output, backend=backend, seed=4)
     expected_pred, expected_out = net.predict(big), net.forward(big)
-    results, errors = [], []
+    results = []
 
     def work(i):
-        try:
-            for _ in range(5):
-                rows = slice(i * 7 % 50, None)   # different batches too: rows never mix
-                results.append((rows, net.predict(big[rows]), net.forward(big[rows])))
-        except Exception as exc:   # pragma: no cover - reported below
-            errors.append(exc)
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+        for _ in range(5):
+            rows = slice(i * 7 % 50, None)   # different batches too: rows never mix
+            results.append((rows, net.predict(big[rows]), net.forward(big[rows])))
+    errors = run_in_threads(work, 8)
     assert not errors
     assert len(results) == 40
     for rows, pred, out in results:
