@@ -269,7 +269,7 @@ class MLP:
                 raise ValueError(f"{name}[{i}]: expected shape {shape}, got {v.shape}")
             if v.dtype.kind not in "iuf":
                 raise TypeError(f"{name}[{i}]: expected real numbers, got dtype {v.dtype}")
-            if not np.isfinite(v).all():
+            if not _all_finite(v):
                 raise ValueError(f"{name}[{i}]: contains NaN or infinity")
             out.append(np.array(v, dtype=self.dtype, order="C"))
         return out
