@@ -161,6 +161,19 @@ def test_matmul_bitwise_same_for_1_and_2_threads(isa, restore_threads, dtype, m,
     np.testing.assert_array_equal(one, two)
 
 
+# A C-order A is read in place by the micro-kernel (up to 16 tiles of C per row block;
+# rows not a multiple of 4 KiB apart), a Fortran-order one is packed first: the same
+# chains of multiply-adds either way. Shapes: edge tiles, several KC blocks, wide C.
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m,k,n", [(13, 97, 33), (64, 784, 256), (29, 600, 70), (100, 300, 700)])
+def test_matmul_same_bits_whether_a_is_read_in_place_or_packed(isa, restore_threads, dtype, m, k, n):
+    rng = np.random.default_rng(5)
+    a, b = random(rng, (m, k), dtype), random(rng, (k, n), dtype)
+    for threads in (1, 2):
+        fastmlp.set_num_threads(threads)
+        np.testing.assert_array_equal(native.matmul(a, b), native.matmul(np.asfortranarray(a), b))
+
+
 @pytest.mark.parametrize("layout", ["nn", "nt"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("k,n", [(517, 300), (784, 30)])

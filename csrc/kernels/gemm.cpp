@@ -94,6 +94,7 @@ void generic_pack_rows(T* dst, const T* src, std::ptrdiff_t ld, const std::int64
 template <class T>
 constexpr GemmKernel<T> generic_kernel{{&generic_micro_kernel<T, 1, 8>, &generic_micro_kernel<T, 2, 8>,
                                         &generic_micro_kernel<T, 3, 8>, &generic_micro_kernel<T, 4, 8>},
+                                       {},
                                        &generic_pack_transposed<T>, &generic_pack_rows<T>, 4, 8, 256,
                                        512, {}, 0, 0};
 
@@ -220,11 +221,21 @@ struct Product {
   const std::int64_t* b_idx(std::size_t p) const { return b_rows ? b_rows + p : nullptr; }
   const GemmKernel<T>* kr;
   std::size_t kc_max, nc_max;
+  bool a_in_place;  // A's layout lets the micro-kernel read its rows where they lie
+
+  // Where row i of a row-major A starts.
+  const T* a_row(std::size_t i) const { return a + (a_rows ? a_rows[i] : sd(i)) * rs_a; }
 };
 
+// An A micro-panel read in place serves at most this many tiles of C; beyond that,
+// packing it once pays for itself (the big case on two threads, 32 tiles a panel: 1-2.5%
+// slower in place; the mid case, 8 or 16: 2-3% faster).
+constexpr std::size_t kMaxTilesInPlace = 16;
+
 // Rows [i_begin, i_end) x columns [j_begin, j_end) of C, single-threaded: for each
-// nc x kc block of B, pack it, then sweep the rows with one packed A micro-panel at a
-// time (it stays in L1 while B streams from L2). packed_b holds kc x nc, packed_a mr x kc.
+// nc x kc block of B, pack it, then sweep the rows with one A micro-panel at a time (it
+// stays in L1 while B streams from L2), packed or read in place. packed_b holds kc x nc,
+// packed_a mr x kc.
 template <class T, class Epilogue>
 void compute_block(const Product<T>& g, std::size_t i_begin, std::size_t i_end,
                    std::size_t j_begin, std::size_t j_end, T* packed_b, T* packed_a,
@@ -245,12 +256,18 @@ void compute_block(const Product<T>& g, std::size_t i_begin, std::size_t i_end,
       const std::size_t rows = i_end - i_begin, tiles_m = ceil_div(rows, mr);
       for (std::size_t t = 0, i0 = i_begin, mv = 0; t < tiles_m; ++t, i0 += mv) {
         mv = rows / tiles_m + (t < rows % tiles_m ? 1 : 0);
-        const MicroKernel<T> run = kr.run[mv - 1];
-        pack_a(kr, packed_a, g.a_at(i0, pc), g.rs_a, g.cs_a, g.a_idx(i0), mv, kc);
+        const T* a_rows[kMaxMr];
+        const bool in_place = g.a_in_place && tiles_n <= kMaxTilesInPlace;
+        if (in_place)
+          for (std::size_t r = 0; r < mv; ++r) a_rows[r] = g.a_row(i0 + r) + pc;
+        else
+          pack_a(kr, packed_a, g.a_at(i0, pc), g.rs_a, g.cs_a, g.a_idx(i0), mv, kc);
         for (std::size_t jt = 0; jt < tiles_n; ++jt) {
-          const std::size_t j0 = jc + jt * nr;
-          run(kc, packed_a, packed_b + jt * kc * nr, g.c + sd(i0) * g.ldc + sd(j0), g.ldc, mv,
-              std::min(nr, jc + nc - j0), up);
+          const std::size_t j0 = jc + jt * nr, n_valid = std::min(nr, jc + nc - j0);
+          const T* b_panel = packed_b + jt * kc * nr;
+          T* c_tile = g.c + sd(i0) * g.ldc + sd(j0);
+          if (in_place) kr.run_rows[mv - 1](kc, a_rows, b_panel, c_tile, g.ldc, mv, n_valid, up);
+          else kr.run[mv - 1](kc, packed_a, b_panel, c_tile, g.ldc, mv, n_valid, up);
         }
         if (last) epilogue(i0, i0 + mv, jc, jc + nc);
       }
@@ -310,7 +327,14 @@ void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std:
   // k is cut into equal blocks of at most kr.kc: this depends on k alone (never on m,
   // n or the threads), so every element still sees the same additions.
   const std::size_t kc_even = ceil_div(k, ceil_div(k, kr.kc));
-  const Product<T> g{c, ldc, a, rs_a, cs_a, b, rs_b, cs_b, m, n, k, first, a_rows, b_rows, &kr, kc_even, kr.nc};
+  // A row-major A is read in place, unless its rows are a multiple of 4 KiB apart: they
+  // then share one L1 set (4 KiB per way on current x86 cores), and 14 of them overflow
+  // its 8-12 ways (the big case's 1024-unit layers: 12% slower than packed). Packing or
+  // not changes no result.
+  const bool a_in_place = kr.run_rows[0] != nullptr && cs_a == 1 &&
+                          (static_cast<std::size_t>(std::abs(rs_a)) * sizeof(T)) % 4096 != 0;
+  const Product<T> g{c, ldc, a, rs_a, cs_a, b, rs_b, cs_b, m, n, k, first, a_rows, b_rows, &kr, kc_even, kr.nc,
+                     a_in_place};
   const bool dot = kr.dot[0] != nullptr && first.mode != TileUpdate<T>::sgd && cs_a == 1 && rs_b == 1 &&
                    n * k * sizeof(T) <= kDotMaxBBytes;
   const std::size_t mr = dot ? kr.dot_mr : kr.mr, nr = dot ? kr.dot_nr : kr.nr;

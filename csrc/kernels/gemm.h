@@ -2,7 +2,8 @@
 // Twins: python/fastmlp/reference/gemm.py (matmul, linear_forward, linear_backward).
 //
 // BLIS-style: B is packed into kc x nc blocks of NR-wide micro-panels, A into MR x kc
-// micro-panels, and a register-blocked micro-kernel computes each tile of C. Operands are
+// micro-panels (a row-major A serving few tiles is read in place instead), and a
+// register-blocked micro-kernel computes each tile of C. Operands are
 // read through (row, col) strides, so transposed, Fortran-order, strided and
 // negative-stride inputs need no copy. Packing buffers are thread-local and only grow: a
 // steady-state call allocates nothing. Small X Wᵀ products (A row-major, B = Wᵀ with W
@@ -91,6 +92,16 @@ template <class T>
 using MicroKernel = void (*)(std::size_t kc, const T* a, const T* b, T* c, std::ptrdiff_t ldc,
                              std::size_t m, std::size_t n, const TileUpdate<T>& up);
 
+// The same tile as MicroKernel with A read where it lies: row i of the m-row tile starts
+// at rows[i] and is contiguous along p (a row-major A, its rows possibly by index). The
+// products are the same chains of operations, so C is bitwise the same as when A is
+// packed; what is saved is packing A, which each thread would otherwise do for every
+// block of C it computes (in the forward product X Wᵀ, all of the batch's X).
+template <class T>
+using MicroKernelRows = void (*)(std::size_t kc, const T* const* rows, const T* b, T* c,
+                                 std::ptrdiff_t ldc, std::size_t m, std::size_t n,
+                                 const TileUpdate<T>& up);
+
 // A micro-kernel family with its register tile (mr x nr) and cache blocking: kc x nc
 // blocks of B are packed (k is cut into blocks of at most kc). run[r - 1] computes
 // r-row tiles, r = 1 .. mr: edge rows cost no wasted work, and since every element is
@@ -134,6 +145,7 @@ constexpr std::size_t kMaxDotMr = 8;
 template <class T>
 struct GemmKernel {
   MicroKernel<T> run[kMaxMr];
+  MicroKernelRows<T> run_rows[kMaxMr];  // run_rows[0] null: A is always packed
   PackTransposed<T> pack_transposed;
   PackRows<T> pack_rows;
   std::size_t mr, nr, kc, nc;

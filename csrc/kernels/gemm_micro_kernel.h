@@ -20,38 +20,59 @@ T sgd_updated(T c, T p, const TileUpdate<T>& up) {
   return c - up.lr * (p + up.weight_decay * c);
 }
 
-// a (kc, MR) packed, b (kc, NV*width) packed -> the m x n corner of C (row stride ldc),
-// updated with P = a b as `up` says (see MicroKernel in gemm.h). Each element of P is a
-// chain of fused multiply-adds over p = 0 .. kc-1 starting from zero, then applied to C:
-// the same operations whatever m and n are (edge tiles are zero-padded by the packing).
-template <class V, std::size_t MR, std::size_t NV>
-void simd_micro_kernel(std::size_t kc, const typename V::T* a, const typename V::T* b,
-                       typename V::T* c, std::ptrdiff_t ldc, std::size_t m, std::size_t n,
-                       const TileUpdate<typename V::T>& up) {
+// Where the micro-kernel reads element (i, p) of its MR x kc block of A: a packed
+// micro-panel (a[p*MR + i]), or MR rows in place (rows[i][p]; see MicroKernelRows).
+// prefetch_c: whether to start fetching the C tile first. Not with rows in place, which
+// are often still on their way from memory (a shuffled batch of X): the C prefetches
+// then compete with them, and the mid case ran 1.5% slower on two threads.
+template <class T, std::size_t MR>
+struct PackedPanel {
+  static constexpr bool prefetch_c = true;
+  const T* a;
+  const T* at(std::size_t i, std::size_t p) const { return a + p * MR + i; }
+};
+template <class T, std::size_t MR>
+struct RowsInPlace {
+  static constexpr bool prefetch_c = false;
+  const T* row[MR];  // copied from the caller's array, so they can live in registers
+  const T* at(std::size_t i, std::size_t p) const { return row[i] + p; }
+};
+
+// A (MR x kc, read through `a`), b (kc, NV*width) packed -> the m x n corner of C (row
+// stride ldc), updated with P = A b as `up` says (see MicroKernel in gemm.h). Each element
+// of P is a chain of fused multiply-adds over p = 0 .. kc-1 starting from zero, then
+// applied to C: the same operations whatever m and n are and wherever A is read from
+// (edge tiles are zero-padded by the packing, or have m == MR rows).
+template <class V, std::size_t MR, std::size_t NV, class ASource>
+void simd_micro_kernel_from(std::size_t kc, const ASource& a, const typename V::T* b,
+                            typename V::T* c, std::ptrdiff_t ldc, std::size_t m, std::size_t n,
+                            const TileUpdate<typename V::T>& up) {
   using T = typename V::T;
   using R = typename V::R;
   constexpr std::size_t W = V::width, NR = NV * W;
   // Start fetching the C tile now, so it has arrived when the products are added to it
   // (prefetches never fault, so edge tiles need no care).
+  if constexpr (ASource::prefetch_c) {
 #pragma GCC unroll 32
-  for (std::size_t i = 0; i < MR; ++i)
+    for (std::size_t i = 0; i < MR; ++i)
 #pragma GCC unroll 8
-    for (std::size_t j = 0; j < NR * sizeof(T); j += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(c + static_cast<std::ptrdiff_t>(i) * ldc) + j,
-                   _MM_HINT_T0);
+      for (std::size_t j = 0; j < NR * sizeof(T); j += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(c + static_cast<std::ptrdiff_t>(i) * ldc) + j,
+                     _MM_HINT_T0);
+  }
   R acc[MR][NV];
 #pragma GCC unroll 32
   for (std::size_t i = 0; i < MR; ++i)
 #pragma GCC unroll 8
     for (std::size_t j = 0; j < NV; ++j) acc[i][j] = V::zero();
 
-  for (std::size_t p = 0; p < kc; ++p, a += MR, b += NR) {
+  for (std::size_t p = 0; p < kc; ++p, b += NR) {
     R bv[NV];
 #pragma GCC unroll 8
     for (std::size_t j = 0; j < NV; ++j) bv[j] = V::load(b + j * W);
 #pragma GCC unroll 32
     for (std::size_t i = 0; i < MR; ++i) {
-      R ai = V::broadcast(a + i);
+      R ai = V::broadcast(a.at(i, p));
 #pragma GCC unroll 8
       for (std::size_t j = 0; j < NV; ++j) acc[i][j] = V::fmadd(ai, bv[j], acc[i][j]);
     }
@@ -102,6 +123,25 @@ void simd_micro_kernel(std::size_t kc, const typename V::T* a, const typename V:
       else row[j] = sgd_updated(row[j], tile[i][j], how);
     }
   }
+}
+
+// See MicroKernel in gemm.h.
+template <class V, std::size_t MR, std::size_t NV>
+void simd_micro_kernel(std::size_t kc, const typename V::T* a, const typename V::T* b,
+                       typename V::T* c, std::ptrdiff_t ldc, std::size_t m, std::size_t n,
+                       const TileUpdate<typename V::T>& up) {
+  simd_micro_kernel_from<V, MR, NV>(kc, PackedPanel<typename V::T, MR>{a}, b, c, ldc, m, n, up);
+}
+
+// See MicroKernelRows in gemm.h.
+template <class V, std::size_t MR, std::size_t NV>
+void simd_micro_kernel_rows(std::size_t kc, const typename V::T* const* rows, const typename V::T* b,
+                            typename V::T* c, std::ptrdiff_t ldc, std::size_t m, std::size_t n,
+                            const TileUpdate<typename V::T>& up) {
+  RowsInPlace<typename V::T, MR> a;
+#pragma GCC unroll 32
+  for (std::size_t i = 0; i < MR; ++i) a.row[i] = rows[i];
+  simd_micro_kernel_from<V, MR, NV>(kc, a, b, c, ldc, m, n, up);
 }
 
 // See PackTransposed in gemm.h: blocks of width x width elements are transposed in
@@ -225,6 +265,7 @@ void simd_dot_kernel(std::size_t k, const typename V::T* a, std::ptrdiff_t lda,
 template <class V, std::size_t NV, std::size_t DNR, std::size_t... I, std::size_t... D>
 constexpr GemmKernel<typename V::T> make_gemm_kernel(std::index_sequence<I...>, std::index_sequence<D...>,
                                                      std::size_t kc, std::size_t nc) {
-  return {{&simd_micro_kernel<V, I + 1, NV>...}, &simd_pack_transposed<V>, &simd_pack_rows<V>, sizeof...(I),
-          NV * V::width, kc, nc, {&simd_dot_kernel<V, D + 1, DNR>...}, sizeof...(D), DNR};
+  return {{&simd_micro_kernel<V, I + 1, NV>...}, {&simd_micro_kernel_rows<V, I + 1, NV>...},
+          &simd_pack_transposed<V>, &simd_pack_rows<V>, sizeof...(I), NV * V::width, kc, nc,
+          {&simd_dot_kernel<V, D + 1, DNR>...}, sizeof...(D), DNR};
 }
