@@ -41,8 +41,8 @@ struct RowsInPlace {
 // A (MR x kc, read through `a`), b (kc, NV*width) packed -> the m x n corner of C (row
 // stride ldc), updated with P = A b as `up` says (see MicroKernel in gemm.h). Each element
 // of P is a chain of fused multiply-adds over p = 0 .. kc-1 starting from zero, then
-// applied to C: the same operations whatever m and n are and wherever A is read from
-// (edge tiles are zero-padded by the packing, or have m == MR rows).
+// applied to C: the same operations whatever n is and wherever A is read from (B's edge
+// panels are zero-padded by the packing; a tile of m rows runs the kernel with MR = m).
 template <class V, std::size_t MR, std::size_t NV, class ASource>
 void simd_micro_kernel_from(std::size_t kc, const ASource& a, const typename V::T* b,
                             typename V::T* c, std::ptrdiff_t ldc, std::size_t m, std::size_t n,
