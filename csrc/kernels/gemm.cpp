@@ -244,6 +244,7 @@ void compute_block(const Product<T>& g, std::size_t i_begin, std::size_t i_end,
   const std::size_t mr = kr.mr, nr = kr.nr;
   for (std::size_t jc = j_begin; jc < j_end; jc += g.nc_max) {
     const std::size_t nc = std::min(g.nc_max, j_end - jc), tiles_n = ceil_div(nc, nr);
+    const bool in_place = g.a_in_place && tiles_n <= kMaxTilesInPlace;
     for (std::size_t pc = 0; pc < g.k; pc += g.kc_max) {
       const std::size_t kc = std::min(g.kc_max, g.k - pc);
       const TileUpdate<T> up = pc == 0 ? g.first : TileUpdate<T>{TileUpdate<T>::add, T(0), T(0)};
@@ -257,7 +258,6 @@ void compute_block(const Product<T>& g, std::size_t i_begin, std::size_t i_end,
       for (std::size_t t = 0, i0 = i_begin, mv = 0; t < tiles_m; ++t, i0 += mv) {
         mv = rows / tiles_m + (t < rows % tiles_m ? 1 : 0);
         const T* a_rows[kMaxMr];
-        const bool in_place = g.a_in_place && tiles_n <= kMaxTilesInPlace;
         if (in_place)
           for (std::size_t r = 0; r < mv; ++r) a_rows[r] = g.a_row(i0 + r) + pc;
         else
