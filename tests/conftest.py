@@ -5,16 +5,12 @@ import threading
 import pytest
 
 import fastmlp
-from fastmlp.model import missing_ops
+from fastmlp.backend import native_unavailable
 
 
 def native_skip_reason():
     """Why the native backend cannot run an MLP here, or None if it can."""
-    try:
-        missing = missing_ops("native")
-    except RuntimeError as exc:
-        return str(exc)
-    return f"native backend lacks {', '.join(missing)}" if missing else None
+    return native_unavailable()
 
 
 MLP_BACKENDS = [

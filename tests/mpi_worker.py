@@ -75,7 +75,8 @@ def main():
         train("relu_softmax", case["backend"], comm, train_data=(X, Y))
     elif mode in ("raises_in_step", "dies_in_step"):   # rank 1 fails at its third step
         calls = []
-        local_gradients = distributed._local_gradients
+        trainer = fastmlp.get_backend(case["backend"]).training
+        local_gradients = trainer.gradients
 
         def failing(*args):
             calls.append(None)
@@ -85,7 +86,7 @@ def main():
                 raise RuntimeError("planted failure in a training step")
             return local_gradients(*args)
 
-        distributed._local_gradients = failing
+        trainer.gradients = failing
         train("relu_softmax", case["backend"], comm)
     elif mode == "print_and_save":
         net, hist = train("relu_softmax", case["backend"], comm)

@@ -4,14 +4,12 @@ Same seed, same data, same permutations: the native backend must give the refere
 weights (float64: 1e-9 relative), losses (float32: 1e-4 relative) and predictions, and be
 bitwise deterministic across thread counts and batch compositions.
 """
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import MLP, data
-from fastmlp.training import _python_epoch
+from fastmlp import MLP, data, equations, native_training, numpy_training
+from fastmlp.checks import check_Y
 
 from conftest import native_skip_reason
 
@@ -151,21 +149,18 @@ def test_step_matches_the_reference(activation, output, loss):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("activation", HIDDEN)
 def test_a_cpp_step_is_bitwise_the_python_loop_over_the_native_kernels(activation, dtype, batch):
-    """The C++ step makes the same kernel calls as MLP._train_step: run that Python code on
-    the native kernel table (under another name, so it does not hand over to C++)."""
+    """The C++ step makes the same kernel calls as numpy_training's: run that Python code on
+    the native kernel table."""
     X, y = digits(dtype)
-    kernels = SimpleNamespace(**vars(fastmlp.get_backend("native")))
-    kernels.name = "native kernels, called from Python"
     for output, loss in OUTPUTS:
         cpp = MLP([64, 12, 9, 10], activation=activation, output=output, loss=loss,
                   dtype=dtype, seed=1)
         py = MLP([64, 12, 9, 10], activation=activation, output=output, loss=loss,
                  dtype=dtype, seed=1)
-        py._kernels = kernels
-        Y = py._check_Y(targets(y, output)[:batch], batch)
+        Y = check_Y(py, targets(y, output)[:batch], batch)
         for _ in range(2):
-            got = cpp._train_step(X[:batch], Y, 0.3, 0.01)
-            want = py._train_step(X[:batch], Y, 0.3, 0.01)
+            got = native_training.step(cpp, X[:batch], Y, 0.3, 0.01)
+            want = numpy_training.step(py, X[:batch], Y, 0.3, 0.01)
             assert got[0] == pytest.approx(want[0], rel=1e-6) and got[1] == pytest.approx(want[1])
         for a, b in zip(cpp.weights + cpp.biases, py.weights + py.biases):
             np.testing.assert_array_equal(a, b)
@@ -184,9 +179,12 @@ def test_a_cpp_epoch_is_bitwise_one_cpp_step_per_batch(wide, dtype):
     epoch_net, step_net = (MLP([X.shape[1], 100 if wide else 20, 10], activation="relu",
                                dtype=dtype, seed=2) for _ in range(2))
     order = np.random.default_rng(0).permutation(len(X))
-    from fastmlp import native_training
-    got = native_training.train_epoch(epoch_net, X, y, order, 16, 0.1, 0.001)
-    want = _python_epoch(step_net, X, y, order, 16, 0.1, 0.001, None)
+    got = native_training.epoch(epoch_net, X, y, order, 16, 0.1, 0.001, None)
+    want = 0.0, 0
+    for lo in range(0, len(X), 16):
+        rows = order[lo:lo + 16]
+        loss, hits, _ = native_training.step(step_net, X[rows], y[rows], 0.1, 0.001)
+        want = want[0] + loss * len(rows), want[1] + hits
     assert got[1] == want[1] and got[0] == pytest.approx(want[0], rel=1e-12)
     for a, b in zip(epoch_net.weights + epoch_net.biases, step_net.weights + step_net.biases):
         np.testing.assert_array_equal(a, b)
@@ -384,7 +382,7 @@ def test_integer_labels_need_a_softmax_output():
 
 def test_an_empty_batch_is_a_step_of_zero_loss():
     ref, net = pair([4, 3, 2], "float64", activation="relu")
-    penalty = ref._weight_penalty(0.5)
+    penalty = equations.weight_penalty(ref, 0.5)
     for m in (ref, net):
         assert m.step(np.zeros((0, 4)), np.zeros(0, np.int64), 0.1, 0.5) == pytest.approx(penalty)
     assert_weights_close(ref, net, 1e-12)

@@ -11,8 +11,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from fastmlp import MLP, native_training
-from fastmlp.model import FORMAT_VERSION
+from fastmlp import MLP, native_training, numpy_training
+from fastmlp.model_file import FORMAT_VERSION
 
 from conftest import MLP_BACKENDS, run_in_threads
 
@@ -129,7 +129,7 @@ def test_a_finite_X_that_overflows_the_first_layer_is_divergence_not_bad_input(b
 def test_the_native_epoch_stops_at_the_batch_with_a_nonfinite_row():
     net = new_net("native")
     ws = native_training.workspace(net, 8)
-    weights, biases = native_training._params(net)
+    weights, biases = native_training.params(net)
     bad = X.astype(np.float32)
     bad[20, 1] = np.nan
     reference = new_net("native")
@@ -184,7 +184,7 @@ def test_the_native_step_finds_a_nonfinite_input_anywhere_in_a_row(isa, dtype):
 def test_keyboard_interrupt_mid_epoch_leaves_the_last_completed_epoch(backend, monkeypatch):
     net = new_net(backend)
     if backend == "native":   # the epoch is one C++ call: interrupted as it returns
-        original = native_training.train_epoch
+        original = native_training.epoch
         calls = []
 
         def interrupted(*args):
@@ -193,9 +193,9 @@ def test_keyboard_interrupt_mid_epoch_leaves_the_last_completed_epoch(backend, m
             if len(calls) == 3:
                 raise KeyboardInterrupt
             return result
-        monkeypatch.setattr(native_training, "train_epoch", interrupted)
+        monkeypatch.setattr(native_training, "epoch", interrupted)
     else:                     # the Python loop: interrupted after a few steps of epoch 3
-        original = net._train_step
+        original = numpy_training.train_batch
         calls = []
 
         def interrupted(*args):
@@ -203,7 +203,7 @@ def test_keyboard_interrupt_mid_epoch_leaves_the_last_completed_epoch(backend, m
             if len(calls) == 2 * 5 + 3:
                 raise KeyboardInterrupt
             return original(*args)
-        monkeypatch.setattr(net, "_train_step", interrupted)
+        monkeypatch.setattr(numpy_training, "train_batch", interrupted)
     with pytest.raises(KeyboardInterrupt, match=r"^fit: interrupted in epoch 3; the model holds its weights as of epoch 2$") as info:
         net.fit(X, LABELS, epochs=5, batch_size=8, lr=0.1)
     assert len(info.value.history.loss) == 2
@@ -215,12 +215,12 @@ def test_any_failure_inside_a_step_undoes_it(backend, monkeypatch):
     net = new_net(backend)
     before = params_of(net)
     if backend == "native":
-        original = native_training.train_step
+        original = native_training.step
 
         def failing(*args):
             original(*args)   # the weights have moved ...
             raise MemoryError  # ... and then something fails
-        monkeypatch.setattr(native_training, "train_step", failing)
+        monkeypatch.setattr(native_training, "step", failing)
     else:
         table = net._kernels
         calls = []

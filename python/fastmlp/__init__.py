@@ -3,20 +3,18 @@
 C++ kernels (fastmlp._core) with a NumPy twin (fastmlp.reference); pick one with
 ``backend="native"`` or ``backend="numpy"``.
 """
-from . import autograd, data
+__version__ = "0.1.0"   # the one place the version is written (pyproject reads it)
+
+from . import autograd, backend, data, native_core
 from .backend import BACKENDS, KERNEL_NAMES, get_backend
-from . import autograd
 from .gradcheck import gradcheck
 from .model import MLP
 from .training import History
 
-__version__ = "0.1.0"
-
 
 def build_info():
     """What the native core was built with and which kernels it runs on this CPU."""
-    from .backend import _native_module
-    return _native_module().build_info()
+    return native_core.load().build_info()
 
 
 def get_include():
@@ -32,24 +30,21 @@ def set_isa(name):
     The cap is also read from the FASTMLP_ISA environment variable at import. Returns the
     ISA now active (never more than the CPU supports).
     """
-    from .backend import _native_module
-    return _native_module().set_isa(name)
+    return native_core.load().set_isa(name)
 
 
 def set_num_threads(n):
     """Threads used by the native kernels (threadpoolctl's OpenMP limit works too). Once
     called, fit(comm=...) keeps this count instead of choosing one per MPI rank."""
-    from . import backend
     n = int(n)
     if n < 1:
         raise ValueError(f"n: expected a thread count >= 1, got {n}")
-    backend._native_module().set_num_threads(n)
+    native_core.load().set_num_threads(n)
     backend.threads_chosen_by_user = True
 
 
 def get_num_threads():
-    from .backend import _native_module
-    return _native_module().get_num_threads()
+    return native_core.load().get_num_threads()
 
 
 __all__ = ["BACKENDS", "KERNEL_NAMES", "History", "MLP", "autograd", "build_info", "data",

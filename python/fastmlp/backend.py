@@ -1,13 +1,15 @@
-"""The kernel table: each op name maps to its NumPy twin and, when built, its native version.
+"""The backend table: each backend's kernels, and the training module built on them.
 
-    get_backend("numpy")   # fastmlp.reference, the spec
-    get_backend("native")  # fastmlp._core, the C++ kernels
+    get_backend("numpy")   # fastmlp.reference, the spec; training in Python (numpy_training)
+    get_backend("native")  # fastmlp._core, the C++ kernels; training in C++ (native_training)
 
-Both tables expose the same names with the same signatures (see fastmlp.reference).
+Both tables expose the same kernel names with the same signatures (see fastmlp.reference),
+and `.training`, a module with the one training interface (see fastmlp.numpy_training).
+This is the only module that tells the backends apart by name.
 """
 from types import SimpleNamespace
 
-from . import reference
+from . import native_core, native_training, numpy_training, reference
 
 BACKENDS = ("numpy", "native")
 KERNEL_NAMES = tuple(reference.KERNELS)
@@ -17,27 +19,39 @@ _tables = {}
 threads_chosen_by_user = False
 
 
-def _native_module():
-    try:
-        from . import _core
-    except ModuleNotFoundError as exc:  # pragma: no cover - only without a compiled build
-        raise RuntimeError(
-            "fastmlp's native backend is not built (no fastmlp._core); reinstall with "
-            "`pip install .` or use backend='numpy'") from exc
-    except ImportError as exc:  # e.g. a bad FASTMLP_ISA value
-        raise RuntimeError(f"fastmlp._core failed to import: {exc}") from exc
-    return _core
+def _native_kernels():
+    core = native_core.load()
+    missing = [op for op in KERNEL_NAMES if not hasattr(core, op)]
+    if missing:   # a stale build from an older source tree
+        raise RuntimeError(f"fastmlp._core lacks the kernels {', '.join(missing)}; reinstall "
+                           f"fastmlp")
+    return {op: getattr(core, op) for op in KERNEL_NAMES}
 
 
 def get_backend(name="numpy"):
-    """The kernel table of backend `name` ("numpy" or "native"), as a namespace of functions."""
+    """The table of backend `name` ("numpy" or "native"): its kernels as attributes, and
+    `.training`, its training module. RuntimeError if the native backend is not built."""
     if name not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {name!r}")
     if name not in _tables:
         if name == "numpy":
-            kernels = dict(reference.KERNELS)
+            kernels, training = dict(reference.KERNELS), numpy_training
         else:
-            core = _native_module()
-            kernels = {op: getattr(core, op) for op in KERNEL_NAMES if hasattr(core, op)}
-        _tables[name] = SimpleNamespace(name=name, kernels=kernels, **kernels)
+            kernels, training = _native_kernels(), native_training
+        _tables[name] = SimpleNamespace(name=name, kernels=kernels, training=training,
+                                        **kernels)
     return _tables[name]
+
+
+def native_unavailable():
+    """Why the native backend cannot be used here, or None when it can."""
+    try:
+        get_backend("native")
+    except RuntimeError as exc:
+        return str(exc)
+    return None
+
+
+def default_backend():
+    """"native" when it is built, else "numpy"."""
+    return "numpy" if native_unavailable() else "native"

@@ -27,7 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from . import data
-from .model import DTYPES, MLP, missing_ops
+from .backend import default_backend, native_unavailable
+from .model import MLP
+from .specs import DTYPES
 from .training import format_epoch
 
 
@@ -44,14 +46,6 @@ def activation_arg(text):
         return name, int(param) if name == "maxout" else float(param)
     except ValueError:
         raise argparse.ArgumentTypeError(f"bad parameter in {text!r}") from None
-
-
-def default_backend():
-    """"native" when its kernels are all built, else "numpy"."""
-    try:
-        return "numpy" if missing_ops("native") else "native"
-    except RuntimeError:                # fastmlp._core is not built
-        return "numpy"
 
 
 def fraction_arg(text):
@@ -259,10 +253,9 @@ def add_train_parser(commands):
 
 
 def pick_backend(requested):
-    backend = requested or default_backend()
-    if backend != (requested or "native"):
-        print("the native kernels are not built (all of them): running on numpy")
-    return backend
+    if requested is None and native_unavailable():
+        print("the native kernels are not built: running on numpy")
+    return requested or default_backend()
 
 
 def one_hot_if(output, y, k, dtype):
@@ -442,7 +435,7 @@ def cmd_bench(args):
     set_threads(args.threads)
     repeat = 1 if args.quick else args.repeat
     unavailable = {}
-    if "native" in args.runners and default_backend() != "native":
+    if "native" in args.runners and native_unavailable():
         unavailable["native"] = "native kernels not built"
     print(f"{'case':<6} {'dtype':<8} {'runner':<7} {'samples/s':>12} {'vs numpy':>9}")
     for case in args.cases:

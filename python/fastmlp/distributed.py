@@ -37,9 +37,8 @@ import traceback
 
 import numpy as np
 
-from . import backend, native_training
-from .backend import _native_module
-from .training import _checked_fit_args, train_epochs
+from . import backend
+from .training import checked_fit_args, train_epochs
 
 COMM_METHODS = ("Get_rank", "Get_size", "Allreduce", "Bcast", "allgather", "bcast", "Abort",
                 "Split_type")
@@ -136,30 +135,6 @@ def shard(lo, hi, rank, size):
     return lo + rank * m // size, lo + (rank + 1) * m // size
 
 
-def _numpy_gradients(net, X, Y, rows, scale, weight_decay, dws, dbs):
-    """native_training.gradients on the NumPy kernels (the same equations, via the model)."""
-    if len(rows) == 0:
-        for g in dws + dbs:
-            g.fill(0)
-        return 0.0, 0
-    Xs, Ys = X[rows], Y[rows]
-    layers = net._forward(Xs)
-    _, z, out, _ = layers[-1]
-    loss, delta = net._loss_and_delta(z, out, Ys)
-    hits = net._hits(z, out, Ys)
-    gw, gb = net._backward(layers, delta * delta.dtype.type(scale))
-    for dst, src in zip(dws + dbs, gw + gb):
-        dst[...] = src
-    return loss + net._weight_penalty(weight_decay), hits
-
-
-def _local_gradients(net, X, Y, rows, scale, weight_decay, dws, dbs):
-    """The scaled gradients of this rank's shard X[rows] into dws, dbs -> (J, hits)."""
-    if net.backend == "native":
-        return native_training.gradients(net, X, Y, rows, scale, weight_decay, dws, dbs)
-    return _numpy_gradients(net, X, Y, rows, scale, weight_decay, dws, dbs)
-
-
 def _gradient_buffer(net):
     """One flat array for every gradient (one Allreduce per step), and its per-layer views."""
     flat = np.empty(net.n_params, dtype=net.dtype)
@@ -171,18 +146,12 @@ def _gradient_buffer(net):
     return flat, views[:n_layers], views[n_layers:]
 
 
-def _apply_update(net, dws, dbs, lr, weight_decay):
-    k = net._kernels
-    weights, biases = native_training._params(net) if net.backend == "native" else (
-        net.weights, net.biases)
-    for w, b, dw, db in zip(weights, biases, dws, dbs):
-        k.sgd_update(w, dw, lr, weight_decay)
-        k.sgd_update(b, db, lr, 0.0)
-
-
 def _epoch(net, comm, X, Y, order, batch_size, lr, weight_decay, grads, bar):
-    """One epoch of data-parallel SGD -> this rank's (Σ J_shard · rows_shard, hits)."""
+    """One epoch of data-parallel SGD -> this rank's (Σ J_shard · rows_shard, hits): per
+    batch, the backend's gradients of this rank's shard, one Allreduce, the backend's
+    update."""
     MPI = _mpi()
+    trainer = net._kernels.training
     rank, size = comm.Get_rank(), comm.Get_size()
     flat, dws, dbs = grads
     if order is None:
@@ -191,10 +160,10 @@ def _epoch(net, comm, X, Y, order, batch_size, lr, weight_decay, grads, bar):
     for lo in range(0, len(X), batch_size):
         hi = min(lo + batch_size, len(X))
         start, stop = shard(lo, hi, rank, size)
-        loss, shard_hits = _local_gradients(net, X, Y, order[start:stop],
-                                            (stop - start) / (hi - lo), weight_decay, dws, dbs)
+        loss, shard_hits = trainer.gradients(net, X, Y, order[start:stop],
+                                             (stop - start) / (hi - lo), weight_decay, dws, dbs)
         comm.Allreduce(MPI.IN_PLACE, flat, op=MPI.SUM)
-        _apply_update(net, dws, dbs, lr, weight_decay)
+        trainer.update(net, dws, dbs, lr, weight_decay)
         loss_sum += loss * (stop - start)
         hits += shard_hits
         if bar is not None:
@@ -207,7 +176,8 @@ def _evaluate_shard(net, comm, Xv, Yv, weight_decay):
     start, stop = shard(0, len(Xv), comm.Get_rank(), comm.Get_size())
     if start == stop:
         return 0.0, 0
-    loss, hits = net._evaluate(Xv[start:stop], Yv[start:stop], weight_decay)
+    loss, hits = net._kernels.training.evaluate(net, Xv[start:stop], Yv[start:stop],
+                                                weight_decay)
     return loss * (stop - start), hits
 
 
@@ -234,13 +204,13 @@ def _abort(comm, exc):
 
 def fit(net, X, Y, comm, epochs=30, batch_size=10, lr=0.5, weight_decay=0.0,
         validation_data=None, patience=None, shuffle=True, progress=False):
-    """fastmlp.training.fit over the ranks of the MPI communicator `comm` (see the module
+    """MLP.fit over the ranks of the MPI communicator `comm` (see the module
     docstring); batch_size is the global mini-batch, shared out among the ranks. Call it
     on every rank with the same arguments; returns the same History on every rank."""
     check_comm(comm)
-    args = agree(comm, lambda: _checked_fit_args(net, X, Y, epochs, batch_size, lr,
-                                                 weight_decay, validation_data, patience,
-                                                 shuffle, progress))
+    args = agree(comm, lambda: checked_fit_args(net, X, Y, epochs, batch_size, lr,
+                                                weight_decay, validation_data, patience,
+                                                shuffle, progress))
     X, Y, epochs, batch_size, lr, weight_decay, validation, patience = args
     require_same_on_every_rank(comm, {
         "model": repr(net), "training data": _digest(X, Y),
@@ -250,12 +220,11 @@ def fit(net, X, Y, comm, epochs=30, batch_size=10, lr=0.5, weight_decay=0.0,
     rank, size = comm.Get_rank(), comm.Get_size()
     if rank != 0:
         progress = False
+    trainer = net._kernels.training
     threads = threads_per_rank(comm)
-    saved_threads = None
-    if net.backend == "native" and not _threads_chosen_by_user():
-        core = _native_module()
-        saved_threads = core.get_num_threads()
-        core.set_num_threads(threads)
+    saved_threads = None if _threads_chosen_by_user() else trainer.get_num_threads()
+    if saved_threads is not None:
+        trainer.set_num_threads(threads)
     try:
         return _fit(net, comm, X, Y, epochs, batch_size, lr, weight_decay, validation,
                     patience, shuffle, progress)
@@ -265,7 +234,7 @@ def fit(net, X, Y, comm, epochs=30, batch_size=10, lr=0.5, weight_decay=0.0,
         raise
     finally:
         if saved_threads is not None:
-            core.set_num_threads(saved_threads)
+            trainer.set_num_threads(saved_threads)
 
 
 def _fit(net, comm, X, Y, epochs, batch_size, lr, weight_decay, validation, patience,

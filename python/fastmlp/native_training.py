@@ -1,29 +1,31 @@
-"""Training on the native backend: a whole SGD step, or a whole epoch, in one C++ call.
+"""The training interface (see fastmlp.numpy_training) on the native backend: a whole step,
+a whole epoch, or a batch's gradients in one C++ call.
 
-MLP.step, MLP._train_step and fit() hand over to these functions when the model's backend
-is "native". The C++ side (csrc/mlp.h) makes the same kernel calls as MLP._train_step, in
-a fastmlp._core.TrainingWorkspace that the model keeps between calls, so a steady-state
-step allocates nothing. The weights stay the model's ndarrays, updated in place, so the
-model can switch backends at any time.
+The C++ side (csrc/mlp.h, Trainer) makes the same kernel calls as fastmlp.equations, in a
+fastmlp._core.TrainingWorkspace kept per net between calls, so a steady-state step
+allocates nothing. The weights stay the net's ndarrays, updated in place, so a net can
+switch backends at any time.
 """
 import weakref
 
-from .backend import _native_module
+from . import native_core, numpy_training
+from .checks import NonFiniteInputError
+
+# one forward pass over the native kernels: nothing to keep in C++
+evaluate = numpy_training.evaluate
+
+FINDS_NONFINITE_X = True   # the C++ step and epoch check each row of X as they read it
 
 # net -> its TrainingWorkspace. Kept beside the net rather than on it, so the net still
 # copies and pickles like any Python object; dropped with the net.
 _workspaces = weakref.WeakKeyDictionary()
 
 
-class NonFiniteInputError(ValueError):
-    """A row of X holds NaN or infinity: found by a native step or epoch as it read the row."""
-
-
 def _checking_X(method, *args):
     """A TrainingWorkspace method called, its NonFiniteInputError raised as ours."""
     try:
         return method(*args)
-    except _native_module().NonFiniteInputError as exc:
+    except native_core.load().NonFiniteInputError as exc:
         raise NonFiniteInputError(str(exc)) from None
 
 
@@ -38,47 +40,57 @@ def workspace(net, max_batch):
     and replaced by a larger one only when a batch does not fit)."""
     ws = _workspaces.get(net)
     if ws is None or ws.max_batch < max_batch:
-        ws = _native_module().TrainingWorkspace(net.sizes, _hidden_specs(net), net.output,
-                                                net.loss_name, net.dtype, max(max_batch, 1))
+        ws = native_core.load().TrainingWorkspace(net.sizes, _hidden_specs(net), net.output,
+                                                  net.loss_name, net.dtype, max(max_batch, 1))
         _workspaces[net] = ws
     return ws
 
 
-def _params(net):
-    """The weight and bias lists, each array C-contiguous in the model's dtype and
-    writable (C++ updates them in place); an array that is not gets replaced by a copy."""
-    for params in (net._weights, net._biases):
-        for i, p in enumerate(params):
+def params(net):
+    """The weight and bias lists, each array C-contiguous in the net's dtype and writable
+    (C++ updates them in place); an array that is not gets replaced by a copy."""
+    for arrays in (net.weights, net.biases):
+        for i, p in enumerate(arrays):
             if not (p.flags.c_contiguous and p.flags.writeable and p.flags.aligned
                     and p.dtype == net.dtype):
-                params[i] = p.astype(net.dtype, order="C", copy=True)
-    return net._weights, net._biases
-
-
-def train_step(net, X, Y, lr, weight_decay):
-    """MLP._train_step in one C++ call -> (J before the update, hits, whether J and the new
-    weights are all finite). NonFiniteInputError (a ValueError), and no change, if a row of
-    X holds NaN or infinity."""
-    weights, biases = _params(net)
-    return _checking_X(workspace(net, len(X)).step, weights, biases, X, Y, lr, weight_decay)
-
-
-def train_epoch(net, X, Y, order, batch_size, lr, weight_decay):
-    """The batch loop of one fit() epoch in one C++ call, over the rows X[order] (order None:
-    row order) -> (Σ J_batch · rows_batch, total hits). NonFiniteInputError (a ValueError)
-    at the first batch with a row of X that holds NaN or infinity; the batches before it
-    are applied."""
-    weights, biases = _params(net)
-    batch_size = min(batch_size, len(X))   # the same batches, and no larger workspace
-    return _checking_X(workspace(net, batch_size).epoch, weights, biases, X, Y, order,
-                       batch_size, lr, weight_decay)
+                arrays[i] = p.astype(net.dtype, order="C", copy=True)
+    return net.weights, net.biases
 
 
 def gradients(net, X, Y, rows, scale, weight_decay, dws, dbs):
-    """The gradients of J on the batch X[rows] (rows None: all of X), times `scale`, into
-    the arrays dws and dbs (shaped like the weights and biases), in one C++ call; the
-    weights are not changed. -> (J with the weight-decay penalty, hits)."""
-    weights, biases = _params(net)
+    weights, biases = params(net)
     n = len(X) if rows is None else len(rows)
     return workspace(net, n).gradients(dws, dbs, weights, biases, X, Y, rows, scale,
                                        weight_decay)
+
+
+def update(net, dws, dbs, lr, weight_decay):
+    params(net)   # the native sgd_update writes in place: C-contiguous arrays of the dtype
+    numpy_training.update(net, dws, dbs, lr, weight_decay)
+
+
+def step(net, X, Y, lr, weight_decay):
+    """The C++ step also says whether J and the new weights are finite; NonFiniteInputError,
+    and no change, if a row of X holds NaN or infinity."""
+    weights, biases = params(net)
+    return _checking_X(workspace(net, len(X)).step, weights, biases, X, Y, lr, weight_decay)
+
+
+def epoch(net, X, Y, order, batch_size, lr, weight_decay, bar):
+    """NonFiniteInputError at the first batch with a row of X that holds NaN or infinity
+    (the batches before it are applied); `bar` advances once, by the epoch's batches."""
+    weights, biases = params(net)
+    batch_size = min(batch_size, len(X))   # the same batches, and no larger workspace
+    result = _checking_X(workspace(net, batch_size).epoch, weights, biases, X, Y, order,
+                         batch_size, lr, weight_decay)
+    if bar is not None:
+        bar.update(-(-len(X) // batch_size))
+    return result
+
+
+def get_num_threads():
+    return native_core.load().get_num_threads()
+
+
+def set_num_threads(n):
+    native_core.load().set_num_threads(n)

@@ -1,13 +1,22 @@
-"""The training loop: epochs of shuffled mini-batch SGD, a validation set, early stopping."""
+"""The training loop: epochs of shuffled mini-batch SGD, a validation set, early stopping;
+and the guards around every step and epoch (one training thread per net; all or nothing).
+
+The work of a step or an epoch is the backend's training module (fastmlp.numpy_training
+or fastmlp.native_training, picked by the net's backend table); everything here is the
+same for every backend, and fastmlp.distributed reuses it over MPI.
+"""
+import contextlib
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import List, Optional
 
 import numpy as np
 
-from . import native_training
-from .model import check_positive_int, check_real
+from .checks import (NonFiniteInputError, check_int, check_real, check_X, check_Y, nonfinite_X,
+                     sums_of_squares_finite)
+from .equations import score_from_hits
 
 
 @dataclass
@@ -63,45 +72,106 @@ def _report(progress, bar, history):
         print(format_epoch(history, epoch), flush=True)
 
 
-def _python_epoch(net, X, Y, order, batch_size, lr, weight_decay, bar):
-    """One epoch, one net._train_step per batch of X[order] -> (Σ J_batch · rows, hits)."""
-    Xs, Ys = (X, Y) if order is None else (X[order], Y[order])
-    n = len(X)
-    loss_sum, hits = 0.0, 0
-    for lo in range(0, n, batch_size):
-        hi = min(lo + batch_size, n)
-        loss, batch_hits = net._train_step(Xs[lo:hi], Ys[lo:hi], lr, weight_decay)
-        loss_sum += loss * (hi - lo)
-        hits += batch_hits
-        if bar is not None:
-            bar.update()
-    return loss_sum, hits
+# ---------------------------------------------------------------- guards
+# One thread trains a net at a time (a second one gets a RuntimeError, it does not wait);
+# forward/predict/score only read the weights, so any number of threads may call them at
+# once. A step or epoch that fails (an exception, KeyboardInterrupt, a loss or weight that
+# is not finite) is undone from a snapshot taken before it.
+
+def init_guards(net):
+    """The lock that makes training exclusive, and who holds it (a thread id or None)."""
+    net._training_lock, net._trainer = threading.Lock(), None
 
 
-def _checked_fit_args(net, X, Y, epochs, batch_size, lr, weight_decay, validation_data,
-                      patience, shuffle, progress, epoch_checks_X=False):
+@contextlib.contextmanager
+def exclusive(net, caller):
+    """Hold the net's training lock, or raise RuntimeError at once if another thread does."""
+    if not net._training_lock.acquire(blocking=False):
+        raise RuntimeError(f"{caller}: this model is being trained by another thread; train "
+                           f"a model from one thread at a time (predict() may run meanwhile)")
+    net._trainer = threading.get_ident()
+    try:
+        yield
+    finally:
+        net._trainer = None
+        net._training_lock.release()
+
+
+def training_here(net):
+    """This thread holds the net's training lock (fit's progress callback, say)."""
+    return net._trainer == threading.get_ident()
+
+
+def _snapshot(net):
+    """Copy the weights and biases into buffers kept for it (no allocation once made)."""
+    params = net.weights + net.biases
+    saved = getattr(net, "_snapshot", None)
+    if saved is None or [p.shape for p in saved] != [p.shape for p in params] \
+            or saved[0].dtype != params[0].dtype:
+        saved = net._snapshot = [np.empty_like(p) for p in params]
+    for dst, src in zip(saved, params):
+        np.copyto(dst, src)
+
+
+def _rollback(net):
+    """Back to the last _snapshot(), in place (views users hold see it too)."""
+    for dst, src in zip(net.weights + net.biases, net._snapshot):
+        np.copyto(dst, src)
+
+
+# ---------------------------------------------------------------- one step
+
+def step(net, X, Y, lr, weight_decay=0.0):
+    """One SGD step on the batch (X, Y); returns the batch loss J before the update. All
+    or nothing: see MLP.step."""
+    trainer = net._kernels.training
+    X = check_X(net, X, finite=not trainer.FINDS_NONFINITE_X)
+    Y = check_Y(net, Y, len(X))
+    lr = check_real(lr, "lr", 0, strict=True)
+    weight_decay = check_real(weight_decay, "weight_decay", 0)
+    with exclusive(net, "step"):
+        _snapshot(net)
+        try:
+            loss, _, finite = trainer.step(net, X, Y, lr, weight_decay)
+        except NonFiniteInputError:
+            raise nonfinite_X(net) from None   # found before any weight changed
+        except BaseException:
+            _rollback(net)
+            raise
+        if not finite:
+            _rollback(net)
+            raise FloatingPointError(
+                f"step: training diverged (batch loss {loss}, or the updated weights are "
+                f"not finite); the step was undone; try a smaller lr than {lr}")
+        return loss
+
+
+# ---------------------------------------------------------------- epochs
+
+def checked_fit_args(net, X, Y, epochs, batch_size, lr, weight_decay, validation_data,
+                     patience, shuffle, progress, epoch_checks_X=False):
     """fit()'s arguments checked and converted: (X, Y, epochs, batch_size, lr, weight_decay,
     validation (Xv, Yv) or None, patience). epoch_checks_X: the first epoch will find any
     NaN or infinity in X itself (the native one does, as it reads each batch), so no pass
     over X is spent on it here unless no epoch runs."""
-    X = net._check_X(X, finite=not epoch_checks_X)
-    Y = net._check_Y(Y, len(X))
+    X = check_X(net, X, finite=not epoch_checks_X)
+    Y = check_Y(net, Y, len(X))
     if len(X) == 0:
         raise ValueError("X: expected at least one row to train on")
-    epochs = check_positive_int(epochs, "epochs", minimum=0)
+    epochs = check_int(epochs, "epochs", minimum=0)
     if epochs == 0 and epoch_checks_X:
-        X = net._check_X(X)
-    batch_size = check_positive_int(batch_size, "batch_size")
+        X = check_X(net, X)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
     lr = check_real(lr, "lr", 0, strict=True)
     weight_decay = check_real(weight_decay, "weight_decay", 0)
     validation = None
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise TypeError("validation_data: expected a pair (X_val, Y_val) or None")
-        Xv = net._check_X(validation_data[0])
-        validation = Xv, net._check_Y(validation_data[1], len(Xv))
+        Xv = check_X(net, validation_data[0])
+        validation = Xv, check_Y(net, validation_data[1], len(Xv))
     if patience is not None:
-        patience = check_positive_int(patience, "patience")
+        patience = check_int(patience, "patience", minimum=1)
         if validation_data is None:
             raise ValueError("patience: early stopping needs validation_data")
     if not isinstance(shuffle, (bool, np.bool_)):
@@ -136,83 +206,57 @@ class _EarlyStopping:
 
 
 def fit(net, X, Y, epochs=30, batch_size=10, lr=0.5, weight_decay=0.0,
-        validation_data=None, patience=None, shuffle=True, progress=False, comm=None):
-    """Train `net` by mini-batch SGD for `epochs` passes over (X, Y); returns a History.
+        validation_data=None, patience=None, shuffle=True, progress=False):
+    """Train `net` by mini-batch SGD in this process; see MLP.fit.
 
-    Each epoch shuffles the rows with the net's generator (unless shuffle=False) and takes
-    one net.step per batch of `batch_size` rows (the last batch may be smaller).
-    validation_data=(Xv, Yv) is scored after every epoch. With `patience`, training stops
-    once val_loss has not improved for `patience` epochs, and the net ends up holding the
-    weights of its best epoch. progress=True shows a tqdm bar per epoch (a printed line
-    when tqdm is missing); a callable is called with the History after every epoch.
-    comm, an MPI communicator (mpi4py), trains data-parallel over its ranks: see
-    fastmlp.distributed.fit.
-
-    NaN or infinity in X is a ValueError and leaves the net untouched on both backends. The
-    native backend finds it as its first epoch reads each batch (z(0) of a batch is checked,
-    its rows only if z(0) is not finite), which saves fit() a pass over all of X: at the seed
-    case that pass cost 7–8% of an epoch.
-
-    Nothing is lost: an epoch that fails, is interrupted (KeyboardInterrupt) or diverges
-    (FloatingPointError: a loss or weight not finite) is undone, so the net holds the weights
-    of its last completed epoch; the error says which, and carries the History as `.history`.
-    Only one thread may train a net at a time (RuntimeError for a second one).
-    """
-    if comm is not None:
-        from .distributed import fit as fit_distributed
-        return fit_distributed(net, X, Y, comm, epochs=epochs, batch_size=batch_size, lr=lr,
-                               weight_decay=weight_decay, validation_data=validation_data,
-                               patience=patience, shuffle=shuffle, progress=progress)
-    native = net.backend == "native"
-    X, Y, epochs, batch_size, lr, weight_decay, validation, patience = _checked_fit_args(
+    NaN or infinity in X is a ValueError and leaves the net untouched on every backend. A
+    backend whose epoch finds it as it reads each batch (FINDS_NONFINITE_X) saves fit()
+    a pass over all of X."""
+    trainer = net._kernels.training
+    X, Y, epochs, batch_size, lr, weight_decay, validation, patience = checked_fit_args(
         net, X, Y, epochs, batch_size, lr, weight_decay, validation_data, patience, shuffle,
-        progress, epoch_checks_X=native)
-    n_batches = math.ceil(len(X) / batch_size)
+        progress, epoch_checks_X=trainer.FINDS_NONFINITE_X)
 
     def run_epoch(order, bar):
-        if native:   # the whole batch loop in one C++ call
-            loss_sum, hits = native_training.train_epoch(net, X, Y, order, batch_size, lr,
-                                                         weight_decay)
-            if bar is not None:
-                bar.update(n_batches)
-            return loss_sum, hits
-        return _python_epoch(net, X, Y, order, batch_size, lr, weight_decay, bar)
+        return trainer.epoch(net, X, Y, order, batch_size, lr, weight_decay, bar)
+
+    def evaluate(Xv, Yv):
+        return trainer.evaluate(net, Xv, Yv, weight_decay)
 
     rng_state = net._rng.bit_generator.state
     try:
-        with net._exclusive_training("fit"):
-            return train_epochs(net, Y, epochs, n_batches, run_epoch,
-                                lambda Xv, Yv: net._evaluate(Xv, Yv, weight_decay), validation,
-                                patience, shuffle, progress)
-    except native_training.NonFiniteInputError:
+        with exclusive(net, "fit"):
+            return train_epochs(net, Y, epochs, math.ceil(len(X) / batch_size), run_epoch,
+                                evaluate, validation, patience, shuffle, progress)
+    except NonFiniteInputError:
         # The first epoch found NaN or infinity in X and was undone: leave the net exactly
-        # as the up-front check of the NumPy backend would have (its shuffle not drawn).
+        # as an up-front check would have (its shuffle not drawn).
         net._rng.bit_generator.state = rng_state
-        raise net._nonfinite_X() from None
+        raise nonfinite_X(net) from None
 
 
 def _guarded_epoch(net, epoch, run, history):
     """run() -> (Σ J_batch · rows, hits) of one epoch, all or nothing: if it fails, is
     interrupted or diverges, the net is put back to its weights at the epoch's start (a
-    copy taken here: the native backend runs the whole epoch in one C++ call, so this is
-    where the check can be) and the error says so; the completed epochs' History is on the
-    exception as `.history`."""
-    net._save_params()
+    snapshot taken here: the native backend runs the whole epoch in one C++ call, so this
+    is where the check can be) and the error says so; the completed epochs' History is on
+    the exception as `.history`."""
+    _snapshot(net)
     after = f"epoch {epoch}" if epoch else "fit() started"
     try:
         loss_sum, hits = run()
-        if not (math.isfinite(loss_sum) and net._params_finite()):
+        if not (math.isfinite(loss_sum) and sums_of_squares_finite(net.weights + net.biases)):
             raise FloatingPointError(
                 f"fit: training diverged in epoch {epoch + 1} (loss {loss_sum}, or weights not "
                 f"finite); the model holds its weights as of {after}; try a smaller lr")
     except KeyboardInterrupt as exc:
-        net._restore_params()
+        _rollback(net)
         interrupt = KeyboardInterrupt(f"fit: interrupted in epoch {epoch + 1}; the model holds "
                                       f"its weights as of {after}")
         interrupt.history = history
         raise interrupt from exc
     except BaseException as exc:
-        net._restore_params()
+        _rollback(net)
         exc.history = history
         raise
     return loss_sum, hits
@@ -231,11 +275,11 @@ def train_epochs(net, Y, epochs, n_batches, run_epoch, evaluate, validation, pat
         order = net._rng.permutation(n) if shuffle else None
         loss_sum, hits = _guarded_epoch(net, epoch, lambda: run_epoch(order, bar), history)
         history.loss.append(loss_sum / n)
-        history.accuracy.append(net._score_from_hits(hits, Y))
+        history.accuracy.append(score_from_hits(net, hits, Y))
         if validation is not None:
             val_loss, val_hits = evaluate(*validation)
             history.val_loss.append(val_loss)
-            history.val_accuracy.append(net._score_from_hits(val_hits, validation[1]))
+            history.val_accuracy.append(score_from_hits(net, val_hits, validation[1]))
             stopping.record(net, history, epoch, val_loss)
         history.seconds.append(time.perf_counter() - start)
         _report(progress, bar, history)

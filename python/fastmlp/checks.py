@@ -1,0 +1,113 @@
+"""Argument checks shared by the model, the training loops and the estimators.
+
+Each check returns the value converted (an int, a float, a C-contiguous array of the
+model's dtype) or raises TypeError / ValueError naming the argument and what was expected.
+"""
+import math
+import numbers
+
+import numpy as np
+
+
+class NonFiniteInputError(ValueError):
+    """A row of X holds NaN or infinity: found by a native step or epoch as it read the row."""
+
+
+def is_int(x):
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def is_real(x):
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def check_int(value, name, minimum):
+    """An integer >= minimum."""
+    if not is_int(value) or value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_real(value, name, minimum=None, strict=False):
+    """A finite real number, > minimum when strict else >= minimum."""
+    if not is_real(value):
+        raise TypeError(f"{name}: expected a real number, got {value!r}")
+    if not np.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, got {value!r}")
+    if minimum is not None and (value <= minimum if strict else value < minimum):
+        raise ValueError(f"{name}: expected a number {'>' if strict else '>='} {minimum}, "
+                         f"got {value!r}")
+    return float(value)
+
+
+def all_finite(a):
+    """No NaN or infinity in the float array `a`. A finite sum proves it in one pass with
+    no temporary (isfinite(a) would allocate a boolean copy of a whole training set per
+    fit); NaN or infinity anywhere makes the sum non-finite, and an overflowing sum of
+    finite numbers falls back to the element-wise test."""
+    with np.errstate(over="ignore", invalid="ignore"):   # inf + -inf, or an overflowing sum
+        return bool(np.isfinite(a.sum())) or bool(np.isfinite(a).all())
+
+
+def sums_of_squares_finite(arrays):
+    """Σ p² of every array is finite: false when a value is NaN or inf, and also past
+    |p| ~ 1e19 in float32, which counts as a diverged run too. einsum, not a BLAS dot:
+    OpenBLAS threads long dots, and its idle thread then spins on the core that the
+    native epoch's second thread needs."""
+    return all(math.isfinite(np.einsum("i,i->", p.ravel(), p.ravel())) for p in arrays)
+
+
+# ---------------------------------------------------------------- a model's data
+
+def nonfinite_X(net):
+    return ValueError(f"X: contains NaN or infinity (or numbers beyond {net.dtype})")
+
+
+def check_X(net, X, finite=True):
+    """X as a C-contiguous (n, sizes[0]) array of the net's dtype; finite=False leaves the
+    NaN and infinity check to the caller (the native step and epoch do it as they read X)."""
+    X = np.asarray(X)
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"X: expected real numbers, got dtype {X.dtype}")
+    if X.ndim != 2:
+        raise ValueError(f"X: expected a 2-D array (n, {net.sizes[0]}), got shape {X.shape}")
+    if X.shape[1] != net.sizes[0]:
+        raise ValueError(f"X: expected {net.sizes[0]} features per row (sizes[0]), got "
+                         f"{X.shape[1]}")
+    with np.errstate(over="ignore"):   # a number too large for the dtype: reported below
+        X = np.ascontiguousarray(X, dtype=net.dtype)
+    if finite and not all_finite(X):
+        raise nonfinite_X(net)
+    return X
+
+
+def check_Y(net, Y, n):
+    """Y in the form the loss kernels take: int64 labels (n,) or an (n, K) matrix."""
+    Y = np.asarray(Y)
+    K = net.sizes[-1]
+    if Y.dtype.kind not in "biuf":
+        raise TypeError(f"Y: expected numbers, got dtype {Y.dtype}")
+    if Y.ndim == 0 or len(Y) != n:
+        raise ValueError(f"Y: expected {n} rows (one per row of X), got shape {Y.shape}")
+    if net.output == "softmax" and Y.ndim == 1:
+        if Y.dtype.kind == "f" and not np.array_equal(Y, np.round(Y)):
+            raise ValueError("Y: class labels must be whole numbers")
+        if n and (Y.min() < 0 or Y.max() >= K):
+            raise ValueError(f"Y: class labels must be in 0..{K - 1}, got {Y.min()}..{Y.max()}")
+        return Y.astype(np.int64)
+    if Y.ndim == 1 and K == 1:
+        Y = Y[:, None]
+    if Y.ndim != 2 or Y.shape[1] != K:
+        expected = {"softmax": f"labels (n,) or one-hot (n, {K})"}.get(
+            net.output, f"(n, {K})" + (" or (n,)" if K == 1 else ""))
+        raise ValueError(f"Y: expected {expected}, got shape {Y.shape}")
+    with np.errstate(over="ignore"):
+        Y = np.ascontiguousarray(Y, dtype=net.dtype)
+    if not all_finite(Y):
+        raise ValueError(f"Y: contains NaN or infinity (or numbers beyond {net.dtype})")
+    if net.output != "identity" and n and (Y.min() < 0 or Y.max() > 1):
+        raise ValueError(f"Y: {net.output} targets must be in [0, 1], got "
+                         f"{Y.min()}..{Y.max()}")
+    if net.output == "softmax" and not np.allclose(Y.sum(axis=1), 1, atol=1e-3):
+        raise ValueError("Y: one-hot rows must sum to 1")
+    return Y

@@ -1,0 +1,128 @@
+"""The model file: an .npz archive of the weights and biases and a JSON config. No pickle.
+
+Writing is atomic; reading checks every array's header against the config before any
+array is read, so a truncated, corrupted, foreign or hostile file is refused with a
+ValueError naming the file and the problem.
+"""
+import contextlib
+import json
+import math
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from .specs import activation_spec, check_dtype, check_sizes, parse_activations, weight_shapes
+
+FORMAT_VERSION = 1
+CONFIG_KEYS = {"sizes", "activations", "output", "loss", "dtype", "backend", "seed", "rng_state"}
+
+
+def write(path, config, weights, biases):
+    """Write `config` (a dict with CONFIG_KEYS) and the arrays to `path` (".npz" appended
+    when missing, as NumPy does), under a temporary name in the same directory renamed
+    over `path` at the end: a crash mid-save leaves the old file (or none), never half a
+    model."""
+    arrays = {f"W{l}": w for l, w in enumerate(weights)}
+    arrays.update({f"b{l}": b for l, b in enumerate(biases)})
+    path = os.fspath(path)
+    if not path.endswith(".npz"):
+        path += ".npz"
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
+                               prefix=os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, format_version=np.int64(FORMAT_VERSION),
+                     config=np.array(json.dumps(config)), **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def read(path, build):
+    """build(config, weights, biases) from a file written by write() (the config's
+    "activations" as specs); a ValueError naming the file for anything else, or when
+    build refuses what it read (non-finite weights, say)."""
+    try:
+        return build(*_read(path))
+    except FileNotFoundError:
+        raise
+    # (zipfile raises NotImplementedError / RuntimeError for archive features it lacks)
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError, TypeError, ValueError,
+            OverflowError, NotImplementedError, RuntimeError) as exc:
+        if isinstance(exc, ValueError) and str(exc).startswith(f"{path!r}:"):
+            raise
+        raise ValueError(f"{path!r}: not a valid fastmlp model file ({type(exc).__name__}: "
+                         f"{exc})") from exc
+
+
+def _read(path):
+    def fail(problem):
+        raise ValueError(f"{path!r}: {problem}")
+    with open(path, "rb") as fh:
+        if not zipfile.is_zipfile(fh):
+            fail("is not a fastmlp model file (not an .npz archive)")
+        headers = _npz_headers(fh, fail)
+        for name, kind in (("format_version", "iu"), ("config", "U")):
+            if name not in headers or headers[name][0] != () or headers[name][1].kind not in kind:
+                fail(f"is not a fastmlp model file (no {name})")
+        fh.seek(0)
+        with np.load(fh, allow_pickle=False) as f:
+            version = int(f["format_version"])
+            if version != FORMAT_VERSION:
+                fail(f"has model format {version}; this fastmlp reads format "
+                     f"{FORMAT_VERSION}")
+            config = json.loads(str(f["config"]))
+            if not isinstance(config, dict) or not CONFIG_KEYS <= config.keys():
+                fail(f"config: expected the keys {sorted(CONFIG_KEYS)}")
+            # The arrays must be exactly what the config describes; checked on their
+            # headers, before any is read or the config's sizes build anything.
+            sizes = check_sizes(config["sizes"])
+            activations = [activation_spec(*a) for a in config["activations"]]
+            shapes = weight_shapes(sizes, parse_activations(activations, len(sizes) - 2))
+            dtype = np.dtype(check_dtype(config["dtype"]))
+            expected = {f"W{l}": shape for l, shape in enumerate(shapes)}
+            expected.update({f"b{l}": shape[:1] for l, shape in enumerate(shapes)})
+            if set(headers) != set(expected) | {"format_version", "config"}:
+                fail(f"expected the arrays {sorted(expected)}, got {sorted(headers)}")
+            for name, shape in expected.items():
+                if headers[name] != (shape, dtype):
+                    fail(f"{name}: expected {dtype} {shape} for the model's config, got "
+                         f"{headers[name][1]} {headers[name][0]}")
+            params = {name: f[name] for name in expected}
+    config = {**config, "sizes": sizes, "activations": activations, "dtype": dtype.name}
+    return (config, [params[f"W{l}"] for l in range(len(shapes))],
+            [params[f"b{l}"] for l in range(len(shapes))])
+
+
+def _npz_headers(file, fail):
+    """{name: (shape, dtype)} of the arrays in an .npz archive, from their .npy headers
+    alone, each checked to hold exactly the bytes it declares: a corrupted or hostile
+    header is refused before anything of its size is allocated."""
+    headers = {}
+    with zipfile.ZipFile(file) as zf:
+        for info in zf.infolist():
+            name = info.filename[:-4] if info.filename.endswith(".npy") else None
+            if name is None or name in headers or info.flag_bits & 0x1 \
+                    or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                fail(f"is not a fastmlp model file (member {info.filename!r})")
+            with zf.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                if version not in ((1, 0), (2, 0)):
+                    fail(f"{name}: unsupported .npy version {version}")
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(member)
+                if dtype.hasobject:
+                    fail(f"{name}: holds Python objects (refused: they would need unpickling)")
+                nbytes = math.prod(shape) * dtype.itemsize
+                if info.file_size != member.tell() + nbytes:
+                    fail(f"{name}: the header announces {shape} of {dtype}, "
+                         f"{nbytes} bytes, but the member has {info.file_size - member.tell()}")
+            headers[name] = (shape, dtype)
+    return headers

@@ -1,0 +1,96 @@
+"""The training interface in Python: the lecture's equations (fastmlp.equations), one
+kernel call at a time, on the net's kernel table.
+
+Every backend's training module has these functions with these meanings; the backend
+table (fastmlp.backend) says which one a net uses, and fit, step, MLP.gradients, MPI
+training and the estimators reach training only through it:
+
+    gradients(net, X, Y, rows, scale, weight_decay, dws, dbs) -> (J, hits)
+    update(net, dws, dbs, lr, weight_decay)
+    step(net, X, Y, lr, weight_decay) -> (J, hits, finite)
+    epoch(net, X, Y, order, batch_size, lr, weight_decay, bar) -> (Σ J_batch · rows, hits)
+    evaluate(net, X, Y, weight_decay) -> (J, hits)
+
+J includes the weight-decay penalty and is measured before the update; hits are rows
+predicted right, or the residual sum of squares for an identity output.
+FINDS_NONFINITE_X says whether step and epoch find NaN or infinity in X themselves
+(raising checks.NonFiniteInputError), so their caller need not check X first.
+"""
+import math
+
+from . import equations
+from .checks import sums_of_squares_finite
+
+FINDS_NONFINITE_X = False
+
+
+def gradients(net, X, Y, rows, scale, weight_decay, dws, dbs):
+    """The gradients of J on the batch X[rows] (rows None: all of X), times `scale`, into
+    the arrays dws and dbs (shaped like the weights and biases); the weights are not
+    changed and weight decay is left to the update -> (J with the weight-decay penalty,
+    hits)."""
+    if rows is not None:
+        if len(rows) == 0:
+            for g in dws + dbs:
+                g.fill(0)
+            return equations.weight_penalty(net, weight_decay), 0
+        X, Y = X[rows], Y[rows]
+    loss, hits, gw, gb = equations.backprop(net._kernels, net, X, Y, scale)
+    for dst, src in zip(dws + dbs, gw + gb):
+        dst[...] = src
+    return loss + equations.weight_penalty(net, weight_decay), hits
+
+
+def update(net, dws, dbs, lr, weight_decay):
+    """One SGD step with the given gradients: W ← W − lr (dW + weight_decay W), b ← b − lr db."""
+    k = net._kernels
+    for w, b, dw, db in zip(net.weights, net.biases, dws, dbs):
+        k.sgd_update(w, dw, lr, weight_decay)
+        k.sgd_update(b, db, lr, 0.0)
+
+
+def train_batch(net, X, Y, lr, weight_decay):
+    """One SGD step on checked inputs -> (J before the update, hits)."""
+    loss, hits, dws, dbs = equations.backprop(net._kernels, net, X, Y)
+    loss += equations.weight_penalty(net, weight_decay)
+    update(net, dws, dbs, lr, weight_decay)
+    return loss, hits
+
+
+def step(net, X, Y, lr, weight_decay):
+    """train_batch, and whether J and every new weight and bias are finite."""
+    loss, hits = train_batch(net, X, Y, lr, weight_decay)
+    return loss, hits, math.isfinite(loss) and sums_of_squares_finite(net.weights + net.biases)
+
+
+def epoch(net, X, Y, order, batch_size, lr, weight_decay, bar):
+    """One train_batch per batch of X[order] (order None: row order); `bar` (a tqdm bar or
+    None) advances per batch."""
+    Xs, Ys = (X, Y) if order is None else (X[order], Y[order])
+    n = len(X)
+    loss_sum, hits = 0.0, 0
+    for lo in range(0, n, batch_size):
+        hi = min(lo + batch_size, n)
+        loss, batch_hits = train_batch(net, Xs[lo:hi], Ys[lo:hi], lr, weight_decay)
+        loss_sum += loss * (hi - lo)
+        hits += batch_hits
+        if bar is not None:
+            bar.update()
+    return loss_sum, hits
+
+
+def evaluate(net, X, Y, weight_decay):
+    """J and hits of checked inputs in one forward pass."""
+    k = net._kernels
+    _, z, out, _ = equations.forward(k, net, X)[-1]
+    loss, _ = equations.loss_and_delta(k, net, z, out, Y)
+    return loss + equations.weight_penalty(net, weight_decay), equations.hits(net, z, out, Y)
+
+
+def get_num_threads():
+    """None: NumPy's BLAS threads are not fastmlp's to set."""
+    return None
+
+
+def set_num_threads(n):
+    """Nothing to set (see get_num_threads)."""
