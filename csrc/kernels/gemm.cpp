@@ -234,8 +234,7 @@ struct Product {
 };
 
 // An A micro-panel read in place serves at most this many tiles of C; beyond that,
-// packing it once pays for itself (the big case on two threads, 32 tiles a panel: 1-2.5%
-// slower in place; the mid case, 8 or 16: 2-3% faster).
+// packing it once pays for itself (32 tiles, big on two threads: 1-2.5% slower in place).
 constexpr std::size_t kMaxTilesInPlace = 16;
 
 // Rows [i_begin, i_end) x columns [j_begin, j_end) of C, single-threaded: for each
@@ -323,8 +322,7 @@ constexpr std::size_t kMinBlockRows = 256;
 //
 // Threads take independent blocks of C (rows, or columns when there are few rows), each
 // with its own packing buffers, from one queue (parallel.h): a thread that the OS preempts
-// or wakes late delays only the blocks it took. (Handing block t to thread t, for L2
-// locality, measured no different.) The blocks cannot change any result.
+// or wakes late delays only the blocks it took. The blocks cannot change any result.
 template <class T, class Epilogue>
 void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std::ptrdiff_t cs_a,
                  const T* b, std::ptrdiff_t rs_b, std::ptrdiff_t cs_b, std::size_t m,
@@ -343,8 +341,8 @@ void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std:
   const std::size_t kc_even = ceil_div(k, ceil_div(k, kernel.kc));
   // A row-major A is read in place, unless its rows are a multiple of 4 KiB apart: they
   // then share one L1 set (4 KiB per way on current x86 cores), and 14 of them overflow
-  // its 8-12 ways (the big case's 1024-unit layers: 12% slower than packed). Packing or
-  // not changes no result.
+  // its 8-12 ways (big's 1024-unit layers: 12% slower in place). Packing or not changes no
+  // result.
   const bool a_in_place = kernel.run_rows[0] != nullptr && cs_a == 1 &&
                           (static_cast<std::size_t>(std::abs(rs_a)) * sizeof(T)) % 4096 != 0;
   const Product<T> product{c, ldc, a, rs_a, cs_a, b, rs_b, cs_b, m, n, k, first, a_rows, b_rows,
@@ -369,7 +367,7 @@ void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std:
     // The SGD step of W (C = W) splits W along its rows, as the forward product X Wᵀ
     // (columns of Z = rows of W) does: each core then updates the part of W it read in
     // the forward pass and still holds in its L2, instead of W crossing between the cores
-    // twice per step (mid case, 2 threads: about 10% more samples/s).
+    // twice per step (mid, 2 threads: about 10% more samples/s).
     if (col_load <= row_load && !weight_rows) {
       blocks_n = std::min(tiles_n, threads);
     } else {
