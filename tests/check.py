@@ -1,5 +1,7 @@
 """check_op: run one kernel from the NumPy twin and the native backend on the same seeded
-inputs and hold them to the numerical contract (design.md, "Numerical contract").
+inputs and hold them to the numerical contract: every native kernel matches its NumPy twin
+element by element, within atol + 8·sqrt(K)·eps·(|A||B|) for a product over K terms (eps of
+the dtype) and within a few ulps for element-wise ops, in float32 and float64 alike.
 
 Shapes and dtypes are asserted before values. Tolerances are per output, as a Bound:
 |native − numpy| <= rtol·|numpy| + atol element by element, with atol a scalar or an

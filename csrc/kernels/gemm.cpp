@@ -115,7 +115,8 @@ const GemmKernel<T>& active_kernel() {
   return generic_kernel<T>;
 }
 
-inline std::ptrdiff_t sd(std::size_t i) { return static_cast<std::ptrdiff_t>(i); }
+// An index as a signed offset, to multiply with a stride that may be negative.
+inline std::ptrdiff_t as_offset(std::size_t i) { return static_cast<std::ptrdiff_t>(i); }
 
 inline std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
 
@@ -125,7 +126,8 @@ inline std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) /
 template <class T>
 void prefetch_run(const T* first, std::ptrdiff_t stride, std::size_t count) {
   if (count == 0 || std::abs(stride) > 2) return;
-  const char* lo = reinterpret_cast<const char*>(stride < 0 ? first + sd(count - 1) * stride : first);
+  const char* lo =
+      reinterpret_cast<const char*>(stride < 0 ? first + as_offset(count - 1) * stride : first);
   const std::size_t bytes = count * static_cast<std::size_t>(std::abs(stride)) * sizeof(T);
   for (std::size_t off = 0; off < bytes; off += 64) __builtin_prefetch(lo + off);
 }
@@ -136,25 +138,25 @@ constexpr std::size_t kPrefetchAhead = 2;
 // A (mr, kc) strides (rs, cs) -> dst (kc, mr): dst[p*mr + i]. Rows by index (idx, see
 // gemm.h) only when A is row-major.
 template <class T>
-void pack_a(const GemmKernel<T>& kr, T* dst, const T* a, std::ptrdiff_t rs, std::ptrdiff_t cs,
+void pack_a(const GemmKernel<T>& kernel, T* dst, const T* a, std::ptrdiff_t rs, std::ptrdiff_t cs,
             const std::int64_t* idx, std::size_t mr, std::size_t kc) {
   if (cs == 1) {  // row-major A
-    kr.pack_transposed(dst, a, rs, idx, mr, mr, kc);
+    kernel.pack_transposed(dst, a, rs, idx, mr, mr, kc);
   } else if (std::abs(cs) <= std::abs(rs)) {  // walk the source along its smaller stride
     for (std::size_t i = 0; i < mr; ++i) {
-      const T* row = a + sd(i) * rs;
-      if (i + kPrefetchAhead < mr) prefetch_run(row + sd(kPrefetchAhead) * rs, cs, kc);
-      for (std::size_t p = 0; p < kc; ++p) dst[p * mr + i] = row[sd(p) * cs];
+      const T* row = a + as_offset(i) * rs;
+      if (i + kPrefetchAhead < mr) prefetch_run(row + as_offset(kPrefetchAhead) * rs, cs, kc);
+      for (std::size_t p = 0; p < kc; ++p) dst[p * mr + i] = row[as_offset(p) * cs];
     }
   } else if (rs == 1) {  // column-major A, e.g. δᵀ in the weight step: runs of mr to copy
     for (std::size_t p = 0; p < kc; ++p) {
-      const T* col = a + sd(p) * cs;
+      const T* col = a + as_offset(p) * cs;
       for (std::size_t i = 0; i < mr; ++i) dst[p * mr + i] = col[i];
     }
   } else {
     for (std::size_t p = 0; p < kc; ++p) {
-      const T* col = a + sd(p) * cs;
-      for (std::size_t i = 0; i < mr; ++i) dst[p * mr + i] = col[sd(i) * rs];
+      const T* col = a + as_offset(p) * cs;
+      for (std::size_t i = 0; i < mr; ++i) dst[p * mr + i] = col[as_offset(i) * rs];
     }
   }
 }
@@ -162,26 +164,26 @@ void pack_a(const GemmKernel<T>& kr, T* dst, const T* a, std::ptrdiff_t rs, std:
 // B (kc, n_valid) strides (rs, cs) -> dst (kc, nr): dst[p*nr + j], columns >= n_valid zero.
 // Rows by index (idx, see gemm.h) only when B is row-major.
 template <class T>
-void pack_b(const GemmKernel<T>& kr, T* dst, const T* b, std::ptrdiff_t rs, std::ptrdiff_t cs,
+void pack_b(const GemmKernel<T>& kernel, T* dst, const T* b, std::ptrdiff_t rs, std::ptrdiff_t cs,
             const std::int64_t* idx, std::size_t kc, std::size_t n_valid, std::size_t nr) {
   if (cs == 1) {  // row-major B
-    kr.pack_rows(dst, b, rs, idx, kc, n_valid, nr);
+    kernel.pack_rows(dst, b, rs, idx, kc, n_valid, nr);
     return;
   }
   if (rs == 1) {  // column-major B, e.g. Wᵀ
-    kr.pack_transposed(dst, b, cs, nullptr, n_valid, nr, kc);
+    kernel.pack_transposed(dst, b, cs, nullptr, n_valid, nr, kc);
     return;
   }
   if (std::abs(cs) <= std::abs(rs)) {
     for (std::size_t p = 0; p < kc; ++p) {
-      const T* row = b + sd(p) * rs;
-      for (std::size_t j = 0; j < n_valid; ++j) dst[p * nr + j] = row[sd(j) * cs];
+      const T* row = b + as_offset(p) * rs;
+      for (std::size_t j = 0; j < n_valid; ++j) dst[p * nr + j] = row[as_offset(j) * cs];
     }
   } else {
     for (std::size_t j = 0; j < n_valid; ++j) {
-      const T* col = b + sd(j) * cs;
-      if (j + kPrefetchAhead < n_valid) prefetch_run(col + sd(kPrefetchAhead) * cs, rs, kc);
-      for (std::size_t p = 0; p < kc; ++p) dst[p * nr + j] = col[sd(p) * rs];
+      const T* col = b + as_offset(j) * cs;
+      if (j + kPrefetchAhead < n_valid) prefetch_run(col + as_offset(kPrefetchAhead) * cs, rs, kc);
+      for (std::size_t p = 0; p < kc; ++p) dst[p * nr + j] = col[as_offset(p) * rs];
     }
   }
   // Column by column: a short row of zeros per p would become a memset call each.
@@ -215,21 +217,24 @@ struct Product {
 
   // Where the block of A from row i, column p starts, with the index of its rows (or null);
   // the same for B from row p, column j.
-  const T* a_at(std::size_t i, std::size_t p) const { return a + (a_rows ? 0 : sd(i) * rs_a) + sd(p) * cs_a; }
+  const T* a_at(std::size_t i, std::size_t p) const {
+    return a + (a_rows ? 0 : as_offset(i) * rs_a) + as_offset(p) * cs_a;
+  }
   const std::int64_t* a_idx(std::size_t i) const { return a_rows ? a_rows + i : nullptr; }
-  const T* b_at(std::size_t p, std::size_t j) const { return b + (b_rows ? 0 : sd(p) * rs_b) + sd(j) * cs_b; }
+  const T* b_at(std::size_t p, std::size_t j) const {
+    return b + (b_rows ? 0 : as_offset(p) * rs_b) + as_offset(j) * cs_b;
+  }
   const std::int64_t* b_idx(std::size_t p) const { return b_rows ? b_rows + p : nullptr; }
-  const GemmKernel<T>* kr;
+  const GemmKernel<T>* kernel;
   std::size_t kc_max, nc_max;
   bool a_in_place;  // A's layout lets the micro-kernel read its rows where they lie
 
   // Where row i of a row-major A starts.
-  const T* a_row(std::size_t i) const { return a + (a_rows ? a_rows[i] : sd(i)) * rs_a; }
+  const T* a_row(std::size_t i) const { return a + (a_rows ? a_rows[i] : as_offset(i)) * rs_a; }
 };
 
 // An A micro-panel read in place serves at most this many tiles of C; beyond that,
-// packing it once pays for itself (the big case on two threads, 32 tiles a panel: 1-2.5%
-// slower in place; the mid case, 8 or 16: 2-3% faster).
+// packing it once pays for itself (32 tiles, big on two threads: 1-2.5% slower in place).
 constexpr std::size_t kMaxTilesInPlace = 16;
 
 // Rows [i_begin, i_end) x columns [j_begin, j_end) of C, single-threaded: for each
@@ -237,39 +242,45 @@ constexpr std::size_t kMaxTilesInPlace = 16;
 // stays in L1 while B streams from L2), packed or read in place. packed_b holds kc x nc,
 // packed_a mr x kc.
 template <class T, class Epilogue>
-void compute_block(const Product<T>& g, std::size_t i_begin, std::size_t i_end,
+void compute_block(const Product<T>& product, std::size_t i_begin, std::size_t i_end,
                    std::size_t j_begin, std::size_t j_end, T* packed_b, T* packed_a,
                    const Epilogue& epilogue) {
-  const GemmKernel<T>& kr = *g.kr;
-  const std::size_t mr = kr.mr, nr = kr.nr;
-  for (std::size_t jc = j_begin; jc < j_end; jc += g.nc_max) {
-    const std::size_t nc = std::min(g.nc_max, j_end - jc), tiles_n = ceil_div(nc, nr);
-    const bool in_place = g.a_in_place && tiles_n <= kMaxTilesInPlace;
-    for (std::size_t pc = 0; pc < g.k; pc += g.kc_max) {
-      const std::size_t kc = std::min(g.kc_max, g.k - pc);
-      const TileUpdate<T> up = pc == 0 ? g.first : TileUpdate<T>{TileUpdate<T>::add, T(0), T(0)};
-      const bool last = pc + kc == g.k;
+  const GemmKernel<T>& kernel = *product.kernel;
+  const std::size_t mr = kernel.mr, nr = kernel.nr;
+  for (std::size_t jc = j_begin; jc < j_end; jc += product.nc_max) {
+    const std::size_t nc = std::min(product.nc_max, j_end - jc), tiles_n = ceil_div(nc, nr);
+    const bool in_place = product.a_in_place && tiles_n <= kMaxTilesInPlace;
+    for (std::size_t pc = 0; pc < product.k; pc += product.kc_max) {
+      const std::size_t kc = std::min(product.kc_max, product.k - pc);
+      const TileUpdate<T> tile_update =
+          pc == 0 ? product.first : TileUpdate<T>{TileUpdate<T>::add, T(0), T(0)};
+      const bool last = pc + kc == product.k;
       for (std::size_t jt = 0; jt < tiles_n; ++jt)
-        pack_b(kr, packed_b + jt * kc * nr, g.b_at(pc, jc + jt * nr), g.rs_b, g.cs_b, g.b_idx(pc), kc,
-               std::min(nr, nc - jt * nr), nr);
+        pack_b(kernel, packed_b + jt * kc * nr, product.b_at(pc, jc + jt * nr), product.rs_b,
+               product.cs_b, product.b_idx(pc), kc, std::min(nr, nc - jt * nr), nr);
       // Tiles as even as the kernel heights allow (15 rows: 8 + 7, not 14 + 1): a short
       // tile costs nearly as much per k as a full one. No result changes (see MicroKernel).
       const std::size_t rows = i_end - i_begin, tiles_m = ceil_div(rows, mr);
-      for (std::size_t t = 0, i0 = i_begin, mv = 0; t < tiles_m; ++t, i0 += mv) {
-        mv = rows / tiles_m + (t < rows % tiles_m ? 1 : 0);
+      for (std::size_t t = 0, i0 = i_begin, tile_rows = 0; t < tiles_m; ++t, i0 += tile_rows) {
+        tile_rows = rows / tiles_m + (t < rows % tiles_m ? 1 : 0);
         const T* a_rows[kMaxMr];
         if (in_place)
-          for (std::size_t r = 0; r < mv; ++r) a_rows[r] = g.a_row(i0 + r) + pc;
+          for (std::size_t r = 0; r < tile_rows; ++r) a_rows[r] = product.a_row(i0 + r) + pc;
         else
-          pack_a(kr, packed_a, g.a_at(i0, pc), g.rs_a, g.cs_a, g.a_idx(i0), mv, kc);
+          pack_a(kernel, packed_a, product.a_at(i0, pc), product.rs_a, product.cs_a,
+                 product.a_idx(i0), tile_rows, kc);
         for (std::size_t jt = 0; jt < tiles_n; ++jt) {
           const std::size_t j0 = jc + jt * nr, n_valid = std::min(nr, jc + nc - j0);
           const T* b_panel = packed_b + jt * kc * nr;
-          T* c_tile = g.c + sd(i0) * g.ldc + sd(j0);
-          if (in_place) kr.run_rows[mv - 1](kc, a_rows, b_panel, c_tile, g.ldc, mv, n_valid, up);
-          else kr.run[mv - 1](kc, packed_a, b_panel, c_tile, g.ldc, mv, n_valid, up);
+          T* c_tile = product.c + as_offset(i0) * product.ldc + as_offset(j0);
+          if (in_place)
+            kernel.run_rows[tile_rows - 1](kc, a_rows, b_panel, c_tile, product.ldc, tile_rows,
+                                           n_valid, tile_update);
+          else
+            kernel.run[tile_rows - 1](kc, packed_a, b_panel, c_tile, product.ldc, tile_rows, n_valid,
+                                      tile_update);
         }
-        if (last) epilogue(i0, i0 + mv, jc, jc + nc);
+        if (last) epilogue(i0, i0 + tile_rows, jc, jc + nc);
       }
     }
   }
@@ -277,16 +288,18 @@ void compute_block(const Product<T>& g, std::size_t i_begin, std::size_t i_end,
 
 // The same block of C as compute_block, by the unpacked dot-product kernel.
 template <class T, class Epilogue>
-void compute_block_dot(const Product<T>& g, std::size_t i_begin, std::size_t i_end,
+void compute_block_dot(const Product<T>& product, std::size_t i_begin, std::size_t i_end,
                        std::size_t j_begin, std::size_t j_end, const Epilogue& epilogue) {
-  const GemmKernel<T>& kr = *g.kr;
-  for (std::size_t i0 = i_begin; i0 < i_end; i0 += kr.dot_mr) {
-    const std::size_t mv = std::min(kr.dot_mr, i_end - i0);
-    for (std::size_t j0 = j_begin; j0 < j_end; j0 += kr.dot_nr)
-      kr.dot[mv - 1](g.k, g.a_at(i0, 0), g.rs_a, g.a_idx(i0), g.b + sd(j0) * g.cs_b, g.cs_b,
-             g.c + sd(i0) * g.ldc + sd(j0), g.ldc, mv, std::min(kr.dot_nr, j_end - j0),
-             g.first.mode == TileUpdate<T>::overwrite);
-    epilogue(i0, i0 + mv, j_begin, j_end);
+  const GemmKernel<T>& kernel = *product.kernel;
+  for (std::size_t i0 = i_begin; i0 < i_end; i0 += kernel.dot_mr) {
+    const std::size_t tile_rows = std::min(kernel.dot_mr, i_end - i0);
+    for (std::size_t j0 = j_begin; j0 < j_end; j0 += kernel.dot_nr)
+      kernel.dot[tile_rows - 1](product.k, product.a_at(i0, 0), product.rs_a, product.a_idx(i0),
+                                product.b + as_offset(j0) * product.cs_b, product.cs_b,
+                                product.c + as_offset(i0) * product.ldc + as_offset(j0),
+                                product.ldc, tile_rows, std::min(kernel.dot_nr, j_end - j0),
+                                product.first.mode == TileUpdate<T>::overwrite);
+    epilogue(i0, i0 + tile_rows, j_begin, j_end);
   }
 }
 
@@ -309,8 +322,7 @@ constexpr std::size_t kMinBlockRows = 256;
 //
 // Threads take independent blocks of C (rows, or columns when there are few rows), each
 // with its own packing buffers, from one queue (parallel.h): a thread that the OS preempts
-// or wakes late delays only the blocks it took. (Handing block t to thread t, for L2
-// locality, measured no different.) The blocks cannot change any result.
+// or wakes late delays only the blocks it took. The blocks cannot change any result.
 template <class T, class Epilogue>
 void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std::ptrdiff_t cs_a,
                  const T* b, std::ptrdiff_t rs_b, std::ptrdiff_t cs_b, std::size_t m,
@@ -319,25 +331,25 @@ void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std:
   if (m == 0 || n == 0) return;
   if (k == 0) {
     if (first.mode == TileUpdate<T>::overwrite)
-      for (std::size_t i = 0; i < m; ++i) std::fill_n(c + sd(i) * ldc, n, T(0));
+      for (std::size_t i = 0; i < m; ++i) std::fill_n(c + as_offset(i) * ldc, n, T(0));
     epilogue(0, m, 0, n);
     return;
   }
-  const GemmKernel<T>& kr = active_kernel<T>();
-  // k is cut into equal blocks of at most kr.kc: this depends on k alone (never on m,
+  const GemmKernel<T>& kernel = active_kernel<T>();
+  // k is cut into equal blocks of at most kernel.kc: this depends on k alone (never on m,
   // n or the threads), so every element still sees the same additions.
-  const std::size_t kc_even = ceil_div(k, ceil_div(k, kr.kc));
+  const std::size_t kc_even = ceil_div(k, ceil_div(k, kernel.kc));
   // A row-major A is read in place, unless its rows are a multiple of 4 KiB apart: they
   // then share one L1 set (4 KiB per way on current x86 cores), and 14 of them overflow
-  // its 8-12 ways (the big case's 1024-unit layers: 12% slower than packed). Packing or
-  // not changes no result.
-  const bool a_in_place = kr.run_rows[0] != nullptr && cs_a == 1 &&
+  // its 8-12 ways (big's 1024-unit layers: 12% slower in place). Packing or not changes no
+  // result.
+  const bool a_in_place = kernel.run_rows[0] != nullptr && cs_a == 1 &&
                           (static_cast<std::size_t>(std::abs(rs_a)) * sizeof(T)) % 4096 != 0;
-  const Product<T> g{c, ldc, a, rs_a, cs_a, b, rs_b, cs_b, m, n, k, first, a_rows, b_rows, &kr, kc_even, kr.nc,
-                     a_in_place};
-  const bool dot = kr.dot[0] != nullptr && first.mode != TileUpdate<T>::sgd && cs_a == 1 && rs_b == 1 &&
+  const Product<T> product{c, ldc, a, rs_a, cs_a, b, rs_b, cs_b, m, n, k, first, a_rows, b_rows,
+                           &kernel, kc_even, kernel.nc, a_in_place};
+  const bool dot = kernel.dot[0] != nullptr && first.mode != TileUpdate<T>::sgd && cs_a == 1 && rs_b == 1 &&
                    n * k * sizeof(T) <= kDotMaxBBytes;
-  const std::size_t mr = dot ? kr.dot_mr : kr.mr, nr = dot ? kr.dot_nr : kr.nr;
+  const std::size_t mr = dot ? kernel.dot_mr : kernel.mr, nr = dot ? kernel.dot_nr : kernel.nr;
   const std::size_t tiles_m = ceil_div(m, mr), tiles_n = ceil_div(n, nr);
 
   // Blocks: rows x columns, in whole micro-tiles.
@@ -355,7 +367,7 @@ void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std:
     // The SGD step of W (C = W) splits W along its rows, as the forward product X Wᵀ
     // (columns of Z = rows of W) does: each core then updates the part of W it read in
     // the forward pass and still holds in its L2, instead of W crossing between the cores
-    // twice per step (mid case, 2 threads: about 10% more samples/s).
+    // twice per step (mid, 2 threads: about 10% more samples/s).
     if (col_load <= row_load && !weight_rows) {
       blocks_n = std::min(tiles_n, threads);
     } else {
@@ -366,25 +378,26 @@ void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std:
   // Rows of W are cut evenly, not in whole tiles (a block may end in a short tile; its
   // results are the same): this balances the threads better and matches where the
   // forward product cut W.
-  const std::size_t rows_per = weight_rows ? ceil_div(m, blocks_m) : ceil_div(tiles_m, blocks_m) * mr;
-  const std::size_t cols_per = ceil_div(tiles_n, blocks_n) * nr;
-  blocks_m = ceil_div(m, rows_per);
-  blocks_n = ceil_div(n, cols_per);
+  const std::size_t rows_per_block = weight_rows ? ceil_div(m, blocks_m) : ceil_div(tiles_m, blocks_m) * mr;
+  const std::size_t cols_per_block = ceil_div(tiles_n, blocks_n) * nr;
+  blocks_m = ceil_div(m, rows_per_block);
+  blocks_n = ceil_div(n, cols_per_block);
 
   // One slot of packed B and one of packed A per thread, 64-byte aligned.
-  const std::size_t kc = std::min(k, g.kc_max), align = 64 / sizeof(T);
-  const std::size_t b_slot = ceil_div(kc * std::min(cols_per, g.nc_max), align) * align;
+  const std::size_t kc = std::min(k, product.kc_max), align = 64 / sizeof(T);
+  const std::size_t b_slot = ceil_div(kc * std::min(cols_per_block, product.nc_max), align) * align;
   const std::size_t a_slot = ceil_div(kc * mr, align) * align;
   T* slots = dot ? nullptr : tls_packed.get<T>(threads * (b_slot + a_slot));
 
-  auto block = [&](std::size_t blk, std::size_t thread) {
-    const std::size_t i0 = blk / blocks_n * rows_per, j0 = blk % blocks_n * cols_per;
-    const std::size_t i1 = std::min(m, i0 + rows_per), j1 = std::min(n, j0 + cols_per);
+  auto block = [&](std::size_t block_index, std::size_t thread) {
+    const std::size_t i0 = block_index / blocks_n * rows_per_block,
+                      j0 = block_index % blocks_n * cols_per_block;
+    const std::size_t i1 = std::min(m, i0 + rows_per_block), j1 = std::min(n, j0 + cols_per_block);
     if (dot) {
-      compute_block_dot(g, i0, i1, j0, j1, epilogue);
+      compute_block_dot(product, i0, i1, j0, j1, epilogue);
     } else {
       T* packed_b = slots + thread * (b_slot + a_slot);
-      compute_block(g, i0, i1, j0, j1, packed_b, packed_b + b_slot, epilogue);
+      compute_block(product, i0, i1, j0, j1, packed_b, packed_b + b_slot, epilogue);
     }
   };
   parallel_blocks(blocks_m * blocks_n, threads, block);
@@ -417,7 +430,7 @@ void linear_forward_rows(T* z, T* a, const T* x, std::ptrdiff_t rs_x, std::ptrdi
   auto bias_and_activation = [&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
     for (std::size_t i = i0; i < i1; ++i) {
       T* z_row = z + i * m;
-      for (std::size_t j = j0; j < j1; ++j) z_row[j] += bias[sd(j) * s_bias];
+      for (std::size_t j = j0; j < j1; ++j) z_row[j] += bias[as_offset(j) * s_bias];
     }
     // Whole rows are one contiguous run: one call keeps narrow layers (30 units) in full
     // vectors instead of a scalar tail per row. Element-wise, so the values are the same.
@@ -427,7 +440,7 @@ void linear_forward_rows(T* z, T* a, const T* x, std::ptrdiff_t rs_x, std::ptrdi
       for (std::size_t i = i0; i < i1; ++i)
         activation_forward(a + i * m + j0, z + i * m + j0, j1 - j0, act, param);
   };
-  gemm_driver(z, sd(m), x, rs_x, cs_x, w, cs_w, rs_w, n, m, k, stored<T>(false), bias_and_activation,
+  gemm_driver(z, as_offset(m), x, rs_x, cs_x, w, cs_w, rs_w, n, m, k, stored<T>(false), bias_and_activation,
               x_rows);
 }
 
@@ -439,14 +452,14 @@ void linear_backward(T* dw, T* db, T* delta_prev, const T* delta, std::ptrdiff_t
                      T param_prev, bool accumulate) {
   // dW = δᵀ X: A = δᵀ is δ read with its strides swapped; the reduction runs over the batch.
   if (dw != nullptr)
-    gemm_driver(dw, sd(k), delta, cs_d, rs_d, x, rs_x, cs_x, m, k, n, stored<T>(accumulate),
+    gemm_driver(dw, as_offset(k), delta, cs_d, rs_d, x, rs_x, cs_x, m, k, n, stored<T>(accumulate),
                 NoEpilogue{});
   if (db != nullptr) {
     // db: rows added in order, so the sum does not depend on the thread count.
     if (!accumulate) std::fill_n(db, m, T(0));
     for (std::size_t i = 0; i < n; ++i) {
-      const T* row = delta + sd(i) * rs_d;
-      for (std::size_t j = 0; j < m; ++j) db[j] += row[sd(j) * cs_d];
+      const T* row = delta + as_offset(i) * rs_d;
+      for (std::size_t j = 0; j < m; ++j) db[j] += row[as_offset(j) * cs_d];
     }
   }
 
@@ -463,7 +476,7 @@ void linear_backward(T* dw, T* db, T* delta_prev, const T* delta, std::ptrdiff_t
       activation_backward(delta_prev + i * k + j0, z_prev + i * k + j0, a_prev + i * k + j0,
                           j1 - j0, act_prev, param_prev);
   };
-  gemm_driver(delta_prev, sd(k), delta, rs_d, cs_d, w, rs_w, cs_w, n, k, m, stored<T>(false),
+  gemm_driver(delta_prev, as_offset(k), delta, rs_d, cs_d, w, rs_w, cs_w, n, k, m, stored<T>(false),
               times_derivative);
 }
 
@@ -473,12 +486,12 @@ void weight_sgd_step(T* w, T* dw, const T* delta, std::ptrdiff_t rs_d, std::ptrd
                      const std::int64_t* x_rows, std::size_t n, std::size_t k, std::size_t m, T lr,
                      T weight_decay) {
   if (n == 0 || n > active_kernel<T>().kc) {
-    gemm_driver(dw, sd(k), delta, cs_d, rs_d, x, rs_x, cs_x, m, k, n, stored<T>(false), NoEpilogue{},
+    gemm_driver(dw, as_offset(k), delta, cs_d, rs_d, x, rs_x, cs_x, m, k, n, stored<T>(false), NoEpilogue{},
                 nullptr, x_rows);
     sgd_update(w, dw, m * k, lr, weight_decay);
     return;
   }
-  gemm_driver(w, sd(k), delta, cs_d, rs_d, x, rs_x, cs_x, m, k, n,
+  gemm_driver(w, as_offset(k), delta, cs_d, rs_d, x, rs_x, cs_x, m, k, n,
               TileUpdate<T>{TileUpdate<T>::sgd, lr, weight_decay}, NoEpilogue{}, nullptr, x_rows);
 }
 

@@ -2,12 +2,11 @@
 // fork/join regions.
 //
 // Why not `omp parallel for`: at the end of a region the calling thread waits until every
-// thread of the team has arrived, even one that had nothing left to do. The seed case
-// forks twice per 25 µs step, and on a VM whose second core the host takes away now and
-// then, a worker that wakes late stalled the whole product: such epochs ran 2-3x slower
-// than on one thread. Here the caller claims blocks from the same counter as the workers
-// and waits only for blocks that a worker has claimed, so a late worker finds nothing left
-// and costs nothing.
+// thread of the team has arrived, even one that had nothing left to do, so a worker that
+// the OS or a VM's host wakes late stalls the whole product (measurements:
+// docs/performance-notes.md, "Threads"). Here the caller claims blocks from the same
+// counter as the workers and waits only for blocks that a worker has claimed, so a late
+// worker finds nothing left and costs nothing.
 #pragma once
 
 #include <cstddef>

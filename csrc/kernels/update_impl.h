@@ -1,6 +1,6 @@
 // Bodies of the kernels over a layer's parameters (update.h), instantiated once per ISA
-// (eltwise_isa.h): the weights usually sit in L2, where wider vectors pay (the SGD update:
-// about 1.4x with AVX2 over the baseline SSE2 on the 784x30 layer).
+// (eltwise_isa.h): the weights usually sit in L2, where wider vectors pay (measurements:
+// docs/performance-notes.md, "Kernel benchmarks").
 #pragma once
 
 #include <cstddef>
@@ -19,8 +19,8 @@ void sgd_update_isa(T* w, const T* dw, std::size_t n, T lr, T weight_decay) {
 namespace {  // internal linkage: each ISA's file keeps its own copy
 
 // Σ term(v[i]) in kSums independent running sums, added together in a fixed order at the
-// end: the adders stay busy instead of waiting on each addition of one running sum (which
-// made the checks below 3-6x slower), and every ISA adds the same numbers in the same order.
+// end: the adders stay busy instead of waiting on each addition of one running sum, and
+// every ISA adds the same numbers in the same order.
 template <class S, std::size_t kSums, class T, class Term>
 S sum_in_chains(const T* v, std::size_t n, Term term) {
   S sums[kSums] = {};
@@ -38,15 +38,14 @@ S sum_in_chains(const T* v, std::size_t n, Term term) {
 
 template <class T, Isa isa>
 bool all_finite_isa(const T* v, std::size_t n) {
-  // x − x is 0 for a finite x and NaN for NaN or ±inf. Two vectors' worth of chains (the
-  // seed network's 25k float64 weights: 10 µs with one SSE2 sum, 1.8 µs on AVX-512).
+  // x − x is 0 for a finite x and NaN for NaN or ±inf. Two AVX-512 vectors' worth of
+  // chains (128 bytes).
   return sum_in_chains<T, 128 / sizeof(T)>(v, n, [](T x) { return x - x; }) == T(0);
 }
 
 template <class T, Isa isa>
 double sum_of_squares_isa(const T* v, std::size_t n) {
-  // Sixteen chains whatever the ISA, so the penalty is the same on each. (One running sum
-  // made a seed epoch with weight decay 1.7x as long as one without, on one thread.)
+  // Sixteen chains whatever the ISA, so the penalty is the same on each.
   return sum_in_chains<double, 16>(v, n, [](T x) { return static_cast<double>(x) * x; });
 }
 

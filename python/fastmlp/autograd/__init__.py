@@ -1,8 +1,8 @@
 """Automatic differentiation over computational graphs, on fastmlp's kernels.
 
     from fastmlp.autograd import Tensor
-    x, y, z = (Tensor(v, requires_grad=True) for v in (-2.0, 5.0, 4.0))
-    f = (x + y) * z
+    x, y, z = (Tensor(v, requires_grad=True) for v in (-2.0, 5.0, -4.0))
+    f = (x + y) * z         # -12 (the lecture's example: z = -4, see docs/autograd.md)
     f.backward()            # x.grad == -4, y.grad == -4, z.grad == 3
 
 See docs/autograd.md. The pieces: Tensor and the engine (tensor.py), Function, the base
