@@ -14,7 +14,7 @@ model and calls fit with the same X, Y, validation data and arguments. Then:
   the whole batch's mean loss, and every rank applies the same SGD update. So the weights
   stay identical on every rank and equal, up to rounding, to those of one process training
   with the same batch_size (the tests hold them to 1e-10 relative in float64).
-- The epoch's loss and hits, and the validation set (sharded the same way), are summed
+- The epoch's loss and score sum, and the validation set (sharded the same way), are summed
   over the ranks, and rank 0's totals are broadcast, so every rank returns the same
   History and takes the same early-stopping decisions. Progress (bar, lines or callable)
   is shown by rank 0 only.
@@ -147,7 +147,7 @@ def _gradient_buffer(net):
 
 
 def _epoch(net, comm, X, Y, order, batch_size, lr, weight_decay, grads, bar):
-    """One epoch of data-parallel SGD -> this rank's (Σ J_shard · rows_shard, hits): per
+    """One epoch of data-parallel SGD -> this rank's (Σ J_shard · rows_shard, score sum): per
     batch, the backend's gradients of this rank's shard, one Allreduce, the backend's
     update."""
     MPI = _mpi()
@@ -156,40 +156,41 @@ def _epoch(net, comm, X, Y, order, batch_size, lr, weight_decay, grads, bar):
     flat, dws, dbs = grads
     if order is None:
         order = np.arange(len(X))
-    loss_sum, hits = 0.0, 0
+    loss_sum, score_sum = 0.0, 0
     for lo in range(0, len(X), batch_size):
         hi = min(lo + batch_size, len(X))
         start, stop = shard(lo, hi, rank, size)
-        loss, shard_hits = trainer.gradients(net, X, Y, order[start:stop],
+        loss, shard_score = trainer.gradients(net, X, Y, order[start:stop],
                                              (stop - start) / (hi - lo), weight_decay, dws, dbs)
         comm.Allreduce(MPI.IN_PLACE, flat, op=MPI.SUM)
         trainer.update(net, dws, dbs, lr, weight_decay)
         loss_sum += loss * (stop - start)
-        hits += shard_hits
+        score_sum += shard_score
         if bar is not None:
             bar.update()
-    return loss_sum, hits
+    return loss_sum, score_sum
 
 
 def _evaluate_shard(net, comm, Xv, Yv, weight_decay):
-    """This rank's (Σ J · rows, hits) on its shard of the validation set."""
+    """This rank's (Σ J · rows, score_sum) on its shard of the validation set."""
     start, stop = shard(0, len(Xv), comm.Get_rank(), comm.Get_size())
     if start == stop:
         return 0.0, 0
-    loss, hits = net._kernels.training.evaluate(net, Xv[start:stop], Yv[start:stop],
-                                                weight_decay)
-    return loss * (stop - start), hits
+    loss, score_sum = net._kernels.training.evaluate(net, Xv[start:stop], Yv[start:stop],
+                                                     weight_decay)
+    return loss * (stop - start), score_sum
 
 
-def _global_sums(net, comm, loss_sum, hits):
-    """(Σ loss_sum, Σ hits) over the ranks, as rank 0 got them, so identical everywhere;
-    hits in the model's type (a row count, or a sum of squares for identity outputs)."""
+def _global_sums(net, comm, loss_sum, score_sum):
+    """(Σ loss_sum, Σ score_sum) over the ranks, as rank 0 got them, so identical
+    everywhere; score_sum in the model's type (a row count, or a sum of squares for
+    identity outputs)."""
     MPI = _mpi()
-    totals = np.array([loss_sum, hits], dtype=np.float64)
+    totals = np.array([loss_sum, score_sum], dtype=np.float64)
     comm.Allreduce(MPI.IN_PLACE, totals, op=MPI.SUM)
     comm.Bcast(totals, root=0)
-    hits = float(totals[1]) if net.output == "identity" else int(round(totals[1]))
-    return float(totals[0]), hits
+    score_sum = float(totals[1]) if net.output == "identity" else int(round(totals[1]))
+    return float(totals[0]), score_sum
 
 
 def _abort(comm, exc):
@@ -246,9 +247,9 @@ def _fit(net, comm, X, Y, epochs, batch_size, lr, weight_decay, validation, pati
         return _global_sums(net, comm, *local)
 
     def evaluate(Xv, Yv):
-        loss_sum, hits = _global_sums(net, comm, *_evaluate_shard(net, comm, Xv, Yv,
-                                                                   weight_decay))
-        return loss_sum / max(len(Xv), 1), hits   # an empty set scores 0, as in fit()
+        loss_sum, score_sum = _global_sums(
+            net, comm, *_evaluate_shard(net, comm, Xv, Yv, weight_decay))
+        return loss_sum / max(len(Xv), 1), score_sum   # an empty set scores 0, as in fit()
 
     return train_epochs(net, Y, epochs, math.ceil(len(X) / batch_size), run_epoch, evaluate,
                         validation, patience, shuffle, progress)

@@ -74,14 +74,14 @@ def backward(k, net, layers, delta):
 
 
 def backprop(k, net, X, Y, scale=None):
-    """Forward, loss, backward on one batch -> (J without weight decay, hits, list of
+    """Forward, loss, backward on one batch -> (J without weight decay, score_sum, list of
     ∂J/∂W, list of ∂J/∂b); with `scale`, the gradients of scale·J."""
     layers = forward(k, net, X)
     _, z, out, _ = layers[-1]
     loss, delta = loss_and_delta(k, net, z, out, Y)
     if scale is not None:
         delta = delta * delta.dtype.type(scale)
-    return (loss, hits(net, z, out, Y)) + backward(k, net, layers, delta)
+    return (loss, score_sum(net, z, out, Y)) + backward(k, net, layers, delta)
 
 
 def weight_penalty(net, weight_decay):
@@ -91,8 +91,9 @@ def weight_penalty(net, weight_decay):
     return 0.5 * weight_decay * sum(float(np.vdot(w, w)) for w in net.weights)
 
 
-def hits(net, z, out, Y):
-    """Rows predicted right (classification), or the residual sum of squares (identity)."""
+def score_sum(net, z, out, Y):
+    """What a batch adds to the score: rows predicted right (classification), or the
+    residual sum of squares (identity, for R²)."""
     if net.output == "identity":
         return float(np.sum(np.square(out - Y, dtype=np.float64)))
     if net.output == "softmax":
@@ -101,12 +102,13 @@ def hits(net, z, out, Y):
     return int(np.count_nonzero(((z >= 0) == (Y >= 0.5)).all(axis=1)))
 
 
-def score_from_hits(net, hits, Y):
-    """Accuracy, or R² = 1 − SS_res/SS_tot over all outputs for an identity output."""
+def score_from_sum(net, total, Y):
+    """The score from the score_sum total over targets Y: accuracy, or R² = 1 −
+    SS_res/SS_tot over all outputs for an identity output."""
     n = len(Y)
     if net.output != "identity":
-        return hits / n if n else 0.0
-    return r2(hits, float(np.sum(np.square(Y - Y.mean(axis=0), dtype=np.float64))))
+        return total / n if n else 0.0
+    return r2(total, float(np.sum(np.square(Y - Y.mean(axis=0), dtype=np.float64))))
 
 
 def r2(ss_res, ss_tot):

@@ -208,7 +208,7 @@ class MLP:
         X = check_X(self, X)
         Y = check_Y(self, Y, len(X))
         z, out = self._output_layer(X)
-        return equations.score_from_hits(self, equations.hits(self, z, out, Y), Y)
+        return equations.score_from_sum(self, equations.score_sum(self, z, out, Y), Y)
 
     # ------------------------------------------------------------ persistence
 

@@ -5,14 +5,15 @@ Every backend's training module has these functions with these meanings; the bac
 table (fastmlp.backend) says which one a net uses, and fit, step, MLP.gradients, MPI
 training and the estimators reach training only through it:
 
-    gradients(net, X, Y, rows, scale, weight_decay, dws, dbs) -> (J, hits)
+    gradients(net, X, Y, rows, scale, weight_decay, dws, dbs) -> (J, score_sum)
     update(net, dws, dbs, lr, weight_decay)
-    step(net, X, Y, lr, weight_decay) -> (J, hits, finite)
-    epoch(net, X, Y, order, batch_size, lr, weight_decay, bar) -> (Σ J_batch · rows, hits)
-    evaluate(net, X, Y, weight_decay) -> (J, hits)
+    step(net, X, Y, lr, weight_decay) -> (J, score_sum, finite)
+    epoch(net, X, Y, order, batch_size, lr, weight_decay, bar) -> (Σ J_batch · rows, score_sum)
+    evaluate(net, X, Y, weight_decay) -> (J, score_sum)
 
-J includes the weight-decay penalty and is measured before the update; hits are rows
-predicted right, or the residual sum of squares for an identity output.
+J includes the weight-decay penalty and is measured before the update; score_sum is what
+the rows add to the score: rows predicted right, or the residual sum of squares for an
+identity output.
 FINDS_NONFINITE_X says whether step and epoch find NaN or infinity in X themselves
 (raising checks.NonFiniteInputError), so their caller need not check X first.
 """
@@ -28,21 +29,22 @@ def gradients(net, X, Y, rows, scale, weight_decay, dws, dbs):
     """The gradients of J on the batch X[rows] (rows None: all of X), times `scale`, into
     the arrays dws and dbs (shaped like the weights and biases); the weights are not
     changed and weight decay is left to the update -> (J with the weight-decay penalty,
-    hits)."""
+    score_sum)."""
     if rows is not None:
         if len(rows) == 0:
             for g in dws + dbs:
                 g.fill(0)
             return equations.weight_penalty(net, weight_decay), 0
         X, Y = X[rows], Y[rows]
-    loss, hits, gw, gb = equations.backprop(net._kernels, net, X, Y, scale)
+    loss, score_sum, gw, gb = equations.backprop(net._kernels, net, X, Y, scale)
     for dst, src in zip(dws + dbs, gw + gb):
         dst[...] = src
-    return loss + equations.weight_penalty(net, weight_decay), hits
+    return loss + equations.weight_penalty(net, weight_decay), score_sum
 
 
 def update(net, dws, dbs, lr, weight_decay):
-    """One SGD step with the given gradients: W ← W − lr (dW + weight_decay W), b ← b − lr db."""
+    """One SGD step with the given gradients:
+    W ← W − lr (dW + weight_decay W),   b ← b − lr db."""
     k = net._kernels
     for w, b, dw, db in zip(net.weights, net.biases, dws, dbs):
         k.sgd_update(w, dw, lr, weight_decay)
@@ -50,17 +52,18 @@ def update(net, dws, dbs, lr, weight_decay):
 
 
 def train_batch(net, X, Y, lr, weight_decay):
-    """One SGD step on checked inputs -> (J before the update, hits)."""
-    loss, hits, dws, dbs = equations.backprop(net._kernels, net, X, Y)
+    """One SGD step on checked inputs -> (J before the update, score_sum)."""
+    loss, score_sum, dws, dbs = equations.backprop(net._kernels, net, X, Y)
     loss += equations.weight_penalty(net, weight_decay)
     update(net, dws, dbs, lr, weight_decay)
-    return loss, hits
+    return loss, score_sum
 
 
 def step(net, X, Y, lr, weight_decay):
     """train_batch, and whether J and every new weight and bias are finite."""
-    loss, hits = train_batch(net, X, Y, lr, weight_decay)
-    return loss, hits, math.isfinite(loss) and sums_of_squares_finite(net.weights + net.biases)
+    loss, score_sum = train_batch(net, X, Y, lr, weight_decay)
+    finite = math.isfinite(loss) and sums_of_squares_finite(net.weights + net.biases)
+    return loss, score_sum, finite
 
 
 def epoch(net, X, Y, order, batch_size, lr, weight_decay, bar):
@@ -68,23 +71,23 @@ def epoch(net, X, Y, order, batch_size, lr, weight_decay, bar):
     None) advances per batch."""
     Xs, Ys = (X, Y) if order is None else (X[order], Y[order])
     n = len(X)
-    loss_sum, hits = 0.0, 0
+    loss_sum, score_sum = 0.0, 0
     for lo in range(0, n, batch_size):
         hi = min(lo + batch_size, n)
-        loss, batch_hits = train_batch(net, Xs[lo:hi], Ys[lo:hi], lr, weight_decay)
+        loss, batch_score = train_batch(net, Xs[lo:hi], Ys[lo:hi], lr, weight_decay)
         loss_sum += loss * (hi - lo)
-        hits += batch_hits
+        score_sum += batch_score
         if bar is not None:
             bar.update()
-    return loss_sum, hits
+    return loss_sum, score_sum
 
 
 def evaluate(net, X, Y, weight_decay):
-    """J and hits of checked inputs in one forward pass."""
+    """J and score_sum of checked inputs in one forward pass."""
     k = net._kernels
     _, z, out, _ = equations.forward(k, net, X)[-1]
     loss, _ = equations.loss_and_delta(k, net, z, out, Y)
-    return loss + equations.weight_penalty(net, weight_decay), equations.hits(net, z, out, Y)
+    return loss + equations.weight_penalty(net, weight_decay), equations.score_sum(net, z, out, Y)
 
 
 def get_num_threads():

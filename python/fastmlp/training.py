@@ -16,7 +16,7 @@ import numpy as np
 
 from .checks import (NonFiniteInputError, check_int, check_real, check_X, check_Y, nonfinite_X,
                      sums_of_squares_finite)
-from .equations import score_from_hits
+from .equations import score_from_sum
 
 
 @dataclass
@@ -236,7 +236,7 @@ def fit(net, X, Y, epochs=30, batch_size=10, lr=0.5, weight_decay=0.0,
 
 
 def _guarded_epoch(net, epoch, run, history):
-    """run() -> (Σ J_batch · rows, hits) of one epoch, all or nothing: if it fails, is
+    """run() -> (Σ J_batch · rows, score_sum) of one epoch, all or nothing: if it fails, is
     interrupted or diverges, the net is put back to its weights at the epoch's start (a
     snapshot taken here: the native backend runs the whole epoch in one C++ call, so this
     is where the check can be) and the error says so; the completed epochs' History is on
@@ -244,7 +244,7 @@ def _guarded_epoch(net, epoch, run, history):
     _snapshot(net)
     after = f"epoch {epoch}" if epoch else "fit() started"
     try:
-        loss_sum, hits = run()
+        loss_sum, score_sum = run()
         if not (math.isfinite(loss_sum) and sums_of_squares_finite(net.weights + net.biases)):
             raise FloatingPointError(
                 f"fit: training diverged in epoch {epoch + 1} (loss {loss_sum}, or weights not "
@@ -259,13 +259,13 @@ def _guarded_epoch(net, epoch, run, history):
         _rollback(net)
         exc.history = history
         raise
-    return loss_sum, hits
+    return loss_sum, score_sum
 
 
 def train_epochs(net, Y, epochs, n_batches, run_epoch, evaluate, validation, patience,
                  shuffle, progress):
-    """fit()'s epochs, given run_epoch(order, bar) -> (Σ J_batch · rows, hits) of one pass
-    over the rows in `order` (None: row order) and evaluate(Xv, Yv) -> (J, hits)."""
+    """fit()'s epochs, given run_epoch(order, bar) -> (Σ J_batch · rows, score_sum) of one pass
+    over the rows in `order` (None: row order) and evaluate(Xv, Yv) -> (J, score_sum)."""
     history = History()
     n = len(Y)
     stopping = _EarlyStopping(patience)
@@ -273,13 +273,13 @@ def train_epochs(net, Y, epochs, n_batches, run_epoch, evaluate, validation, pat
         start = time.perf_counter()
         bar = _epoch_bar(progress, epoch, epochs, n_batches)
         order = net._rng.permutation(n) if shuffle else None
-        loss_sum, hits = _guarded_epoch(net, epoch, lambda: run_epoch(order, bar), history)
+        loss_sum, score_sum = _guarded_epoch(net, epoch, lambda: run_epoch(order, bar), history)
         history.loss.append(loss_sum / n)
-        history.accuracy.append(score_from_hits(net, hits, Y))
+        history.accuracy.append(score_from_sum(net, score_sum, Y))
         if validation is not None:
-            val_loss, val_hits = evaluate(*validation)
+            val_loss, val_score = evaluate(*validation)
             history.val_loss.append(val_loss)
-            history.val_accuracy.append(score_from_hits(net, val_hits, validation[1]))
+            history.val_accuracy.append(score_from_sum(net, val_score, validation[1]))
             stopping.record(net, history, epoch, val_loss)
         history.seconds.append(time.perf_counter() - start)
         _report(progress, bar, history)
