@@ -13,7 +13,7 @@ import statistics
 import pytest
 
 from fastmlp.bench import CASES, make_runner, take_turns
-from fastmlp.model import DTYPES
+from fastmlp.specs import DTYPES
 
 from conftest import SETTLE_SECONDS
 
