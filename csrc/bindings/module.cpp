@@ -2,7 +2,6 @@
 // their argument checks in args.h. No file outside csrc/bindings/ sees Python.
 #include <pybind11/pybind11.h>
 
-#include <cstdlib>
 #include <string>
 
 #include "kernels/cpu.h"
@@ -20,14 +19,6 @@ void bind_kernels(py::module_& m);   // kernels.cpp
 void bind_training(py::module_& m);  // training.cpp
 
 namespace {
-
-Isa isa_from_name(const std::string& name, const char* arg) {
-  Isa isa;
-  if (!parse_isa(name.c_str(), &isa))
-    throw py::value_error(std::string(arg) + ": expected one of 'generic', 'avx2', 'avx512', got '" +
-                          name + "'");
-  return isa;
-}
 
 py::dict build_info() {
   py::dict info;
@@ -52,11 +43,11 @@ using namespace fastmlp::bindings;
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fastmlp's C++ kernels; use them through fastmlp.get_backend('native').";
-  if (const char* env = std::getenv("FASTMLP_ISA"); env != nullptr && *env != '\0')
-    set_isa_cap(isa_from_name(env, "FASTMLP_ISA"));
+  // An unknown FASTMLP_ISA throws here, and the import fails with its message.
+  set_isa_cap(isa_cap_from_env());
   m.attr("__version__") = FASTMLP_VERSION;
   m.def("build_info", &build_info, "Version, active ISA, CPU ISA, compiled ISAs, threads.");
-  m.def("set_isa", [](const std::string& name) { return isa_name(set_isa_cap(isa_from_name(name, "name"))); },
+  m.def("set_isa", [](const std::string& name) { return isa_name(set_isa_cap(parse_isa(name, "name"))); },
         py::arg("name"), "Cap the kernels' ISA; returns the ISA now active.");
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
   m.def("get_num_threads", &num_threads);
