@@ -4,13 +4,12 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
-#include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
 #include <string>
 
 #include "kernels/activation.h"
+#include "mlp.h"
 
 namespace fastmlp::bindings {
 
@@ -100,18 +99,6 @@ inline void require_classes(const py::array& z, const char* arg) {
                           shape_str(z));
 }
 
-// A Python float that the kernel will use in dtype T: it must be finite there.
-template <class T>
-T require_finite(double value, const char* arg) {
-  if (!std::isfinite(value) || !std::isfinite(static_cast<T>(value))) {
-    char text[32];
-    std::snprintf(text, sizeof text, "%.17g", value);
-    throw py::value_error(std::string(arg) + ": expected a finite number" +
-                          (std::isfinite(value) ? " in the array's dtype" : "") + ", got " + text);
-  }
-  return static_cast<T>(value);
-}
-
 // A real number (int, float, NumPy scalar; not str, None or bool), finite in dtype T.
 template <class T>
 T require_finite_number(const py::handle& obj, const char* arg) {
@@ -123,7 +110,7 @@ T require_finite_number(const py::handle& obj, const char* arg) {
   } catch (const py::cast_error&) {
     throw py::type_error(std::string(arg) + ": expected a number, got " + type_name(obj));
   }
-  return require_finite<T>(value, arg);
+  return require_finite<T>(value, arg);  // mlp.h
 }
 
 // An integer (Python int or NumPy integer; not bool or float) >= `min`.

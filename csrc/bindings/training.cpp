@@ -1,16 +1,16 @@
-// The training bindings: TrainingWorkspace over whole training steps and epochs (csrc/mlp.h).
+// The training bindings: TrainingWorkspace, a thin wrapper of Trainer<T> (csrc/mlp.h). It
+// converts and checks the Python arguments, releases the GIL around the Trainer's call and
+// converts its result; the network's rules and the call's own checks are the Trainer's.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
-#include <algorithm>
-#include <atomic>
-#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "bindings/args.h"
@@ -24,26 +24,13 @@ namespace fastmlp::bindings {
 // weights stay Python's ndarrays: they are passed to every call and updated in place.
 namespace {
 
-Output output_kind(const std::string& name) {
-  if (name == "softmax") return Output::softmax;
-  if (name == "sigmoid") return Output::sigmoid;
-  if (name == "identity") return Output::identity;
-  throw py::value_error("output: expected 'softmax', 'sigmoid' or 'identity', got '" + name + "'");
-}
-
-Loss loss_kind(const std::string& name, Output output) {
-  Loss loss;
-  if (name == "cross_entropy") loss = Loss::cross_entropy;
-  else if (name == "binary_cross_entropy") loss = Loss::binary_cross_entropy;
-  else if (name == "quadratic") loss = Loss::quadratic;
-  else
-    throw py::value_error("loss: expected 'cross_entropy', 'binary_cross_entropy' or 'quadratic', got '" +
-                          name + "'");
-  bool fits = (output == Output::softmax && loss == Loss::cross_entropy) ||
-              (output == Output::sigmoid && loss != Loss::cross_entropy) ||
-              (output == Output::identity && loss == Loss::quadratic);
-  if (!fits) throw py::value_error("loss: '" + name + "' does not go with this output layer");
-  return loss;
+std::vector<long long> widths(const py::sequence& sizes) {
+  std::vector<long long> out;
+  for (py::handle item : sizes) {
+    if (!py::isinstance<py::int_>(item)) throw py::type_error("sizes: expected integer widths");
+    out.push_back(py::cast<long long>(item));
+  }
+  return out;
 }
 
 // hidden: one (name, param) per hidden layer; ("maxout", k) for k pieces per unit.
@@ -68,61 +55,9 @@ HiddenLayer hidden_layer(const py::handle& spec, std::size_t l) {
     throw py::value_error(arg + ": unknown activation '" + name + "'");
   if (!py::isinstance<py::int_>(param) && !py::isinstance<py::float_>(param))
     throw py::type_error(arg + ": expected a number as the activation's parameter");
-  layer.param = py::cast<double>(param);
-  if (!std::isfinite(layer.param)) throw py::value_error(arg + ": expected a finite parameter");
+  layer.param = py::cast<double>(param);  // finite: make_network's rule
   return layer;
 }
-
-// Buffer sizes are products of the widths and the batch size: refuse ones that overflow.
-constexpr std::size_t kMaxElements = std::size_t(1) << 40;
-
-void check_product(std::size_t a, std::size_t b, const char* what) {
-  if (a != 0 && b > kMaxElements / a)
-    throw py::value_error(std::string(what) + ": the workspace would be too large (" +
-                          std::to_string(a) + " x " + std::to_string(b) + " elements)");
-}
-
-Network network(const py::sequence& sizes, const py::sequence& hidden,
-                const std::string& output, const std::string& loss, std::size_t max_batch) {
-  if (sizes.size() < 2) throw py::value_error("sizes: expected at least two layer widths");
-  Network net;
-  for (py::handle item : sizes) {
-    if (!py::isinstance<py::int_>(item)) throw py::type_error("sizes: expected integer widths");
-    long long s = py::cast<long long>(item);
-    if (s < 1) throw py::value_error("sizes: expected widths >= 1, got " + std::to_string(s));
-    net.sizes.push_back(static_cast<std::size_t>(s));
-  }
-  if (hidden.size() != sizes.size() - 2)
-    throw py::value_error("hidden: expected one (name, param) per hidden layer (" +
-                          std::to_string(sizes.size() - 2) + "), got " + std::to_string(hidden.size()));
-  for (std::size_t l = 0; l < hidden.size(); ++l) net.hidden.push_back(hidden_layer(hidden[l], l));
-  net.output = output_kind(output);
-  net.loss = loss_kind(loss, net.output);
-  if (net.output == Output::softmax && net.sizes.back() < 2)
-    throw py::value_error("sizes: a softmax output needs at least 2 units");
-  for (std::size_t l = 0; l < net.n_layers(); ++l) {
-    check_product(net.sizes[l + 1], l < net.hidden.size() ? std::max<std::size_t>(net.hidden[l].maxout_pieces, 1) : 1, "sizes");
-    check_product(net.rows(l), net.sizes[l], "sizes");
-    check_product(net.rows(l), max_batch, "max_batch");
-  }
-  check_product(net.sizes.front(), max_batch, "max_batch");
-  return net;
-}
-
-// One call at a time per workspace: the GIL is released while it runs.
-class BusyGuard {
- public:
-  explicit BusyGuard(std::atomic<bool>& busy) : busy_(busy) {
-    if (busy_.exchange(true))
-      throw py::value_error("workspace: already in use by another thread; give each thread its own model");
-  }
-  ~BusyGuard() { busy_ = false; }
-  BusyGuard(const BusyGuard&) = delete;
-  BusyGuard& operator=(const BusyGuard&) = delete;
-
- private:
-  std::atomic<bool>& busy_;
-};
 
 // One call's weight and bias pointers, and references that keep their arrays alive while
 // the GIL is released. Sized once per workspace, so a call allocates nothing for them.
@@ -250,22 +185,21 @@ class TrainingWorkspace {
   TrainingWorkspace(const py::sequence& sizes, const py::sequence& hidden,
                     const std::string& output, const std::string& loss, const py::object& dtype,
                     long long max_batch) {
-    if (max_batch < 1)
-      throw py::value_error("max_batch: expected an integer >= 1, got " + std::to_string(max_batch));
+    std::vector<HiddenLayer> layers;
+    for (std::size_t l = 0; l < hidden.size(); ++l) layers.push_back(hidden_layer(hidden[l], l));
+    const Network net = make_network(widths(sizes), std::move(layers), output, loss, max_batch);
     const auto batch = static_cast<std::size_t>(max_batch);
-    Network net = network(sizes, hidden, output, loss, batch);
     py::dtype dt = py::dtype::from_args(dtype);
-    if (dt.equal(py::dtype::of<float>())) f32_ = std::make_unique<Trainer<float>>(net, batch);
-    else if (dt.equal(py::dtype::of<double>())) f64_ = std::make_unique<Trainer<double>>(net, batch);
+    if (dt.equal(py::dtype::of<float>())) f32_ = std::make_unique<Typed<float>>(net, batch);
+    else if (dt.equal(py::dtype::of<double>())) f64_ = std::make_unique<Typed<double>>(net, batch);
     else throw py::type_error("dtype: expected float32 or float64, got " + std::string(py::str(dt)));
   }
 
-  std::size_t max_batch() const { return f32_ ? f32_->ws.max_batch : f64_->ws.max_batch; }
+  std::size_t max_batch() const { return f32_ ? f32_->trainer.max_batch() : f64_->trainer.max_batch(); }
   py::dtype dtype() const { return f32_ ? py::dtype::of<float>() : py::dtype::of<double>(); }
 
   py::tuple step(const py::object& weights, const py::object& biases, const py::object& x,
                  const py::object& y, double lr, double weight_decay) {
-    BusyGuard guard(busy_);
     if (f32_) return step_as(*f32_, weights, biases, x, y, lr, weight_decay);
     return step_as(*f64_, weights, biases, x, y, lr, weight_decay);
   }
@@ -273,7 +207,6 @@ class TrainingWorkspace {
   py::tuple epoch(const py::object& weights, const py::object& biases, const py::object& x,
                   const py::object& y, const py::object& order, long long batch_size, double lr,
                   double weight_decay) {
-    BusyGuard guard(busy_);
     if (f32_) return epoch_as(*f32_, weights, biases, x, y, order, batch_size, lr, weight_decay);
     return epoch_as(*f64_, weights, biases, x, y, order, batch_size, lr, weight_decay);
   }
@@ -281,52 +214,46 @@ class TrainingWorkspace {
   py::tuple gradients(const py::object& dws, const py::object& dbs, const py::object& weights,
                       const py::object& biases, const py::object& x, const py::object& y,
                       const py::object& rows, double scale, double weight_decay) {
-    BusyGuard guard(busy_);
     if (f32_) return gradients_as(*f32_, dws, dbs, weights, biases, x, y, rows, scale, weight_decay);
     return gradients_as(*f64_, dws, dbs, weights, biases, x, y, rows, scale, weight_decay);
   }
 
  private:
+  // One dtype's Trainer, and the slots of a call's weights and biases and their gradients.
   template <class T>
-  struct Trainer {
-    Trainer(const Network& net, std::size_t max_batch)
-        : ws(net, max_batch), slots(net.n_layers()), grad_slots(net.n_layers()) {}
-    Workspace<T> ws;
-    ParamSlots<T> slots, grad_slots;  // weights and biases; their gradients
+  struct Typed {
+    Typed(const Network& net, std::size_t max_batch)
+        : trainer(net, max_batch), slots(net.n_layers()), grad_slots(net.n_layers()) {}
+    Trainer<T> trainer;
+    ParamSlots<T> slots, grad_slots;
   };
 
+  // Each call holds the Trainer's Claim from its start: the slots are shared between calls.
   template <class T>
-  static py::tuple step_as(Trainer<T>& t, const py::object& weights, const py::object& biases,
+  static py::tuple step_as(Typed<T>& t, const py::object& weights, const py::object& biases,
                            const py::object& x, const py::object& y, double lr, double weight_decay) {
-    Workspace<T>& ws = t.ws;
+    const typename Trainer<T>::Claim claim(t.trainer);
     ReleaseParams<T> release(t.slots);
-    params(t.slots, ws.net, weights, biases);
-    CheckedBatch<T> bt = batch<T>(ws.net, x, y);
-    if (bt.n > ws.max_batch)
-      throw py::value_error("x: " + std::to_string(bt.n) + " rows exceed the workspace's max_batch " +
-                            std::to_string(ws.max_batch));
-    const T lr_t = require_finite<T>(lr, "lr"), wd_t = require_finite<T>(weight_decay, "weight_decay");
+    params(t.slots, t.trainer.net(), weights, biases);
+    CheckedBatch<T> bt = batch<T>(t.trainer.net(), x, y);
     StepResult r;
     {
       py::gil_scoped_release nogil;
-      r = train_step(t.slots.w.data(), t.slots.b.data(), ws, bt.x.data(), bt.targets, bt.n, lr_t, wd_t);
+      r = t.trainer.step(claim, t.slots.w.data(), t.slots.b.data(), bt.x.data(), bt.targets, bt.n, lr,
+                         weight_decay);
     }
-    py::tuple loss_hits = result(ws.net, r);
+    py::tuple loss_hits = result(t.trainer.net(), r);
     return py::make_tuple(loss_hits[0], loss_hits[1], r.finite);
   }
 
   template <class T>
-  static py::tuple epoch_as(Trainer<T>& t, const py::object& weights, const py::object& biases,
+  static py::tuple epoch_as(Typed<T>& t, const py::object& weights, const py::object& biases,
                             const py::object& x, const py::object& y, const py::object& order_obj,
                             long long batch_size, double lr, double weight_decay) {
-    Workspace<T>& ws = t.ws;
+    const typename Trainer<T>::Claim claim(t.trainer);
     ReleaseParams<T> release(t.slots);
-    params(t.slots, ws.net, weights, biases);
-    CheckedBatch<T> bt = batch<T>(ws.net, x, y);
-    if (batch_size < 1 || static_cast<std::size_t>(batch_size) > ws.max_batch)
-      throw py::value_error("batch_size: expected 1 .. max_batch (" + std::to_string(ws.max_batch) +
-                            "), got " + std::to_string(batch_size));
-    const T lr_t = require_finite<T>(lr, "lr"), wd_t = require_finite<T>(weight_decay, "weight_decay");
+    params(t.slots, t.trainer.net(), weights, biases);
+    CheckedBatch<T> bt = batch<T>(t.trainer.net(), x, y);
     CArray<std::int64_t> order;
     if (!order_obj.is_none()) {
       py::array o = require_ndarray(order_obj, "order");
@@ -339,25 +266,22 @@ class TrainingWorkspace {
     StepResult r;
     {
       py::gil_scoped_release nogil;
-      r = train_epoch(t.slots.w.data(), t.slots.b.data(), ws, bt.x.data(), bt.targets, bt.n, order_data,
-                      static_cast<std::size_t>(batch_size), lr_t, wd_t);
+      r = t.trainer.epoch(claim, t.slots.w.data(), t.slots.b.data(), bt.x.data(), bt.targets, bt.n,
+                          order_data, batch_size, lr, weight_decay);
     }
-    return result(ws.net, r);
+    return result(t.trainer.net(), r);
   }
 
   template <class T>
-  static py::tuple gradients_as(Trainer<T>& t, const py::object& dws, const py::object& dbs,
+  static py::tuple gradients_as(Typed<T>& t, const py::object& dws, const py::object& dbs,
                                 const py::object& weights, const py::object& biases,
                                 const py::object& x, const py::object& y, const py::object& rows_obj,
                                 double scale, double weight_decay) {
-    Workspace<T>& ws = t.ws;
+    const typename Trainer<T>::Claim claim(t.trainer);
     ReleaseParams<T> release(t.slots), release_grads(t.grad_slots);
-    params(t.slots, ws.net, weights, biases);
-    params(t.grad_slots, ws.net, dws, dbs, "dws", "dbs");
-    for (std::size_t l = 0; l < ws.net.n_layers(); ++l)
-      if (t.grad_slots.w[l] == t.slots.w[l] || t.grad_slots.b[l] == t.slots.b[l])
-        throw py::value_error("dws, dbs: expected arrays of their own, got the weights or biases");
-    CheckedBatch<T> bt = batch<T>(ws.net, x, y);
+    params(t.slots, t.trainer.net(), weights, biases);
+    params(t.grad_slots, t.trainer.net(), dws, dbs, "dws", "dbs");
+    CheckedBatch<T> bt = batch<T>(t.trainer.net(), x, y);
     CArray<std::int64_t> rows;
     std::size_t n = bt.n;
     if (!rows_obj.is_none()) {
@@ -367,24 +291,19 @@ class TrainingWorkspace {
       rows = require_indices(r, "rows", static_cast<std::int64_t>(bt.n), "row indices < n");
       n = static_cast<std::size_t>(r.shape(0));
     }
-    if (n > ws.max_batch)
-      throw py::value_error("rows: " + std::to_string(n) + " rows exceed the workspace's max_batch " +
-                            std::to_string(ws.max_batch));
-    const T scale_t = require_finite<T>(scale, "scale");
-    const T wd_t = require_finite<T>(weight_decay, "weight_decay");
     const std::int64_t* rows_data = rows_obj.is_none() ? nullptr : rows.data();
     StepResult r;
     {
       py::gil_scoped_release nogil;
-      r = batch_gradients(t.grad_slots.w.data(), t.grad_slots.b.data(), t.slots.w.data(),
-                          t.slots.b.data(), ws, bt.x.data(), bt.targets, rows_data, n, scale_t, wd_t);
+      r = t.trainer.gradients(claim, t.grad_slots.w.data(), t.grad_slots.b.data(), t.slots.w.data(),
+                              t.slots.b.data(), bt.x.data(), bt.targets, rows_data, n, scale,
+                              weight_decay);
     }
-    return result(ws.net, r);
+    return result(t.trainer.net(), r);
   }
 
-  std::unique_ptr<Trainer<float>> f32_;
-  std::unique_ptr<Trainer<double>> f64_;
-  std::atomic<bool> busy_{false};
+  std::unique_ptr<Typed<float>> f32_;
+  std::unique_ptr<Typed<double>> f64_;
 };
 
 }  // namespace
