@@ -2,7 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <initializer_list>
+#include <stdexcept>
+#include <string>
 #include <utility>
 
 #include "kernels/gemm.h"
@@ -235,7 +239,108 @@ StepResult step_on_rows(T* const* w, T* const* b, Workspace<T>& ws, const T* x,
   return result;
 }
 
+// ---- the network's rules ----
+
+// The Python model's names, in the order of the enums.
+const char* name_of(Output output) {
+  static const char* const names[] = {"softmax", "sigmoid", "identity"};
+  return names[static_cast<int>(output)];
+}
+
+const char* name_of(Loss loss) {
+  static const char* const names[] = {"cross_entropy", "binary_cross_entropy", "quadratic"};
+  return names[static_cast<int>(loss)];
+}
+
+// The losses each output supports, its natural one first (model.py OUTPUT_LOSSES).
+std::vector<Loss> losses_of(Output output) {
+  switch (output) {
+    case Output::softmax: return {Loss::cross_entropy};
+    case Output::sigmoid: return {Loss::binary_cross_entropy, Loss::quadratic};
+    case Output::identity: return {Loss::quadratic};
+  }
+  return {};
+}
+
+// Python's repr of a tuple of names: ('a',) or ('a', 'b').
+template <class Items>
+std::string tuple_repr(const Items& items) {
+  std::string s = "(";
+  for (auto item : items) s += (s.size() > 1 ? ", '" : "'") + std::string(name_of(item)) + "'";
+  return s + (items.size() == 1 ? ",)" : ")");
+}
+
+// Buffer sizes are products of the widths and the batch size: refuse ones that overflow.
+constexpr std::size_t kMaxElements = std::size_t(1) << 40;
+
+void check_product(std::size_t a, std::size_t b, const char* what) {
+  if (a != 0 && b > kMaxElements / a)
+    throw std::invalid_argument(std::string(what) + ": the workspace would be too large (" +
+                                std::to_string(a) + " x " + std::to_string(b) + " elements)");
+}
+
 }  // namespace
+
+Output output_from_name(const std::string& name) {
+  const auto all = {Output::softmax, Output::sigmoid, Output::identity};
+  for (Output output : all)
+    if (name == name_of(output)) return output;
+  throw std::invalid_argument("output: expected one of " + tuple_repr(all) + ", got '" + name + "'");
+}
+
+Loss loss_from_name(const std::string& name, Output output) {
+  const std::vector<Loss> supported = losses_of(output);
+  for (Loss loss : supported)
+    if (name == name_of(loss)) return loss;
+  throw std::invalid_argument("loss: '" + name + "' is not supported with output='" + name_of(output) +
+                              "'; expected one of " + tuple_repr(supported));
+}
+
+Network make_network(const std::vector<long long>& sizes, std::vector<HiddenLayer> hidden,
+                     const std::string& output, const std::string& loss, long long max_batch) {
+  if (max_batch < 1)
+    throw std::invalid_argument("max_batch: expected an integer >= 1, got " + std::to_string(max_batch));
+  if (sizes.size() < 2) throw std::invalid_argument("sizes: expected at least two layer widths");
+  Network net;
+  for (long long s : sizes) {
+    if (s < 1) throw std::invalid_argument("sizes: expected widths >= 1, got " + std::to_string(s));
+    net.sizes.push_back(static_cast<std::size_t>(s));
+  }
+  if (hidden.size() != sizes.size() - 2)
+    throw std::invalid_argument("hidden: expected one (name, param) per hidden layer (" +
+                                std::to_string(sizes.size() - 2) + "), got " + std::to_string(hidden.size()));
+  for (std::size_t l = 0; l < hidden.size(); ++l)
+    if (!std::isfinite(hidden[l].param))
+      throw std::invalid_argument("hidden[" + std::to_string(l) + "]: expected a finite parameter");
+  net.hidden = std::move(hidden);
+  net.output = output_from_name(output);
+  net.loss = loss_from_name(loss, net.output);
+  if (net.output == Output::softmax && net.sizes.back() < 2)
+    throw std::invalid_argument("sizes: a softmax output needs at least 2 units, got " +
+                                std::to_string(net.sizes.back()) +
+                                "; use output='sigmoid' for one binary output");
+  const auto batch = static_cast<std::size_t>(max_batch);
+  for (std::size_t l = 0; l < net.n_layers(); ++l) {
+    check_product(net.sizes[l + 1], is_maxout(net, l) ? net.hidden[l].maxout_pieces : 1, "sizes");
+    check_product(net.rows(l), net.sizes[l], "sizes");
+    check_product(net.rows(l), batch, "max_batch");
+  }
+  check_product(net.sizes.front(), batch, "max_batch");
+  return net;
+}
+
+template <class T>
+T require_finite(double value, const char* arg) {
+  if (!std::isfinite(value) || !std::isfinite(static_cast<T>(value))) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.17g", value);
+    throw std::invalid_argument(std::string(arg) + ": expected a finite number" +
+                                (std::isfinite(value) ? " in the array's dtype" : "") + ", got " + text);
+  }
+  return static_cast<T>(value);
+}
+
+// ---- training ----
 
 template <class T>
 Workspace<T>::Workspace(const Network& network, std::size_t batch)
@@ -328,6 +433,56 @@ StepResult train_epoch(T* const* w, T* const* b, Workspace<T>& ws, const T* x, T
   return total;
 }
 
+template <class T>
+Trainer<T>::Trainer(const Network& net, std::size_t max_batch) : ws_(net, max_batch) {}
+
+template <class T>
+Trainer<T>::Claim::Claim(Trainer& trainer) : busy_(trainer.busy_) {
+  if (busy_.exchange(true))
+    throw std::invalid_argument("workspace: already in use by another thread; give each thread its own model");
+}
+
+template <class T>
+Trainer<T>::Claim::~Claim() {
+  busy_ = false;
+}
+
+template <class T>
+StepResult Trainer<T>::step(const Claim&, T* const* w, T* const* b, const T* x, Targets<T> y,
+                            std::size_t n, double lr, double weight_decay) {
+  if (n > ws_.max_batch)
+    throw std::invalid_argument("x: " + std::to_string(n) + " rows exceed the workspace's max_batch " +
+                                std::to_string(ws_.max_batch));
+  const T lr_t = require_finite<T>(lr, "lr"), wd_t = require_finite<T>(weight_decay, "weight_decay");
+  return train_step(w, b, ws_, x, y, n, lr_t, wd_t);
+}
+
+template <class T>
+StepResult Trainer<T>::epoch(const Claim&, T* const* w, T* const* b, const T* x, Targets<T> y,
+                             std::size_t n_rows, const std::int64_t* order, long long batch_size,
+                             double lr, double weight_decay) {
+  if (batch_size < 1 || static_cast<std::size_t>(batch_size) > ws_.max_batch)
+    throw std::invalid_argument("batch_size: expected 1 .. max_batch (" + std::to_string(ws_.max_batch) +
+                                "), got " + std::to_string(batch_size));
+  const T lr_t = require_finite<T>(lr, "lr"), wd_t = require_finite<T>(weight_decay, "weight_decay");
+  return train_epoch(w, b, ws_, x, y, n_rows, order, static_cast<std::size_t>(batch_size), lr_t, wd_t);
+}
+
+template <class T>
+StepResult Trainer<T>::gradients(const Claim&, T* const* dw, T* const* db, T* const* w, T* const* b,
+                                 const T* x, Targets<T> y, const std::int64_t* rows, std::size_t n,
+                                 double scale, double weight_decay) {
+  for (std::size_t l = 0; l < ws_.net.n_layers(); ++l)
+    if (dw[l] == w[l] || db[l] == b[l])
+      throw std::invalid_argument("dws, dbs: expected arrays of their own, got the weights or biases");
+  if (n > ws_.max_batch)
+    throw std::invalid_argument("rows: " + std::to_string(n) + " rows exceed the workspace's max_batch " +
+                                std::to_string(ws_.max_batch));
+  const T scale_t = require_finite<T>(scale, "scale");
+  const T wd_t = require_finite<T>(weight_decay, "weight_decay");
+  return batch_gradients(dw, db, w, b, ws_, x, y, rows, n, scale_t, wd_t);
+}
+
 #define FASTMLP_INSTANTIATE(T)                                                                 \
   template struct Workspace<T>;                                                                \
   template StepResult train_step<T>(T* const*, T* const*, Workspace<T>&, const T*, Targets<T>, \
@@ -338,7 +493,9 @@ StepResult train_epoch(T* const* w, T* const* b, Workspace<T>& ws, const T* x, T
                                          std::size_t, T, T);                                 \
   template StepResult train_epoch<T>(T* const*, T* const*, Workspace<T>&, const T*,           \
                                      Targets<T>, std::size_t, const std::int64_t*,            \
-                                     std::size_t, T, T);
+                                     std::size_t, T, T);                                      \
+  template T require_finite<T>(double, const char*);                                          \
+  template class Trainer<T>;
 FASTMLP_INSTANTIATE(float)
 FASTMLP_INSTANTIATE(double)
 #undef FASTMLP_INSTANTIATE

@@ -10,10 +10,17 @@
 //
 // Every buffer lives in a Workspace allocated once for a largest batch size: a
 // steady-state step or epoch allocates nothing (the GEMM's packing buffers only grow).
+//
+// The network's rules (make_network) and the one-call-at-a-time Trainer are stated here
+// once; the bindings (csrc/bindings/training.cpp) only convert Python objects and release
+// the GIL. Broken rules throw std::invalid_argument (ValueError in Python) with a message
+// that starts with the argument's name.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "kernels/activation.h"
@@ -44,6 +51,24 @@ struct Network {
     return sizes[l + 1] * (maxout ? hidden[l].maxout_pieces : 1);
   }
 };
+
+// The names the Python model uses (python/fastmlp/model.py OUTPUT_LOSSES), and its words
+// when a name or a pairing is refused.
+Output output_from_name(const std::string& name);
+// One of the losses `output` supports; any other name, known or not, is refused.
+Loss loss_from_name(const std::string& name, Output output);
+
+// The network of widths sizes = [s_1, ..., s_L], checked in this order: max_batch >= 1;
+// L >= 2 and every s_l >= 1; one hidden layer per inner width, with a finite parameter; the
+// output's name; a loss that goes with it; >= 2 units for a softmax output; no buffer over
+// 2^40 elements (layer by layer, then the input batch). The HiddenLayer values come converted
+// (activation names through parse_activation, maxout pieces >= 1).
+Network make_network(const std::vector<long long>& sizes, std::vector<HiddenLayer> hidden,
+                     const std::string& output, const std::string& loss, long long max_batch);
+
+// `value` as T; std::invalid_argument naming `arg` unless it is finite in double and in T.
+template <class T>
+T require_finite(double value, const char* arg);
 
 // A batch's targets: class labels (n) for a softmax output, else an (n, K) matrix
 // (one-hot rows for softmax). Exactly one of the two is set.
@@ -112,5 +137,48 @@ template <class T>
 StepResult train_epoch(T* const* w, T* const* b, Workspace<T>& ws, const T* x, Targets<T> y,
                        std::size_t n_rows, const std::int64_t* order, std::size_t batch_size,
                        T lr, T weight_decay);
+
+// Training calls on one network, one at a time: the Workspace and a busy flag. Each call
+// checks what the functions above trust (row counts against max_batch, the batch size,
+// finite lr / weight_decay / scale in T) and then runs them, so its results are theirs.
+template <class T>
+class Trainer {
+ public:
+  // `net` from make_network with the same max_batch (>= 1).
+  Trainer(const Network& net, std::size_t max_batch);
+
+  const Network& net() const { return ws_.net; }
+  std::size_t max_batch() const { return ws_.max_batch; }
+
+  // Held for a whole call, argument handling included (the bindings keep the call's weight
+  // pointers in slots of their own, and run it without the GIL): a second Claim while one
+  // is held throws "workspace: already in use by another thread; ...".
+  class Claim {
+   public:
+    explicit Claim(Trainer& trainer);
+    ~Claim();
+    Claim(const Claim&) = delete;
+    Claim& operator=(const Claim&) = delete;
+
+   private:
+    std::atomic<bool>& busy_;
+  };
+
+  // train_step on the n rows of x; n <= max_batch ("x: ...").
+  StepResult step(const Claim&, T* const* w, T* const* b, const T* x, Targets<T> y,
+                  std::size_t n, double lr, double weight_decay);
+  // train_epoch; 1 <= batch_size <= max_batch.
+  StepResult epoch(const Claim&, T* const* w, T* const* b, const T* x, Targets<T> y,
+                   std::size_t n_rows, const std::int64_t* order, long long batch_size,
+                   double lr, double weight_decay);
+  // batch_gradients; n <= max_batch ("rows: ..."), and dw / db are not the weights' arrays.
+  StepResult gradients(const Claim&, T* const* dw, T* const* db, T* const* w, T* const* b,
+                       const T* x, Targets<T> y, const std::int64_t* rows, std::size_t n,
+                       double scale, double weight_decay);
+
+ private:
+  Workspace<T> ws_;
+  std::atomic<bool> busy_{false};
+};
 
 }  // namespace fastmlp

@@ -4,8 +4,9 @@
 
 #include <atomic>
 #include <cstdlib>
-#include <cstring>
 #include <initializer_list>
+#include <stdexcept>
+#include <string>
 
 namespace fastmlp {
 
@@ -17,14 +18,16 @@ const char* isa_name(Isa isa) {
   }
 }
 
-bool parse_isa(const char* name, Isa* out) {
-  for (Isa isa : {Isa::generic, Isa::avx2, Isa::avx512}) {
-    if (std::strcmp(name, isa_name(isa)) == 0) {
-      *out = isa;
-      return true;
-    }
-  }
-  return false;
+Isa parse_isa(const std::string& name, const char* arg) {
+  for (Isa isa : {Isa::generic, Isa::avx2, Isa::avx512})
+    if (name == isa_name(isa)) return isa;
+  throw std::invalid_argument(std::string(arg) + ": expected one of 'generic', 'avx2', 'avx512', got '" +
+                              name + "'");
+}
+
+Isa isa_cap_from_env() {
+  const char* env = std::getenv("FASTMLP_ISA");
+  return env != nullptr && *env != '\0' ? parse_isa(env, "FASTMLP_ISA") : Isa::avx512;
 }
 
 Isa detected_isa() {
@@ -40,22 +43,15 @@ Isa detected_isa() {
 }
 
 namespace {
-
-Isa initial_cap() {
-  const char* env = std::getenv("FASTMLP_ISA");
-  Isa cap = Isa::avx512;
-  if (env != nullptr && *env != '\0' && !parse_isa(env, &cap)) cap = Isa::generic;  // unknown: safest
-  return cap;
-}
-
 std::atomic<int> g_active{-1};
-
 }  // namespace
 
+// The module sets the cap at import (set_isa_cap(isa_cap_from_env())); a program that
+// never imports it reads FASTMLP_ISA on its first kernel call.
 Isa active_isa() {
   int v = g_active.load(std::memory_order_relaxed);
   if (v < 0) {
-    Isa det = detected_isa(), cap = initial_cap();
+    Isa det = detected_isa(), cap = isa_cap_from_env();
     v = static_cast<int>(cap < det ? cap : det);
     g_active.store(v, std::memory_order_relaxed);
   }

@@ -5,13 +5,19 @@
 // FASTMLP_ISA environment variable or by set_isa_cap(), so tests can exercise every path.
 #pragma once
 
+#include <string>
+
 namespace fastmlp {
 
 enum class Isa : int { generic = 0, avx2 = 1, avx512 = 2 };
 
 const char* isa_name(Isa isa);
-// Returns false if `name` is not one of "generic", "avx2", "avx512".
-bool parse_isa(const char* name, Isa* out);
+// "generic", "avx2" or "avx512"; anything else throws std::invalid_argument
+// "<arg>: expected one of 'generic', 'avx2', 'avx512', got '<name>'".
+Isa parse_isa(const std::string& name, const char* arg);
+// The cap FASTMLP_ISA asks for: unset or empty is no cap (avx512); an unknown value is an
+// error, as parse_isa says, so a typo never silently picks a slower path.
+Isa isa_cap_from_env();
 
 Isa detected_isa();  // best ISA this CPU and OS support (and this build compiled)
 Isa active_isa();    // min(detected, cap)

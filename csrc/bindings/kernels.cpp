@@ -1,0 +1,427 @@
+// The kernel bindings: GEMM, the fused layer kernels, activations, maxout, losses and the
+// SGD update. Arrays of any strides are read through views or copied to C order (only if
+// needed); outputs are fresh C-contiguous arrays; the GIL is released around the kernels.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bindings/args.h"
+#include "kernels/activation.h"
+#include "kernels/gemm.h"
+#include "kernels/loss.h"
+#include "kernels/update.h"
+
+namespace fastmlp::bindings {
+
+namespace {
+
+// ---- GEMM and the fused layer kernels ----
+
+template <class T>
+py::array matmul_as(const py::array& a_arr, const py::array& b_arr) {
+  View<T> a = view<T>(a_arr), b = view<T>(b_arr);
+  py::array_t<T> c({a.n0, b.n1});
+  T* out = c.mutable_data();
+  {
+    py::gil_scoped_release release;
+    gemm(out, std::ptrdiff_t(b.n1), a.data, a.s0, a.s1, b.data, b.s0, b.s1, a.n0, b.n1, a.n1, false);
+  }
+  return c;
+}
+
+template <class T>
+py::tuple linear_forward_as(const py::array& x_arr, const py::array& w_arr, const py::array& b_arr,
+                            Act act, T param) {
+  View<T> x = view<T>(x_arr), w = view<T>(w_arr), b = view<T>(b_arr);
+  std::size_t n = x.n0, k = x.n1, m = w.n0;
+  py::array_t<T> z({n, m}), a({n, m});
+  T *zp = z.mutable_data(), *ap = a.mutable_data();
+  {
+    py::gil_scoped_release release;
+    fastmlp::linear_forward(zp, ap, x.data, x.s0, x.s1, w.data, w.s0, w.s1, b.data, b.s0, n, k,
+                            m, act, param);
+  }
+  return py::make_tuple(z, a);
+}
+
+template <class T>
+py::tuple linear_backward_as(const py::array& d_arr, const py::array& x_arr, const py::array& w_arr,
+                             const py::object& z_obj, const py::object& a_obj, bool has_prev,
+                             Act act, T param) {
+  View<T> d = view<T>(d_arr), x = view<T>(x_arr), w = view<T>(w_arr);
+  std::size_t n = d.n0, m = d.n1, k = x.n1;
+  py::array_t<T> dw({m, k}), db(std::vector<py::ssize_t>{py::ssize_t(m)});
+  py::object dp_obj = py::none();
+  T* dp = nullptr;
+  const T *zp = nullptr, *ap = nullptr;
+  CArray<T> z_prev, a_prev;
+  if (has_prev) {
+    py::array_t<T> dp_arr({n, k});
+    dp = dp_arr.mutable_data();
+    dp_obj = dp_arr;
+    if (act != Act::identity) {
+      zp = (z_prev = CArray<T>::ensure(z_obj)).data();
+      ap = (a_prev = CArray<T>::ensure(a_obj)).data();
+    }
+  }
+  T *dwp = dw.mutable_data(), *dbp = db.mutable_data();
+  {
+    py::gil_scoped_release release;
+    fastmlp::linear_backward(dwp, dbp, dp, d.data, d.s0, d.s1, x.data, x.s0, x.s1, w.data, w.s0,
+                             w.s1, zp, ap, n, k, m, act, param, false);
+  }
+  return py::make_tuple(dw, db, dp_obj);
+}
+
+void bind_gemm(py::module_& m) {
+  m.def(
+      "matmul",
+      [](py::object a_obj, py::object b_obj) {
+        py::array a = require_float_array(a_obj, "a", 2, "(n, k)"),
+                  b = require_float_array(b_obj, "b", 2, "(k, m)");
+        FloatType ft = require_float_dtype(a, "a");
+        require_same_float_dtype(b, "b", ft, a, "a");
+        require_dim(b, "b", 0, a.shape(1),
+                    "b.shape[0] must equal a.shape[1] = " + std::to_string(a.shape(1)));
+        return with_float_type(ft, [&](auto tag) { return matmul_as<decltype(tag)>(a, b); });
+      },
+      py::arg("a"), py::arg("b"), "C = A B for 2-D float32/float64 arrays of any strides.");
+  m.def(
+      "linear_forward",
+      [](py::object x_obj, py::object w_obj, py::object b_obj, py::object name, py::object param) {
+        py::array x = require_float_array(x_obj, "x", 2, "(n, s_l)"),
+                  w = require_float_array(w_obj, "w", 2, "(s_(l+1), s_l)"),
+                  b = require_float_array(b_obj, "b", 1, "(s_(l+1),)");
+        FloatType ft = require_float_dtype(x, "x");
+        require_same_float_dtype(w, "w", ft, x, "x");
+        require_same_float_dtype(b, "b", ft, x, "x");
+        require_dim(w, "w", 1, x.shape(1),
+                    "w.shape[1] must equal x.shape[1] = " + std::to_string(x.shape(1)));
+        require_dim(b, "b", 0, w.shape(0),
+                    "b.shape[0] must equal w.shape[0] = " + std::to_string(w.shape(0)));
+        Act act = require_activation(name, "name");
+        return with_float_type(ft, [&](auto tag) {
+          using T = decltype(tag);
+          return linear_forward_as<T>(x, w, b, act, require_activation_param<T>(param, "param", act));
+        });
+      },
+      py::arg("x"), py::arg("w"), py::arg("b"), py::arg("name"), py::arg("param"),
+      "X (n, s_l), W (s_(l+1), s_l), b (s_(l+1),) -> (Z = X Wᵀ + b, A = f(Z)).");
+  m.def(
+      "linear_backward",
+      [](py::object d_obj, py::object x_obj, py::object w_obj, py::object z_obj, py::object a_obj,
+         py::object name_prev, py::object param_prev) {
+        py::array d = require_float_array(d_obj, "delta", 2, "(n, s_(l+1))"),
+                  x = require_float_array(x_obj, "x", 2, "(n, s_l)"),
+                  w = require_float_array(w_obj, "w", 2, "(s_(l+1), s_l)");
+        FloatType ft = require_float_dtype(d, "delta");
+        require_same_float_dtype(x, "x", ft, d, "delta");
+        require_same_float_dtype(w, "w", ft, d, "delta");
+        require_dim(x, "x", 0, d.shape(0),
+                    "x.shape[0] must equal delta.shape[0] = " + std::to_string(d.shape(0)));
+        require_dim(w, "w", 0, d.shape(1),
+                    "w.shape[0] must equal delta.shape[1] = " + std::to_string(d.shape(1)));
+        require_dim(w, "w", 1, x.shape(1),
+                    "w.shape[1] must equal x.shape[1] = " + std::to_string(x.shape(1)));
+        bool has_prev = !name_prev.is_none();
+        Act act = has_prev ? require_activation(name_prev, "name_prev") : Act::identity;
+        // z_prev / a_prev are read for every activation but identity, which (like the
+        // reference) ignores them: a maxout layer passes its pieces there.
+        if (has_prev && act != Act::identity)
+          for (auto [obj, arg] : {std::pair{&z_obj, "z_prev"}, std::pair{&a_obj, "a_prev"}}) {
+            py::array arr = require_float_array(*obj, arg, 2, "(n, s_l)");
+            require_same_float_dtype(arr, arg, ft, d, "delta");
+            require_same_shape(arr, arg, x, "x");
+          }
+        return with_float_type(ft, [&](auto tag) {
+          using T = decltype(tag);
+          T p = has_prev ? require_activation_param<T>(param_prev, "param_prev", act) : T(0);
+          return linear_backward_as<T>(d, x, w, z_obj, a_obj, has_prev, act, p);
+        });
+      },
+      py::arg("delta"), py::arg("x"), py::arg("w"), py::arg("z_prev"), py::arg("a_prev"),
+      py::arg("name_prev"), py::arg("param_prev"),
+      "Backprop through one layer -> (dW = deltaᵀ X, db = Σ_rows delta, "
+      "delta_prev = (delta W) * f'(z_prev) or None when name_prev is None).");
+}
+
+// ---- element-wise, loss and update ops ----
+
+template <class T>
+py::array_t<T> new_array(py::ssize_t rows, py::ssize_t cols) {
+  return py::array_t<T>({rows, cols});
+}
+
+template <class T>
+py::array_t<T> new_array_like(const py::array& a) {
+  return py::array_t<T>(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
+}
+
+// Loss kernels share one shape: (z or a, y) float (n, K) -> (J, gradient (n, K)).
+template <class Kernel>
+py::tuple bind_float_target_loss(const py::object& z_obj, const py::object& y_obj,
+                                 const char* z_arg, Kernel kernel) {
+  py::array z = require_ndarray(z_obj, z_arg), y = require_ndarray(y_obj, "y");
+  FloatType ft = require_float_dtype(z, z_arg);
+  require_ndim(z, z_arg, 2, "(n, K)");
+  require_same_float_dtype(y, "y", ft, z, z_arg);
+  require_same_shape(y, "y", z, z_arg);
+  return with_float_type(ft, [&](auto tag) -> py::tuple {
+    using T = decltype(tag);
+    auto zc = CArray<T>::ensure(z), yc = CArray<T>::ensure(y);
+    auto grad = new_array<T>(z.shape(0), z.shape(1));
+    double loss;
+    {
+      py::gil_scoped_release nogil;
+      loss = kernel(grad.mutable_data(), zc.data(), yc.data(), static_cast<std::size_t>(z.shape(0)),
+                    static_cast<std::size_t>(z.shape(1)));
+    }
+    return py::make_tuple(loss, grad);
+  });
+}
+
+void bind_elementwise(py::module_& m) {
+  m.def(
+      "activation_forward",
+      [](const py::object& z_obj, const py::object& name, const py::object& param) {
+        py::array z = require_ndarray(z_obj, "z");
+        FloatType ft = require_float_dtype(z, "z");
+        Act act = require_activation(name, "name");
+        return with_float_type(ft, [&](auto tag) -> py::object {
+          using T = decltype(tag);
+          T p = require_activation_param<T>(param, "param", act);
+          auto zc = CArray<T>::ensure(z);
+          auto a = new_array_like<T>(z);
+          py::gil_scoped_release nogil;
+          activation_forward<T>(a.mutable_data(), zc.data(), static_cast<std::size_t>(zc.size()), act, p);
+          return a;
+        });
+      },
+      py::arg("z"), py::arg("name"), py::arg("param"), "a = f(z), element-wise; any shape.");
+
+  m.def(
+      "activation_derivative",
+      [](const py::object& z_obj, const py::object& a_obj, const py::object& name, const py::object& param) {
+        py::array z = require_ndarray(z_obj, "z"), a = require_ndarray(a_obj, "a");
+        FloatType ft = require_float_dtype(z, "z");
+        require_same_float_dtype(a, "a", ft, z, "z");
+        require_same_shape(a, "a", z, "z");
+        Act act = require_activation(name, "name");
+        return with_float_type(ft, [&](auto tag) -> py::object {
+          using T = decltype(tag);
+          T p = require_activation_param<T>(param, "param", act);
+          auto zc = CArray<T>::ensure(z), ac = CArray<T>::ensure(a);
+          auto d = new_array_like<T>(z);
+          py::gil_scoped_release nogil;
+          activation_derivative<T>(d.mutable_data(), zc.data(), ac.data(),
+                                   static_cast<std::size_t>(zc.size()), act, p);
+          return d;
+        });
+      },
+      py::arg("z"), py::arg("a"), py::arg("name"), py::arg("param"),
+      "f'(z), given z and a = f(z), element-wise.");
+
+  m.def(
+      "activation_backward",
+      [](const py::object& delta_obj, const py::object& z_obj, const py::object& a_obj,
+         const py::object& name, const py::object& param) {
+        py::array delta = require_ndarray(delta_obj, "delta"), z = require_ndarray(z_obj, "z"),
+                  a = require_ndarray(a_obj, "a");
+        FloatType ft = require_float_dtype(delta, "delta");
+        require_same_float_dtype(z, "z", ft, delta, "delta");
+        require_same_float_dtype(a, "a", ft, delta, "delta");
+        require_same_shape(z, "z", delta, "delta");
+        require_same_shape(a, "a", delta, "delta");
+        Act act = require_activation(name, "name");
+        return with_float_type(ft, [&](auto tag) -> py::object {
+          using T = decltype(tag);
+          T p = require_activation_param<T>(param, "param", act);
+          auto zc = CArray<T>::ensure(z), ac = CArray<T>::ensure(a), dc = CArray<T>::ensure(delta);
+          auto out = new_array_like<T>(delta);
+          py::gil_scoped_release nogil;
+          std::copy(dc.data(), dc.data() + dc.size(), out.mutable_data());
+          activation_backward<T>(out.mutable_data(), zc.data(), ac.data(),
+                                 static_cast<std::size_t>(dc.size()), act, p);
+          return out;
+        });
+      },
+      py::arg("delta"), py::arg("z"), py::arg("a"), py::arg("name"), py::arg("param"),
+      "delta * f'(z), given z and a = f(z), element-wise: a layer's backward epilogue.");
+
+  m.def(
+      "maxout_forward",
+      [](const py::object& z_obj, const py::object& k_arg) {
+        py::array z = require_ndarray(z_obj, "z");
+        FloatType ft = require_float_dtype(z, "z");
+        require_ndim(z, "z", 2, "(n, m*k)");
+        const auto k = static_cast<std::size_t>(require_int(k_arg, "k", 1));
+        if (static_cast<std::size_t>(z.shape(1)) % k != 0)
+          throw py::value_error("k: expected a divisor of z's column count " +
+                                std::to_string(z.shape(1)) + ", got " + std::to_string(k));
+        const py::ssize_t n = z.shape(0), m_units = z.shape(1) / static_cast<py::ssize_t>(k);
+        return with_float_type(ft, [&](auto tag) -> py::tuple {
+          using T = decltype(tag);
+          auto zc = CArray<T>::ensure(z);
+          auto a = new_array<T>(n, m_units);
+          auto argmax = new_array<std::int64_t>(n, m_units);
+          {
+            py::gil_scoped_release nogil;
+            maxout_forward<T>(a.mutable_data(), argmax.mutable_data(), zc.data(),
+                              static_cast<std::size_t>(n), static_cast<std::size_t>(m_units), k);
+          }
+          return py::make_tuple(a, argmax);
+        });
+      },
+      py::arg("z"), py::arg("k"), "z (n, m*k) -> a (n, m), argmax (n, m) int64.");
+
+  m.def(
+      "maxout_backward",
+      [](const py::object& da_obj, const py::object& argmax_obj, const py::object& k_arg) {
+        py::array da = require_ndarray(da_obj, "da"), argmax = require_ndarray(argmax_obj, "argmax");
+        FloatType ft = require_float_dtype(da, "da");
+        require_ndim(da, "da", 2, "(n, m)");
+        const auto k = static_cast<std::size_t>(require_int(k_arg, "k", 1));
+        require_same_shape(argmax, "argmax", da, "da");
+        const py::ssize_t n = da.shape(0), m_units = da.shape(1);
+        if (m_units != 0 && k > static_cast<std::size_t>(PY_SSIZE_T_MAX / m_units))
+          throw py::value_error("k: too large, m*k overflows (m = " + std::to_string(m_units) + ")");
+        auto idx = require_indices(argmax, "argmax", static_cast<std::int64_t>(k), "piece indices < k");
+        return with_float_type(ft, [&](auto tag) -> py::object {
+          using T = decltype(tag);
+          auto dac = CArray<T>::ensure(da);
+          auto dz = new_array<T>(n, m_units * static_cast<py::ssize_t>(k));
+          py::gil_scoped_release nogil;
+          maxout_backward<T>(dz.mutable_data(), dac.data(), idx.data(), static_cast<std::size_t>(n),
+                             static_cast<std::size_t>(m_units), k);
+          return dz;
+        });
+      },
+      py::arg("da"), py::arg("argmax"), py::arg("k"), "da (n, m) -> dz (n, m*k).");
+
+  m.def(
+      "softmax",
+      [](const py::object& z_obj) {
+        py::array z = require_ndarray(z_obj, "z");
+        FloatType ft = require_float_dtype(z, "z");
+        require_ndim(z, "z", 2, "(n, K)");
+        require_classes(z, "z");
+        return with_float_type(ft, [&](auto tag) -> py::object {
+          using T = decltype(tag);
+          auto zc = CArray<T>::ensure(z);
+          auto p = new_array<T>(z.shape(0), z.shape(1));
+          py::gil_scoped_release nogil;
+          softmax<T>(p.mutable_data(), zc.data(), static_cast<std::size_t>(z.shape(0)),
+                     static_cast<std::size_t>(z.shape(1)));
+          return p;
+        });
+      },
+      py::arg("z"), "Row-wise softmax of z (n, K).");
+
+  m.def(
+      "softmax_cross_entropy",
+      [](const py::object& z_obj, const py::object& y_obj) {
+        py::array z = require_ndarray(z_obj, "z"), y = require_ndarray(y_obj, "y");
+        FloatType ft = require_float_dtype(z, "z");
+        require_ndim(z, "z", 2, "(n, K)");
+        require_classes(z, "z");
+        const py::ssize_t n = z.shape(0), k = z.shape(1);
+        const char kind = y.dtype().kind();
+        if (kind == 'i' || kind == 'u') {
+          if (y.ndim() != 1 || y.shape(0) != n)
+            throw py::value_error("y: expected integer labels of shape (" + std::to_string(n) +
+                                  ",), got shape " + shape_str(y));
+          auto labels = require_indices(y, "y", k, "class labels < K");
+          return with_float_type(ft, [&](auto tag) -> py::tuple {
+            using T = decltype(tag);
+            auto zc = CArray<T>::ensure(z);
+            auto dz = new_array<T>(n, k);
+            double loss;
+            {
+              py::gil_scoped_release nogil;
+              loss = softmax_cross_entropy<T>(dz.mutable_data(), zc.data(), labels.data(),
+                                              static_cast<std::size_t>(n), static_cast<std::size_t>(k));
+            }
+            return py::make_tuple(loss, dz);
+          });
+        }
+        if (kind != 'f')
+          throw py::type_error("y: expected integer labels (n,) or float targets (n, K), got dtype " +
+                               std::string(py::str(y.dtype())));
+        return bind_float_target_loss(z, y, "z", [](auto* dz, const auto* zp, const auto* yp,
+                                                    std::size_t rows, std::size_t cols) {
+          return softmax_cross_entropy(dz, zp, yp, rows, cols);
+        });
+      },
+      py::arg("z"), py::arg("y"),
+      "(J, dJ/dz) of softmax + cross-entropy; y integer labels (n,) or targets (n, K).");
+
+  m.def(
+      "sigmoid_binary_cross_entropy",
+      [](const py::object& z, const py::object& y) {
+        return bind_float_target_loss(z, y, "z", [](auto* dz, const auto* zp, const auto* yp,
+                                                    std::size_t rows, std::size_t cols) {
+          return sigmoid_binary_cross_entropy(dz, zp, yp, rows, cols);
+        });
+      },
+      py::arg("z"), py::arg("y"), "(J, dJ/dz) of sigmoid + binary cross-entropy; y (n, K).");
+
+  m.def(
+      "quadratic_loss",
+      [](const py::object& a, const py::object& y) {
+        return bind_float_target_loss(a, y, "a", [](auto* da, const auto* ap, const auto* yp,
+                                                    std::size_t rows, std::size_t cols) {
+          return quadratic_loss(da, ap, yp, rows, cols);
+        });
+      },
+      py::arg("a"), py::arg("y"), "(J, dJ/da) of the quadratic loss; y (n, K).");
+
+  m.def(
+      "sgd_update",
+      [](const py::object& w_obj, const py::object& dw_obj, const py::object& lr, const py::object& weight_decay) {
+        py::array w = require_ndarray(w_obj, "w"), dw = require_ndarray(dw_obj, "dw");
+        FloatType ft = require_float_dtype(w, "w");
+        require_same_float_dtype(dw, "dw", ft, w, "w");
+        require_same_shape(dw, "dw", w, "w");
+        with_float_type(ft, [&](auto tag) {
+          using T = decltype(tag);
+          // Updated in place, so w itself must be the buffer: never a silent copy.
+          if (!py::isinstance<py::array_t<T, py::array::c_style>>(w) ||
+              reinterpret_cast<std::uintptr_t>(w.data()) % alignof(T) != 0)
+            throw py::value_error("w: expected a C-contiguous array in native byte order at an "
+                                  "aligned address (it is updated in place), got strides " +
+                                  std::string(py::str(py::tuple(w.attr("strides")))) +
+                                  (reinterpret_cast<std::uintptr_t>(w.data()) % alignof(T) != 0
+                                       ? " at a misaligned address" : ""));
+          if (!w.writeable()) throw py::value_error("w: expected a writable array, got a read-only one");
+          T lr_t = require_finite_number<T>(lr, "lr"), wd_t = require_finite_number<T>(weight_decay, "weight_decay");
+          auto wc = py::reinterpret_borrow<py::array_t<T, py::array::c_style>>(w);
+          auto dwc = CArray<T>::ensure(dw);
+          // The kernel reads dw[i] after writing w[i-1]: a dw that overlaps w elsewhere than
+          // element for element must be read from a copy (NumPy does the same).
+          const char* w_begin = reinterpret_cast<const char*>(wc.data());
+          const char* dw_begin = reinterpret_cast<const char*>(dwc.data());
+          const auto bytes = static_cast<std::ptrdiff_t>(wc.nbytes());
+          if (dw_begin != w_begin && dw_begin < w_begin + bytes && w_begin < dw_begin + bytes)
+            dwc = CArray<T>::ensure(dwc.attr("copy")());
+          py::gil_scoped_release nogil;
+          sgd_update<T>(wc.mutable_data(), dwc.data(), static_cast<std::size_t>(wc.size()), lr_t, wd_t);
+        });
+      },
+      py::arg("w"), py::arg("dw"), py::arg("lr"), py::arg("weight_decay"),
+      "In place: w -= lr * (dw + weight_decay * w). Returns None.");
+}
+
+}  // namespace
+
+void bind_kernels(py::module_& m) {
+  bind_gemm(m);
+  bind_elementwise(m);
+}
+
+}  // namespace fastmlp::bindings

@@ -1,0 +1,345 @@
+// The training bindings: TrainingWorkspace, a thin wrapper of Trainer<T> (csrc/mlp.h). It
+// converts and checks the Python arguments, releases the GIL around the Trainer's call and
+// converts its result; the network's rules and the call's own checks are the Trainer's.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "bindings/args.h"
+#include "kernels/activation.h"
+#include "mlp.h"
+
+namespace fastmlp::bindings {
+
+// A TrainingWorkspace holds one network's buffers for batches of up to max_batch rows; the
+// MLP keeps it across steps and epochs, so a steady-state step allocates nothing. The
+// weights stay Python's ndarrays: they are passed to every call and updated in place.
+namespace {
+
+std::vector<long long> widths(const py::sequence& sizes) {
+  std::vector<long long> out;
+  for (py::handle item : sizes) {
+    if (!py::isinstance<py::int_>(item)) throw py::type_error("sizes: expected integer widths");
+    out.push_back(py::cast<long long>(item));
+  }
+  return out;
+}
+
+// hidden: one (name, param) per hidden layer; ("maxout", k) for k pieces per unit.
+HiddenLayer hidden_layer(const py::handle& spec, std::size_t l) {
+  const std::string arg = "hidden[" + std::to_string(l) + "]";
+  if (!py::isinstance<py::tuple>(spec) && !py::isinstance<py::list>(spec))
+    throw py::type_error(arg + ": expected a pair (activation name, param)");
+  auto pair = py::reinterpret_borrow<py::sequence>(spec);
+  if (pair.size() != 2 || !py::isinstance<py::str>(pair[0]))
+    throw py::type_error(arg + ": expected a pair (activation name, param)");
+  const std::string name = py::cast<std::string>(pair[0]);
+  HiddenLayer layer;
+  py::object param = pair[1];
+  if (name == "maxout") {
+    if (!py::isinstance<py::int_>(param)) throw py::type_error(arg + ": expected an integer number of maxout pieces");
+    long long k = py::cast<long long>(param);
+    if (k < 1) throw py::value_error(arg + ": expected maxout pieces >= 1, got " + std::to_string(k));
+    layer.maxout_pieces = static_cast<std::size_t>(k);
+    return layer;
+  }
+  if (!parse_activation(name.c_str(), &layer.act))
+    throw py::value_error(arg + ": unknown activation '" + name + "'");
+  if (!py::isinstance<py::int_>(param) && !py::isinstance<py::float_>(param))
+    throw py::type_error(arg + ": expected a number as the activation's parameter");
+  layer.param = py::cast<double>(param);  // finite: make_network's rule
+  return layer;
+}
+
+// One call's weight and bias pointers, and references that keep their arrays alive while
+// the GIL is released. Sized once per workspace, so a call allocates nothing for them.
+template <class T>
+struct ParamSlots {
+  explicit ParamSlots(std::size_t layers) : keep(2 * layers), w(layers), b(layers) {}
+  std::vector<py::object> keep;
+  std::vector<T*> w, b;
+};
+
+// Drops the references of a ParamSlots when the call ends, however it ends.
+template <class T>
+class ReleaseParams {
+ public:
+  explicit ReleaseParams(ParamSlots<T>& slots) : slots_(slots) {}
+  ~ReleaseParams() {
+    for (py::object& o : slots_.keep) o = py::object();
+  }
+  ReleaseParams(const ReleaseParams&) = delete;
+  ReleaseParams& operator=(const ReleaseParams&) = delete;
+
+ private:
+  ParamSlots<T>& slots_;
+};
+
+// weights[l] (rows(l), s_l) and biases[l] (rows(l),): exactly dtype T, C-contiguous,
+// aligned and writable, since they are updated in place (never a silent copy).
+template <class T>
+void params(ParamSlots<T>& out, const Network& net, const py::object& weights,
+            const py::object& biases, const char* weights_name = "weights",
+            const char* biases_name = "biases") {
+  for (auto [obj, name, is_weight] : {std::tuple{&weights, weights_name, true}, std::tuple{&biases, biases_name, false}}) {
+    if (!py::isinstance<py::sequence>(*obj) || py::isinstance<py::str>(*obj))
+      throw py::type_error(std::string(name) + ": expected a list of numpy arrays");
+    auto list = py::reinterpret_borrow<py::sequence>(*obj);
+    if (list.size() != net.n_layers())
+      throw py::value_error(std::string(name) + ": expected " + std::to_string(net.n_layers()) +
+                            " arrays, got " + std::to_string(list.size()));
+    for (std::size_t l = 0; l < net.n_layers(); ++l) {
+      const std::string arg = std::string(name) + "[" + std::to_string(l) + "]";
+      py::object item = list[l];
+      py::array arr = require_ndarray(item, arg.c_str());
+      if (!arr.dtype().equal(py::dtype::of<T>()))
+        throw py::type_error(arg + ": expected dtype " + std::string(py::str(py::dtype::of<T>())) +
+                             ", got " + std::string(py::str(arr.dtype())));
+      const py::ssize_t expected[2] = {py::ssize_t(net.rows(l)), py::ssize_t(net.sizes[l])};
+      const py::ssize_t ndim = is_weight ? 2 : 1;
+      bool same = arr.ndim() == ndim;
+      for (py::ssize_t d = 0; same && d < ndim; ++d) same = arr.shape(d) == expected[d];
+      if (!same)
+        throw py::value_error(arg + ": expected shape (" + std::to_string(expected[0]) +
+                              (is_weight ? ", " + std::to_string(expected[1]) + ")" : ",)") +
+                              ", got " + shape_str(arr));
+      if (!py::isinstance<py::array_t<T, py::array::c_style>>(arr) ||
+          reinterpret_cast<std::uintptr_t>(arr.data()) % alignof(T) != 0)
+        throw py::value_error(arg + ": expected a C-contiguous, aligned array (it is updated in place)");
+      if (!arr.writeable()) throw py::value_error(arg + ": expected a writable array, got a read-only one");
+      (is_weight ? out.w : out.b)[l] = static_cast<T*>(arr.mutable_data());
+      out.keep[(is_weight ? 0 : net.n_layers()) + l] = arr;
+    }
+  }
+}
+
+template <class T>
+struct CheckedBatch {
+  CArray<T> x;
+  CArray<std::int64_t> labels;
+  CArray<T> values;
+  Targets<T> targets;
+  std::size_t n;
+};
+
+// x (n, s_1) of dtype T; y integer labels (n,) for a softmax output, or (n, K) of dtype T.
+template <class T>
+CheckedBatch<T> batch(const Network& net, const py::object& x_obj, const py::object& y_obj) {
+  CheckedBatch<T> out;
+  py::array x = require_ndarray(x_obj, "x"), y = require_ndarray(y_obj, "y");
+  if (!x.dtype().equal(py::dtype::of<T>()))
+    throw py::type_error("x: expected the model's dtype " + std::string(py::str(py::dtype::of<T>())) +
+                         ", got " + std::string(py::str(x.dtype())));
+  require_ndim(x, "x", 2, "(n, sizes[0])");
+  if (std::size_t(x.shape(1)) != net.sizes.front())
+    throw py::value_error("x: expected " + std::to_string(net.sizes.front()) +
+                          " columns (sizes[0]), got shape " + shape_str(x));
+  out.x = CArray<T>::ensure(x);
+  out.n = static_cast<std::size_t>(x.shape(0));
+  const std::size_t k = net.sizes.back();
+  const char kind = y.dtype().kind();
+  if (kind == 'i' || kind == 'u') {
+    if (net.output != Output::softmax)
+      throw py::type_error("y: integer labels need a softmax output; expected a float (n, K) array");
+    if (y.ndim() != 1 || std::size_t(y.shape(0)) != out.n)
+      throw py::value_error("y: expected integer labels of shape (" + std::to_string(out.n) +
+                            ",), got shape " + shape_str(y));
+    out.labels = require_indices(y, "y", static_cast<std::int64_t>(k), "class labels < K");
+    out.targets.labels = out.labels.data();
+    return out;
+  }
+  if (!y.dtype().equal(py::dtype::of<T>()))
+    throw py::type_error("y: expected integer labels or the model's dtype " +
+                         std::string(py::str(py::dtype::of<T>())) + ", got " + std::string(py::str(y.dtype())));
+  if (y.ndim() != 2 || std::size_t(y.shape(0)) != out.n || std::size_t(y.shape(1)) != k)
+    throw py::value_error("y: expected shape (" + std::to_string(out.n) + ", " + std::to_string(k) +
+                          "), got " + shape_str(y));
+  out.values = CArray<T>::ensure(y);
+  out.targets.values = out.values.data();
+  return out;
+}
+
+// Raised as _core.NonFiniteInputError, a ValueError: fit() tells it apart from a bad argument.
+struct NonFiniteInput : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Hits count rows for classification (an int in Python) and are a sum of squares for identity.
+py::tuple result(const Network& net, StepResult r) {
+  if (!r.x_finite) throw NonFiniteInput("x: a row contains NaN or infinity");
+  py::object hits = net.output == Output::identity ? py::object(py::float_(r.hits))
+                                                   : py::object(py::int_(static_cast<long long>(r.hits)));
+  return py::make_tuple(r.loss, hits);
+}
+
+class TrainingWorkspace {
+ public:
+  TrainingWorkspace(const py::sequence& sizes, const py::sequence& hidden,
+                    const std::string& output, const std::string& loss, const py::object& dtype,
+                    long long max_batch) {
+    std::vector<HiddenLayer> layers;
+    for (std::size_t l = 0; l < hidden.size(); ++l) layers.push_back(hidden_layer(hidden[l], l));
+    const Network net = make_network(widths(sizes), std::move(layers), output, loss, max_batch);
+    const auto batch = static_cast<std::size_t>(max_batch);
+    py::dtype dt = py::dtype::from_args(dtype);
+    if (dt.equal(py::dtype::of<float>())) f32_ = std::make_unique<Typed<float>>(net, batch);
+    else if (dt.equal(py::dtype::of<double>())) f64_ = std::make_unique<Typed<double>>(net, batch);
+    else throw py::type_error("dtype: expected float32 or float64, got " + std::string(py::str(dt)));
+  }
+
+  std::size_t max_batch() const { return f32_ ? f32_->trainer.max_batch() : f64_->trainer.max_batch(); }
+  py::dtype dtype() const { return f32_ ? py::dtype::of<float>() : py::dtype::of<double>(); }
+
+  py::tuple step(const py::object& weights, const py::object& biases, const py::object& x,
+                 const py::object& y, double lr, double weight_decay) {
+    if (f32_) return step_as(*f32_, weights, biases, x, y, lr, weight_decay);
+    return step_as(*f64_, weights, biases, x, y, lr, weight_decay);
+  }
+
+  py::tuple epoch(const py::object& weights, const py::object& biases, const py::object& x,
+                  const py::object& y, const py::object& order, long long batch_size, double lr,
+                  double weight_decay) {
+    if (f32_) return epoch_as(*f32_, weights, biases, x, y, order, batch_size, lr, weight_decay);
+    return epoch_as(*f64_, weights, biases, x, y, order, batch_size, lr, weight_decay);
+  }
+
+  py::tuple gradients(const py::object& dws, const py::object& dbs, const py::object& weights,
+                      const py::object& biases, const py::object& x, const py::object& y,
+                      const py::object& rows, double scale, double weight_decay) {
+    if (f32_) return gradients_as(*f32_, dws, dbs, weights, biases, x, y, rows, scale, weight_decay);
+    return gradients_as(*f64_, dws, dbs, weights, biases, x, y, rows, scale, weight_decay);
+  }
+
+ private:
+  // One dtype's Trainer, and the slots of a call's weights and biases and their gradients.
+  template <class T>
+  struct Typed {
+    Typed(const Network& net, std::size_t max_batch)
+        : trainer(net, max_batch), slots(net.n_layers()), grad_slots(net.n_layers()) {}
+    Trainer<T> trainer;
+    ParamSlots<T> slots, grad_slots;
+  };
+
+  // Each call holds the Trainer's Claim from its start: the slots are shared between calls.
+  template <class T>
+  static py::tuple step_as(Typed<T>& t, const py::object& weights, const py::object& biases,
+                           const py::object& x, const py::object& y, double lr, double weight_decay) {
+    const typename Trainer<T>::Claim claim(t.trainer);
+    ReleaseParams<T> release(t.slots);
+    params(t.slots, t.trainer.net(), weights, biases);
+    CheckedBatch<T> bt = batch<T>(t.trainer.net(), x, y);
+    StepResult r;
+    {
+      py::gil_scoped_release nogil;
+      r = t.trainer.step(claim, t.slots.w.data(), t.slots.b.data(), bt.x.data(), bt.targets, bt.n, lr,
+                         weight_decay);
+    }
+    py::tuple loss_hits = result(t.trainer.net(), r);
+    return py::make_tuple(loss_hits[0], loss_hits[1], r.finite);
+  }
+
+  template <class T>
+  static py::tuple epoch_as(Typed<T>& t, const py::object& weights, const py::object& biases,
+                            const py::object& x, const py::object& y, const py::object& order_obj,
+                            long long batch_size, double lr, double weight_decay) {
+    const typename Trainer<T>::Claim claim(t.trainer);
+    ReleaseParams<T> release(t.slots);
+    params(t.slots, t.trainer.net(), weights, biases);
+    CheckedBatch<T> bt = batch<T>(t.trainer.net(), x, y);
+    CArray<std::int64_t> order;
+    if (!order_obj.is_none()) {
+      py::array o = require_ndarray(order_obj, "order");
+      if (o.ndim() != 1 || std::size_t(o.shape(0)) != bt.n)
+        throw py::value_error("order: expected a permutation of shape (" + std::to_string(bt.n) +
+                              ",), got shape " + shape_str(o));
+      order = require_indices(o, "order", static_cast<std::int64_t>(bt.n), "row indices < n");
+    }
+    const std::int64_t* order_data = order_obj.is_none() ? nullptr : order.data();
+    StepResult r;
+    {
+      py::gil_scoped_release nogil;
+      r = t.trainer.epoch(claim, t.slots.w.data(), t.slots.b.data(), bt.x.data(), bt.targets, bt.n,
+                          order_data, batch_size, lr, weight_decay);
+    }
+    return result(t.trainer.net(), r);
+  }
+
+  template <class T>
+  static py::tuple gradients_as(Typed<T>& t, const py::object& dws, const py::object& dbs,
+                                const py::object& weights, const py::object& biases,
+                                const py::object& x, const py::object& y, const py::object& rows_obj,
+                                double scale, double weight_decay) {
+    const typename Trainer<T>::Claim claim(t.trainer);
+    ReleaseParams<T> release(t.slots), release_grads(t.grad_slots);
+    params(t.slots, t.trainer.net(), weights, biases);
+    params(t.grad_slots, t.trainer.net(), dws, dbs, "dws", "dbs");
+    CheckedBatch<T> bt = batch<T>(t.trainer.net(), x, y);
+    CArray<std::int64_t> rows;
+    std::size_t n = bt.n;
+    if (!rows_obj.is_none()) {
+      py::array r = require_ndarray(rows_obj, "rows");
+      if (r.ndim() != 1)
+        throw py::value_error("rows: expected a 1-D array of row indices, got shape " + shape_str(r));
+      rows = require_indices(r, "rows", static_cast<std::int64_t>(bt.n), "row indices < n");
+      n = static_cast<std::size_t>(r.shape(0));
+    }
+    const std::int64_t* rows_data = rows_obj.is_none() ? nullptr : rows.data();
+    StepResult r;
+    {
+      py::gil_scoped_release nogil;
+      r = t.trainer.gradients(claim, t.grad_slots.w.data(), t.grad_slots.b.data(), t.slots.w.data(),
+                              t.slots.b.data(), bt.x.data(), bt.targets, rows_data, n, scale,
+                              weight_decay);
+    }
+    return result(t.trainer.net(), r);
+  }
+
+  std::unique_ptr<Typed<float>> f32_;
+  std::unique_ptr<Typed<double>> f64_;
+};
+
+}  // namespace
+
+void bind_training(py::module_& m) {
+  py::register_exception<NonFiniteInput>(m, "NonFiniteInputError", PyExc_ValueError);
+  py::class_<TrainingWorkspace>(m, "TrainingWorkspace",
+                                "Buffers for training one network on batches of up to max_batch rows.")
+      .def(py::init<const py::sequence&, const py::sequence&, const std::string&,
+                    const std::string&, const py::object&, long long>(),
+           py::arg("sizes"), py::arg("hidden"), py::arg("output"), py::arg("loss"), py::arg("dtype"),
+           py::arg("max_batch"),
+           "sizes [s_1, ..., s_L]; hidden: one (name, param) per hidden layer, ('maxout', k) "
+           "for maxout; output 'softmax' | 'sigmoid' | 'identity'; loss 'cross_entropy' | "
+           "'binary_cross_entropy' | 'quadratic'; dtype float32 | float64.")
+      .def_property_readonly("max_batch", &TrainingWorkspace::max_batch)
+      .def_property_readonly("dtype", &TrainingWorkspace::dtype)
+      .def("step", &TrainingWorkspace::step, py::arg("weights"), py::arg("biases"), py::arg("x"),
+           py::arg("y"), py::arg("lr"), py::arg("weight_decay"),
+           "One SGD step on the batch (x, y), weights and biases updated in place -> (J before "
+           "the update with the weight-decay penalty, hits, whether J and the new weights and "
+           "biases are all finite). NonFiniteInputError, and no change, if a row of x is not "
+           "finite.")
+      .def("epoch", &TrainingWorkspace::epoch, py::arg("weights"), py::arg("biases"), py::arg("x"),
+           py::arg("y"), py::arg("order"), py::arg("batch_size"), py::arg("lr"),
+           py::arg("weight_decay"),
+           "One epoch: batches of batch_size rows of x[order] (order None: row order), one step "
+           "each -> (sum of J_batch * rows_batch, total hits). NonFiniteInputError at the first "
+           "batch with a row of x that is not finite (the batches before it are applied).")
+      .def("gradients", &TrainingWorkspace::gradients, py::arg("dws"), py::arg("dbs"),
+           py::arg("weights"), py::arg("biases"), py::arg("x"), py::arg("y"), py::arg("rows"),
+           py::arg("scale"), py::arg("weight_decay"),
+           "Gradients of J on the batch x[rows] (rows None: all of x), times scale, written into "
+           "dws and dbs (arrays shaped like the weights and biases); the weights are not changed "
+           "and weight decay is left to the update -> (J of the batch with the weight-decay "
+           "penalty, hits).");
+}
+
+}  // namespace fastmlp::bindings
