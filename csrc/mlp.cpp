@@ -45,9 +45,9 @@ std::size_t row_argmax(const T* row, std::size_t k) {
   return best;
 }
 
-// MLP._hits of a batch: z (n,K) the output logits, out (n,K) = f(z).
+// equations.score_sum of a batch: z (n,K) the output logits, out (n,K) = f(z).
 template <class T>
-double hits(const Network& net, const T* z, const T* out, Targets<T> y, std::size_t n) {
+double score_sum(const Network& net, const T* z, const T* out, Targets<T> y, std::size_t n) {
   const std::size_t k = net.sizes.back();
   double total = 0.0;
   for (std::size_t i = 0; i < n; ++i) {
@@ -234,7 +234,7 @@ StepResult step_on_rows(T* const* w, T* const* b, Workspace<T>& ws, const T* x,
     return result;
   }
   result.loss = loss_and_delta(ws, y, n) + weight_penalty(net, w, weight_decay);
-  result.hits = hits(net, ws.z[last].data(), activations(ws, last), y, n);
+  result.score_sum = score_sum(net, ws.z[last].data(), activations(ws, last), y, n);
   backward_and_update(ws, w, b, x, x_rows, n, lr, weight_decay);
   return result;
 }
@@ -252,7 +252,7 @@ const char* name_of(Loss loss) {
   return names[static_cast<int>(loss)];
 }
 
-// The losses each output supports, its natural one first (model.py OUTPUT_LOSSES).
+// The losses each output supports, its natural one first (specs.py OUTPUT_LOSSES).
 std::vector<Loss> losses_of(Output output) {
   switch (output) {
     case Output::softmax: return {Loss::cross_entropy};
@@ -400,7 +400,7 @@ StepResult batch_gradients(T* const* dw, T* const* db, T* const* w, T* const* b,
   forward(ws, w, b, xb, static_cast<const std::int64_t*>(nullptr), n);
   StepResult result;
   result.loss = loss_and_delta(ws, yb, n) + weight_penalty(net, w, weight_decay);
-  result.hits = hits(net, ws.z[last].data(), activations(ws, last), yb, n);
+  result.score_sum = score_sum(net, ws.z[last].data(), activations(ws, last), yb, n);
   // δ(L) is linear in the loss, and every gradient is linear in δ(L): one scaling here
   // scales them all
   if (scale != T(1)) {
@@ -428,7 +428,7 @@ StepResult train_epoch(T* const* w, T* const* b, Workspace<T>& ws, const T* x, T
                                          y_lo, n, lr, weight_decay);
     if (!step.x_finite) return step;
     total.loss += step.loss * static_cast<double>(n);
-    total.hits += step.hits;
+    total.score_sum += step.score_sum;
   }
   return total;
 }
@@ -439,7 +439,7 @@ Trainer<T>::Trainer(const Network& net, std::size_t max_batch) : ws_(net, max_ba
 template <class T>
 Trainer<T>::Claim::Claim(Trainer& trainer) : busy_(trainer.busy_) {
   if (busy_.exchange(true))
-    throw std::invalid_argument("workspace: already in use by another thread; give each thread its own model");
+    throw std::runtime_error("workspace: already in use by another thread; give each thread its own model");
 }
 
 template <class T>

@@ -1,8 +1,9 @@
 // A whole training step, and a whole epoch, of an MLP in C++.
-// Twin: MLP._train_step and the batch loop of fit() (python/fastmlp/model.py, training.py).
+// Twin: python/fastmlp/numpy_training.py (train_batch, epoch, gradients), which writes the
+// lecture's equations (equations.py) one kernel call at a time.
 //
 // train_step makes the same kernel calls, in the same order and with the same formulas,
-// as MLP._train_step on the native kernel table: forward through linear_forward (fused
+// as numpy_training.train_batch on the native kernel table: forward through linear_forward (fused
 // bias + activation; maxout_forward for maxout layers), the output's loss kernel, the
 // backward pass through linear_backward (fused f' epilogue; maxout_backward), and the
 // weight-decay SGD update through sgd_update. So it agrees with the NumPy reference within
@@ -14,7 +15,8 @@
 // The network's rules (make_network) and the one-call-at-a-time Trainer are stated here
 // once; the bindings (csrc/bindings/training.cpp) only convert Python objects and release
 // the GIL. Broken rules throw std::invalid_argument (ValueError in Python) with a message
-// that starts with the argument's name.
+// that starts with the argument's name; a Trainer already in use throws std::runtime_error
+// (RuntimeError, as for a model that another thread trains).
 #pragma once
 
 #include <atomic>
@@ -52,7 +54,7 @@ struct Network {
   }
 };
 
-// The names the Python model uses (python/fastmlp/model.py OUTPUT_LOSSES), and its words
+// The names the Python model uses (python/fastmlp/specs.py OUTPUT_LOSSES), and its words
 // when a name or a pairing is refused.
 Output output_from_name(const std::string& name);
 // One of the losses `output` supports; any other name, known or not, is refused.
@@ -98,19 +100,22 @@ struct Workspace {
 
 struct StepResult {
   double loss = 0.0;  // J of the batch before the update, weight-decay penalty included
-  double hits = 0.0;  // rows predicted right, or the residual sum of squares (identity output)
+  // what the batch adds to the score: rows predicted right, or the residual sum of
+  // squares (identity output)
+  double score_sum = 0.0;
   // false: a row of x holds NaN or inf. The step then stops before any weight changes (an
-  // epoch stops at that batch, its earlier batches applied), and loss and hits mean nothing.
+  // epoch stops at that batch, its earlier batches applied), and loss and score_sum mean
+  // nothing.
   bool x_finite = true;
   // train_step only: the loss and every updated weight and bias are finite (else the run
-  // diverged, and MLP.step puts the weights back).
+  // diverged, and training.step puts the weights back).
   bool finite = true;
 };
 
 // X (n, s_1) row-major, targets of n rows; w[l] (rows(l), s_(l+1)) and b[l] (rows(l))
 // row-major, updated in place: w ← w − lr (dW + weight_decay w), b ← b − lr db.
-// n <= ws.max_batch. Hits as MLP._hits: argmax z == label (softmax), every output's
-// (z >= 0) == (y >= 0.5) (sigmoid), Σ (out − y)² (identity). Also says whether the loss and
+// n <= ws.max_batch. score_sum as equations.score_sum: argmax z == label (softmax), every
+// output's (z >= 0) == (y >= 0.5) (sigmoid), Σ (out − y)² (identity). Also says whether the loss and
 // the new parameters are finite: one vectorised pass, cheaper than NumPy's per array.
 template <class T>
 StepResult train_step(T* const* w, T* const* b, Workspace<T>& ws, const T* x, Targets<T> y,
@@ -119,7 +124,7 @@ StepResult train_step(T* const* w, T* const* b, Workspace<T>& ws, const T* x, Ta
 // The gradients of the batch x[rows[0..n)] (rows null: the first n rows of x), times
 // `scale`, into dw[l] and db[l] (shaped like w[l] and b[l]); the weights are not changed
 // and weight decay is left to the update (sgd_update). Returns J before scaling, with the
-// weight-decay penalty, and the hits, as train_step. For data-parallel training: with
+// weight-decay penalty, and the score_sum, as train_step. For data-parallel training: with
 // scale = n / B the shards of a batch of B rows have gradients that sum to the batch's.
 // n <= ws.max_batch (n = 0 writes zeros); rows' values are trusted to index rows of x.
 template <class T>
@@ -129,8 +134,8 @@ StepResult batch_gradients(T* const* dw, T* const* db, T* const* w, T* const* b,
 
 // One epoch over X (n_rows, s_1) and its targets: batches of batch_size rows (the last one
 // smaller) taken in `order` (a permutation of 0 .. n_rows-1; null: in row order), one
-// train_step each. Returns Σ J_batch · rows_batch (as fit() sums it) and the total hits,
-// or stops at the first batch with a row of x that is not finite (x_finite false): every
+// train_step each. Returns Σ J_batch · rows_batch (as fit() sums it) and the total
+// score_sum, or stops at the first batch with a row of x that is not finite (x_finite false): every
 // row is read in the first epoch, so fit() needs no pass of its own over X to check it.
 // batch_size <= ws.max_batch; order's values are trusted to lie in [0, n_rows).
 template <class T>

@@ -298,6 +298,33 @@ def test_training_one_model_from_two_threads_is_refused(backend):
     net.step(X, LABELS, 0.1)   # free again
 
 
+def test_a_native_workspace_in_use_is_refused_with_the_same_exception_class():
+    """The C++ Trainer's busy check is the model's condition too: RuntimeError."""
+    net = MLP([256, 512, 512, 10], activation="relu", backend="native", seed=0)
+    Xw = np.random.default_rng(2).standard_normal((4096, 256)).astype(np.float32)
+    yw = np.arange(4096) % 10
+    ws = native_training.workspace(net, 64)
+    weights, biases = native_training.params(net)
+    busy_errors, done = [], threading.Event()
+
+    def train():   # a long C++ epoch with the GIL released
+        try:
+            for _ in range(3):
+                ws.epoch(weights, biases, Xw, yw, None, 64, 0.01, 0.0)
+        finally:
+            done.set()
+    worker = threading.Thread(target=train)
+    worker.start()
+    while not done.is_set() and not busy_errors:
+        try:
+            ws.step(weights, biases, Xw[:8], yw[:8], 0.01, 0.0)
+        except RuntimeError as exc:
+            busy_errors.append(exc)
+    worker.join()
+    assert busy_errors, "the epoch never overlapped a step"
+    assert str(busy_errors[0]).startswith("workspace: already in use by another thread")
+
+
 @backends
 def test_the_training_thread_itself_may_assign_weights_between_epochs(backend):
     net = new_net(backend)

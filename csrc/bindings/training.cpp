@@ -175,9 +175,10 @@ struct NonFiniteInput : std::runtime_error {
 // Hits count rows for classification (an int in Python) and are a sum of squares for identity.
 py::tuple result(const Network& net, StepResult r) {
   if (!r.x_finite) throw NonFiniteInput("x: a row contains NaN or infinity");
-  py::object hits = net.output == Output::identity ? py::object(py::float_(r.hits))
-                                                   : py::object(py::int_(static_cast<long long>(r.hits)));
-  return py::make_tuple(r.loss, hits);
+  py::object score_sum = net.output == Output::identity
+                             ? py::object(py::float_(r.score_sum))
+                             : py::object(py::int_(static_cast<long long>(r.score_sum)));
+  return py::make_tuple(r.loss, score_sum);
 }
 
 class TrainingWorkspace {
@@ -242,8 +243,8 @@ class TrainingWorkspace {
       r = t.trainer.step(claim, t.slots.w.data(), t.slots.b.data(), bt.x.data(), bt.targets, bt.n, lr,
                          weight_decay);
     }
-    py::tuple loss_hits = result(t.trainer.net(), r);
-    return py::make_tuple(loss_hits[0], loss_hits[1], r.finite);
+    py::tuple loss_score = result(t.trainer.net(), r);
+    return py::make_tuple(loss_score[0], loss_score[1], r.finite);
   }
 
   template <class T>
@@ -324,14 +325,14 @@ void bind_training(py::module_& m) {
       .def("step", &TrainingWorkspace::step, py::arg("weights"), py::arg("biases"), py::arg("x"),
            py::arg("y"), py::arg("lr"), py::arg("weight_decay"),
            "One SGD step on the batch (x, y), weights and biases updated in place -> (J before "
-           "the update with the weight-decay penalty, hits, whether J and the new weights and "
+           "the update with the weight-decay penalty, score_sum, whether J and the new weights and "
            "biases are all finite). NonFiniteInputError, and no change, if a row of x is not "
            "finite.")
       .def("epoch", &TrainingWorkspace::epoch, py::arg("weights"), py::arg("biases"), py::arg("x"),
            py::arg("y"), py::arg("order"), py::arg("batch_size"), py::arg("lr"),
            py::arg("weight_decay"),
            "One epoch: batches of batch_size rows of x[order] (order None: row order), one step "
-           "each -> (sum of J_batch * rows_batch, total hits). NonFiniteInputError at the first "
+           "each -> (sum of J_batch * rows_batch, total score_sum). NonFiniteInputError at the first "
            "batch with a row of x that is not finite (the batches before it are applied).")
       .def("gradients", &TrainingWorkspace::gradients, py::arg("dws"), py::arg("dbs"),
            py::arg("weights"), py::arg("biases"), py::arg("x"), py::arg("y"), py::arg("rows"),
@@ -339,7 +340,7 @@ void bind_training(py::module_& m) {
            "Gradients of J on the batch x[rows] (rows None: all of x), times scale, written into "
            "dws and dbs (arrays shaped like the weights and biases); the weights are not changed "
            "and weight decay is left to the update -> (J of the batch with the weight-decay "
-           "penalty, hits).");
+           "penalty, score_sum).");
 }
 
 }  // namespace fastmlp::bindings
