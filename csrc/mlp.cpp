@@ -174,16 +174,40 @@ void backward_layer(Workspace<T>& ws, T* const* w, const T* x, std::size_t n, st
   }
 }
 
+// One update of layer l's W and b by a rule other than plain SGD, from dW and db; `number`
+// is the update's count (Adam's t).
+template <class T>
+void apply_update(const Update<T>& up, long long number, std::size_t l, T* w, const T* dw,
+                  std::size_t w_size, T* b, const T* db, std::size_t b_size) {
+  if (up.rule == Rule::momentum) {
+    momentum_update(w, up.state[0][l], dw, w_size, up.lr, up.momentum, up.nesterov, up.weight_decay);
+    momentum_update(b, up.state[1][l], db, b_size, up.lr, up.momentum, up.nesterov, 0.0);
+  } else {
+    adam_update(w, up.state[0][l], up.state[2][l], dw, w_size, up.lr, up.beta1, up.beta2, up.eps,
+                up.weight_decay, up.decoupled, number);
+    adam_update(b, up.state[1][l], up.state[3][l], db, b_size, up.lr, up.beta1, up.beta2, up.eps,
+                0.0, up.decoupled, number);
+  }
+}
+
 // Backpropagates delta of the output layer down to layer 0, updating each layer's W and b
 // as soon as its gradient is known (no later step reads them). δ_prev is computed first,
-// from W before its update; then weight_sgd_step applies dW to W tile by tile, as
-// linear_backward + sgd_update would.
+// from W before its update. Plain SGD: weight_sgd_step applies dW to W tile by tile, as
+// linear_backward + sgd_update would. Other rules: dW into ws.dw, then apply_update (x_rows
+// is null for them: step_on_rows gathered the batch).
 template <class T>
 void backward_and_update(Workspace<T>& ws, T* const* w, T* const* b, const T* x,
-                         const std::int64_t* x_rows, std::size_t n, T lr, T weight_decay) {
+                         const std::int64_t* x_rows, std::size_t n, const Update<T>& up,
+                         long long number) {
   const Network& net = ws.net;
+  const T lr = static_cast<T>(up.lr), weight_decay = static_cast<T>(up.weight_decay);
   for (std::size_t l = net.n_layers(); l-- > 0;) {
     const std::size_t fan_in = net.sizes[l], rows = net.rows(l);
+    if (up.rule != Rule::sgd) {
+      backward_layer(ws, w, x, n, l, ws.dw.data(), ws.db.data());
+      apply_update(up, number, l, w[l], ws.dw.data(), rows * fan_in, b[l], ws.db.data(), rows);
+      continue;
+    }
     backward_layer(ws, w, x, n, l, static_cast<T*>(nullptr), ws.db.data());  // W still unchanged
     weight_sgd_step(w[l], ws.dw.data(), ws.delta[l].data(), std::ptrdiff_t(rows), 1,
                     l == 0 ? x : activations(ws, l - 1), std::ptrdiff_t(fan_in), 1,
@@ -206,36 +230,46 @@ Targets<T> gather_targets(Workspace<T>& ws, Targets<T> y, const std::int64_t* ro
   return y.labels ? Targets<T>{ws.label_batch.data(), nullptr} : Targets<T>{nullptr, ws.y_batch.data()};
 }
 
-// The batch x[rows[0..n)] and its targets, copied into the workspace as X[order][lo:hi]
-// does; rows null: the first n rows of x, in place.
+// The rows x[rows[0..n)], copied into the workspace as X[order][lo:hi] does.
 template <class T>
-std::pair<const T*, Targets<T>> gather_batch(Workspace<T>& ws, const T* x, Targets<T> y,
-                                             const std::int64_t* rows, std::size_t n) {
-  if (rows == nullptr) return {x, y};
+const T* gather_rows(Workspace<T>& ws, const T* x, const std::int64_t* rows, std::size_t n) {
   const std::size_t s_in = ws.net.sizes.front();
   for (std::size_t i = 0; i < n; ++i)
     std::memcpy(ws.x_batch.data() + i * s_in, x + static_cast<std::size_t>(rows[i]) * s_in,
                 s_in * sizeof(T));
-  return {ws.x_batch.data(), gather_targets(ws, y, rows, n)};
+  return ws.x_batch.data();
 }
 
-// train_step on the batch whose row i is row x_rows[i] of x (x_rows null: rows 0 .. n-1),
-// read in place: only the kernels of layer 0 read x.
+// The batch x[rows[0..n)] and its targets, copied into the workspace; rows null: the first
+// n rows of x, in place.
+template <class T>
+std::pair<const T*, Targets<T>> gather_batch(Workspace<T>& ws, const T* x, Targets<T> y,
+                                             const std::int64_t* rows, std::size_t n) {
+  if (rows == nullptr) return {x, y};
+  return {gather_rows(ws, x, rows, n), gather_targets(ws, y, rows, n)};
+}
+
+// Update number `number` (by `up`) on the batch whose row i is row x_rows[i] of x (x_rows
+// null: rows 0 .. n-1), read in place for plain SGD: only the kernels of layer 0 read x.
 template <class T>
 StepResult step_on_rows(T* const* w, T* const* b, Workspace<T>& ws, const T* x,
-                        const std::int64_t* x_rows, Targets<T> y, std::size_t n, T lr,
-                        T weight_decay) {
+                        const std::int64_t* x_rows, Targets<T> y, std::size_t n,
+                        const Update<T>& up, long long number) {
   const Network& net = ws.net;
   const std::size_t last = net.n_layers() - 1;
+  if (up.rule != Rule::sgd && x_rows != nullptr) {  // only weight_sgd_step reads rows in place
+    x = gather_rows(ws, x, x_rows, n);
+    x_rows = nullptr;
+  }
   forward(ws, w, b, x, x_rows, n);
   StepResult result;
   if (!batch_finite(ws, x, x_rows, n)) {
     result.x_finite = false;
     return result;
   }
-  result.loss = loss_and_delta(ws, y, n) + weight_penalty(net, w, weight_decay);
+  result.loss = loss_and_delta(ws, y, n) + weight_penalty(net, w, static_cast<T>(up.penalty));
   result.score_sum = score_sum(net, ws.z[last].data(), activations(ws, last), y, n);
-  backward_and_update(ws, w, b, x, x_rows, n, lr, weight_decay);
+  backward_and_update(ws, w, b, x, x_rows, n, up, number);
   return result;
 }
 
@@ -373,9 +407,9 @@ Workspace<T>::Workspace(const Network& network, std::size_t batch)
 
 template <class T>
 StepResult train_step(T* const* w, T* const* b, Workspace<T>& ws, const T* x, Targets<T> y,
-                      std::size_t n, T lr, T weight_decay) {
+                      std::size_t n, const Update<T>& up) {
   StepResult result =
-      step_on_rows(w, b, ws, x, static_cast<const std::int64_t*>(nullptr), y, n, lr, weight_decay);
+      step_on_rows(w, b, ws, x, static_cast<const std::int64_t*>(nullptr), y, n, up, up.step + 1);
   if (!result.x_finite) return result;
   result.finite = std::isfinite(result.loss);
   for (std::size_t l = 0; l < ws.net.n_layers() && result.finite; ++l)
@@ -414,24 +448,45 @@ StepResult batch_gradients(T* const* dw, T* const* db, T* const* w, T* const* b,
 template <class T>
 StepResult train_epoch(T* const* w, T* const* b, Workspace<T>& ws, const T* x, Targets<T> y,
                        std::size_t n_rows, const std::int64_t* order, std::size_t batch_size,
-                       T lr, T weight_decay) {
+                       const Update<T>& up) {
   const std::size_t s_in = ws.net.sizes.front(), k = ws.net.sizes.back();
   StepResult total;
+  long long number = up.step;
   for (std::size_t lo = 0; lo < n_rows; lo += batch_size) {
     const std::size_t n = std::min(batch_size, n_rows - lo);
+    ++number;
     const Targets<T> y_lo{y.labels ? y.labels + lo : nullptr, y.values ? y.values + lo * k : nullptr};
     // a shuffled batch: its rows of x are read where they lie, only the targets are gathered
     StepResult step = order != nullptr
                           ? step_on_rows(w, b, ws, x, order + lo, gather_targets(ws, y, order + lo, n),
-                                         n, lr, weight_decay)
+                                         n, up, number)
                           : step_on_rows(w, b, ws, x + lo * s_in, static_cast<const std::int64_t*>(nullptr),
-                                         y_lo, n, lr, weight_decay);
+                                         y_lo, n, up, number);
     if (!step.x_finite) return step;
     total.loss += step.loss * static_cast<double>(n);
     total.score_sum += step.score_sum;
   }
   return total;
 }
+
+namespace {
+
+// What train_step and train_epoch trust of an Update: rates finite in T (plain SGD uses
+// them as T), a state array per layer for each buffer of its rule, a step count >= 0.
+template <class T>
+void check_update(const Update<T>& up) {
+  require_finite<T>(up.lr, "lr");
+  require_finite<T>(up.weight_decay, "weight_decay");
+  require_finite<T>(up.penalty, "penalty");
+  const int buffers = up.rule == Rule::sgd ? 0 : up.rule == Rule::momentum ? 2 : 4;
+  for (int i = 0; i < 4; ++i)
+    if ((up.state[i] != nullptr) != (i < buffers))
+      throw std::invalid_argument("state: expected " + std::to_string(buffers / 2) +
+                                  " buffer(s) per parameter array for this rule");
+  if (up.step < 0) throw std::invalid_argument("step: expected an integer >= 0, got " + std::to_string(up.step));
+}
+
+}  // namespace
 
 template <class T>
 Trainer<T>::Trainer(const Network& net, std::size_t max_batch) : ws_(net, max_batch) {}
@@ -449,23 +504,23 @@ Trainer<T>::Claim::~Claim() {
 
 template <class T>
 StepResult Trainer<T>::step(const Claim&, T* const* w, T* const* b, const T* x, Targets<T> y,
-                            std::size_t n, double lr, double weight_decay) {
+                            std::size_t n, const Update<T>& up) {
   if (n > ws_.max_batch)
     throw std::invalid_argument("x: " + std::to_string(n) + " rows exceed the workspace's max_batch " +
                                 std::to_string(ws_.max_batch));
-  const T lr_t = require_finite<T>(lr, "lr"), wd_t = require_finite<T>(weight_decay, "weight_decay");
-  return train_step(w, b, ws_, x, y, n, lr_t, wd_t);
+  check_update(up);
+  return train_step(w, b, ws_, x, y, n, up);
 }
 
 template <class T>
 StepResult Trainer<T>::epoch(const Claim&, T* const* w, T* const* b, const T* x, Targets<T> y,
                              std::size_t n_rows, const std::int64_t* order, long long batch_size,
-                             double lr, double weight_decay) {
+                             const Update<T>& up) {
   if (batch_size < 1 || static_cast<std::size_t>(batch_size) > ws_.max_batch)
     throw std::invalid_argument("batch_size: expected 1 .. max_batch (" + std::to_string(ws_.max_batch) +
                                 "), got " + std::to_string(batch_size));
-  const T lr_t = require_finite<T>(lr, "lr"), wd_t = require_finite<T>(weight_decay, "weight_decay");
-  return train_epoch(w, b, ws_, x, y, n_rows, order, static_cast<std::size_t>(batch_size), lr_t, wd_t);
+  check_update(up);
+  return train_epoch(w, b, ws_, x, y, n_rows, order, static_cast<std::size_t>(batch_size), up);
 }
 
 template <class T>
@@ -486,14 +541,14 @@ StepResult Trainer<T>::gradients(const Claim&, T* const* dw, T* const* db, T* co
 #define FASTMLP_INSTANTIATE(T)                                                                 \
   template struct Workspace<T>;                                                                \
   template StepResult train_step<T>(T* const*, T* const*, Workspace<T>&, const T*, Targets<T>, \
-                                    std::size_t, T, T);                                        \
+                                    std::size_t, const Update<T>&);                            \
   template StepResult batch_gradients<T>(T* const*, T* const*, T* const*, T* const*,         \
                                          Workspace<T>&,                                      \
                                          const T*, Targets<T>, const std::int64_t*,          \
                                          std::size_t, T, T);                                 \
   template StepResult train_epoch<T>(T* const*, T* const*, Workspace<T>&, const T*,           \
                                      Targets<T>, std::size_t, const std::int64_t*,            \
-                                     std::size_t, T, T);                                      \
+                                     std::size_t, const Update<T>&);                          \
   template T require_finite<T>(double, const char*);                                          \
   template class Trainer<T>;
 FASTMLP_INSTANTIATE(float)

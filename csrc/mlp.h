@@ -98,6 +98,28 @@ struct Workspace {
   std::vector<std::int64_t> label_batch;
 };
 
+// How a step updates the weights and biases: torch.optim's rules (twin: python/fastmlp/
+// optim.py with numpy_training.update). Plain SGD is fused into the weight gradient's
+// product (weight_sgd_step); the others compute dW and db, then run their update kernel
+// (update.h) on each array. Weight decay applies to the weights only.
+enum class Rule : int { sgd, momentum, adam };
+
+template <class T>
+struct Update {
+  Rule rule = Rule::sgd;
+  double lr = 0.0;
+  double weight_decay = 0.0;  // SGD and Adam: L2 added to the gradient; AdamW: decoupled
+  double penalty = 0.0;       // the weight decay that is part of J (0 for decoupled decay)
+  double momentum = 0.0;
+  bool nesterov = false;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  bool decoupled = false;
+  long long step = 0;  // updates applied before this call (Adam's t counts from step + 1)
+  // Per layer: momentum: velocity of W(l) in state[0], of b(l) in state[1]; Adam: m of
+  // W(l), b(l) in state[0], state[1], v in state[2], state[3]. Each shaped like its array.
+  T* const* state[4] = {nullptr, nullptr, nullptr, nullptr};
+};
+
 struct StepResult {
   double loss = 0.0;  // J of the batch before the update, weight-decay penalty included
   // what the batch adds to the score: rows predicted right, or the residual sum of
@@ -113,13 +135,14 @@ struct StepResult {
 };
 
 // X (n, s_1) row-major, targets of n rows; w[l] (rows(l), s_(l+1)) and b[l] (rows(l))
-// row-major, updated in place: w ← w − lr (dW + weight_decay w), b ← b − lr db.
+// row-major, updated in place by `up` (plain SGD: w ← w − lr (dW + weight_decay w),
+// b ← b − lr db) with its state; up.step is this update's number minus one.
 // n <= ws.max_batch. score_sum as equations.score_sum: argmax z == label (softmax), every
 // output's (z >= 0) == (y >= 0.5) (sigmoid), Σ (out − y)² (identity). Also says whether the loss and
 // the new parameters are finite: one vectorised pass, cheaper than NumPy's per array.
 template <class T>
 StepResult train_step(T* const* w, T* const* b, Workspace<T>& ws, const T* x, Targets<T> y,
-                      std::size_t n, T lr, T weight_decay);
+                      std::size_t n, const Update<T>& up);
 
 // The gradients of the batch x[rows[0..n)] (rows null: the first n rows of x), times
 // `scale`, into dw[l] and db[l] (shaped like w[l] and b[l]); the weights are not changed
@@ -134,14 +157,14 @@ StepResult batch_gradients(T* const* dw, T* const* db, T* const* w, T* const* b,
 
 // One epoch over X (n_rows, s_1) and its targets: batches of batch_size rows (the last one
 // smaller) taken in `order` (a permutation of 0 .. n_rows-1; null: in row order), one
-// train_step each. Returns Σ J_batch · rows_batch (as fit() sums it) and the total
+// train_step each (batch i is update number up.step + i + 1). Returns Σ J_batch · rows_batch (as fit() sums it) and the total
 // score_sum, or stops at the first batch with a row of x that is not finite (x_finite false): every
 // row is read in the first epoch, so fit() needs no pass of its own over X to check it.
 // batch_size <= ws.max_batch; order's values are trusted to lie in [0, n_rows).
 template <class T>
 StepResult train_epoch(T* const* w, T* const* b, Workspace<T>& ws, const T* x, Targets<T> y,
                        std::size_t n_rows, const std::int64_t* order, std::size_t batch_size,
-                       T lr, T weight_decay);
+                       const Update<T>& up);
 
 // Training calls on one network, one at a time: the Workspace and a busy flag. Each call
 // checks what the functions above trust (row counts against max_batch, the batch size,
@@ -169,13 +192,14 @@ class Trainer {
     std::atomic<bool>& busy_;
   };
 
-  // train_step on the n rows of x; n <= max_batch ("x: ...").
+  // train_step on the n rows of x; n <= max_batch ("x: ..."); up's rates finite in T and
+  // its state set for its rule.
   StepResult step(const Claim&, T* const* w, T* const* b, const T* x, Targets<T> y,
-                  std::size_t n, double lr, double weight_decay);
+                  std::size_t n, const Update<T>& up);
   // train_epoch; 1 <= batch_size <= max_batch.
   StepResult epoch(const Claim&, T* const* w, T* const* b, const T* x, Targets<T> y,
                    std::size_t n_rows, const std::int64_t* order, long long batch_size,
-                   double lr, double weight_decay);
+                   const Update<T>& up);
   // batch_gradients; n <= max_batch ("rows: ..."), and dw / db are not the weights' arrays.
   StepResult gradients(const Claim&, T* const* dw, T* const* db, T* const* w, T* const* b,
                        const T* x, Targets<T> y, const std::int64_t* rows, std::size_t n,

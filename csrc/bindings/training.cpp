@@ -4,6 +4,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -181,6 +182,49 @@ py::tuple result(const Network& net, StepResult r) {
   return py::make_tuple(r.loss, score_sum);
 }
 
+// The update rule of a step or epoch, as Python gives it (python/fastmlp/native_training.py
+// builds it from a fastmlp.optim optimizer): before the dtype is known.
+struct UpdateArgs {
+  Rule rule = Rule::sgd;
+  double lr = 0.0, weight_decay = 0.0, penalty = 0.0, momentum = 0.0;
+  bool nesterov = false;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  bool decoupled = false;
+  long long step = 0;
+  py::object state;  // one (per-weight arrays, per-bias arrays) pair per buffer of the rule
+};
+
+UpdateArgs update_args(double lr, double weight_decay, const std::string& rule,
+                       const py::object& penalty, double momentum, bool nesterov,
+                       const py::object& betas, double eps, bool decoupled, long long step,
+                       const py::object& state) {
+  UpdateArgs up;
+  if (rule == "sgd") up.rule = Rule::sgd;
+  else if (rule == "momentum") up.rule = Rule::momentum;
+  else if (rule == "adam") up.rule = Rule::adam;
+  else throw py::value_error("rule: expected 'sgd', 'momentum' or 'adam', got '" + rule + "'");
+  up.lr = lr;
+  up.weight_decay = weight_decay;
+  up.penalty = penalty.is_none() ? weight_decay : require_finite_number<double>(penalty, "penalty");
+  if (!(momentum >= 0.0 && momentum < 1.0))
+    throw py::value_error("momentum: expected a number in [0, 1), got " + std::to_string(momentum));
+  up.momentum = momentum;
+  up.nesterov = nesterov;
+  auto pair = py::reinterpret_borrow<py::sequence>(betas);
+  if (!py::isinstance<py::sequence>(betas) || pair.size() != 2)
+    throw py::type_error("betas: expected a pair of numbers");
+  up.beta1 = require_finite_number<double>(pair[0], "betas[0]");
+  up.beta2 = require_finite_number<double>(pair[1], "betas[1]");
+  for (double beta : {up.beta1, up.beta2})
+    if (!(beta >= 0.0 && beta < 1.0)) throw py::value_error("betas: expected numbers in [0, 1)");
+  if (!(eps > 0.0) || !std::isfinite(eps)) throw py::value_error("eps: expected a finite number > 0");
+  up.eps = eps;
+  up.decoupled = decoupled;
+  up.step = step;
+  up.state = state;
+  return up;
+}
+
 class TrainingWorkspace {
  public:
   TrainingWorkspace(const py::sequence& sizes, const py::sequence& hidden,
@@ -200,16 +244,24 @@ class TrainingWorkspace {
   py::dtype dtype() const { return f32_ ? py::dtype::of<float>() : py::dtype::of<double>(); }
 
   py::tuple step(const py::object& weights, const py::object& biases, const py::object& x,
-                 const py::object& y, double lr, double weight_decay) {
-    if (f32_) return step_as(*f32_, weights, biases, x, y, lr, weight_decay);
-    return step_as(*f64_, weights, biases, x, y, lr, weight_decay);
+                 const py::object& y, double lr, double weight_decay, const std::string& rule,
+                 const py::object& penalty, double momentum, bool nesterov, const py::object& betas,
+                 double eps, bool decoupled, long long step, const py::object& state) {
+    const UpdateArgs up = update_args(lr, weight_decay, rule, penalty, momentum, nesterov, betas,
+                                      eps, decoupled, step, state);
+    if (f32_) return step_as(*f32_, weights, biases, x, y, up);
+    return step_as(*f64_, weights, biases, x, y, up);
   }
 
   py::tuple epoch(const py::object& weights, const py::object& biases, const py::object& x,
                   const py::object& y, const py::object& order, long long batch_size, double lr,
-                  double weight_decay) {
-    if (f32_) return epoch_as(*f32_, weights, biases, x, y, order, batch_size, lr, weight_decay);
-    return epoch_as(*f64_, weights, biases, x, y, order, batch_size, lr, weight_decay);
+                  double weight_decay, const std::string& rule, const py::object& penalty,
+                  double momentum, bool nesterov, const py::object& betas, double eps,
+                  bool decoupled, long long step, const py::object& state) {
+    const UpdateArgs up = update_args(lr, weight_decay, rule, penalty, momentum, nesterov, betas,
+                                      eps, decoupled, step, state);
+    if (f32_) return epoch_as(*f32_, weights, biases, x, y, order, batch_size, up);
+    return epoch_as(*f64_, weights, biases, x, y, order, batch_size, up);
   }
 
   py::tuple gradients(const py::object& dws, const py::object& dbs, const py::object& weights,
@@ -220,28 +272,70 @@ class TrainingWorkspace {
   }
 
  private:
-  // One dtype's Trainer, and the slots of a call's weights and biases and their gradients.
+  // One dtype's Trainer, and the slots of a call's weights and biases, their gradients, and
+  // the optimizer's buffers (at most two per array: Adam's m and v).
   template <class T>
   struct Typed {
     Typed(const Network& net, std::size_t max_batch)
-        : trainer(net, max_batch), slots(net.n_layers()), grad_slots(net.n_layers()) {}
+        : trainer(net, max_batch), slots(net.n_layers()), grad_slots(net.n_layers()),
+          state_slots{ParamSlots<T>(net.n_layers()), ParamSlots<T>(net.n_layers())} {}
     Trainer<T> trainer;
     ParamSlots<T> slots, grad_slots;
+    ParamSlots<T> state_slots[2];
   };
+
+  // up as Update<T>, its buffers checked like the weights (and not the weights themselves)
+  // into t.state_slots; the caller holds ReleaseParams for them.
+  template <class T>
+  static Update<T> typed_update(Typed<T>& t, const UpdateArgs& args) {
+    Update<T> up;
+    up.rule = args.rule;
+    up.lr = args.lr;
+    up.weight_decay = args.weight_decay;
+    up.penalty = args.penalty;
+    up.momentum = args.momentum;
+    up.nesterov = args.nesterov;
+    up.beta1 = args.beta1;
+    up.beta2 = args.beta2;
+    up.eps = args.eps;
+    up.decoupled = args.decoupled;
+    up.step = args.step;
+    const std::size_t buffers = args.rule == Rule::sgd ? 0 : args.rule == Rule::momentum ? 1 : 2;
+    if (!py::isinstance<py::sequence>(args.state) || py::len(args.state) != buffers)
+      throw py::value_error("state: expected " + std::to_string(buffers) +
+                            " (weights, biases) pair(s) of buffers for this rule");
+    const Network& net = t.trainer.net();
+    for (std::size_t i = 0; i < buffers; ++i) {
+      auto pair = py::reinterpret_borrow<py::sequence>(args.state[py::int_(i)]);
+      if (!py::isinstance<py::sequence>(pair) || pair.size() != 2)
+        throw py::type_error("state: expected (weights' buffers, biases' buffers) pairs");
+      ParamSlots<T>& slots = t.state_slots[i];
+      params(slots, net, pair[0], pair[1], "state weights", "state biases");
+      for (std::size_t l = 0; l < net.n_layers(); ++l)
+        for (T* p : {slots.w[l], slots.b[l]})
+          if (p == t.slots.w[l] || p == t.slots.b[l] || (i == 1 && (p == t.state_slots[0].w[l] ||
+                                                                      p == t.state_slots[0].b[l])))
+            throw py::value_error("state: expected arrays of their own, got a parameter's or "
+                                  "another buffer's");
+      up.state[2 * i] = slots.w.data();      // Update's layout: buffer i of the weights,
+      up.state[2 * i + 1] = slots.b.data();  // then of the biases
+    }
+    return up;
+  }
 
   // Each call holds the Trainer's Claim from its start: the slots are shared between calls.
   template <class T>
   static py::tuple step_as(Typed<T>& t, const py::object& weights, const py::object& biases,
-                           const py::object& x, const py::object& y, double lr, double weight_decay) {
+                           const py::object& x, const py::object& y, const UpdateArgs& args) {
     const typename Trainer<T>::Claim claim(t.trainer);
-    ReleaseParams<T> release(t.slots);
+    ReleaseParams<T> release(t.slots), release_m(t.state_slots[0]), release_v(t.state_slots[1]);
     params(t.slots, t.trainer.net(), weights, biases);
+    const Update<T> up = typed_update(t, args);
     CheckedBatch<T> bt = batch<T>(t.trainer.net(), x, y);
     StepResult r;
     {
       py::gil_scoped_release nogil;
-      r = t.trainer.step(claim, t.slots.w.data(), t.slots.b.data(), bt.x.data(), bt.targets, bt.n, lr,
-                         weight_decay);
+      r = t.trainer.step(claim, t.slots.w.data(), t.slots.b.data(), bt.x.data(), bt.targets, bt.n, up);
     }
     py::tuple loss_score = result(t.trainer.net(), r);
     return py::make_tuple(loss_score[0], loss_score[1], r.finite);
@@ -250,10 +344,11 @@ class TrainingWorkspace {
   template <class T>
   static py::tuple epoch_as(Typed<T>& t, const py::object& weights, const py::object& biases,
                             const py::object& x, const py::object& y, const py::object& order_obj,
-                            long long batch_size, double lr, double weight_decay) {
+                            long long batch_size, const UpdateArgs& args) {
     const typename Trainer<T>::Claim claim(t.trainer);
-    ReleaseParams<T> release(t.slots);
+    ReleaseParams<T> release(t.slots), release_m(t.state_slots[0]), release_v(t.state_slots[1]);
     params(t.slots, t.trainer.net(), weights, biases);
+    const Update<T> up = typed_update(t, args);
     CheckedBatch<T> bt = batch<T>(t.trainer.net(), x, y);
     CArray<std::int64_t> order;
     if (!order_obj.is_none()) {
@@ -268,7 +363,7 @@ class TrainingWorkspace {
     {
       py::gil_scoped_release nogil;
       r = t.trainer.epoch(claim, t.slots.w.data(), t.slots.b.data(), bt.x.data(), bt.targets, bt.n,
-                          order_data, batch_size, lr, weight_decay);
+                          order_data, batch_size, up);
     }
     return result(t.trainer.net(), r);
   }
@@ -323,17 +418,28 @@ void bind_training(py::module_& m) {
       .def_property_readonly("max_batch", &TrainingWorkspace::max_batch)
       .def_property_readonly("dtype", &TrainingWorkspace::dtype)
       .def("step", &TrainingWorkspace::step, py::arg("weights"), py::arg("biases"), py::arg("x"),
-           py::arg("y"), py::arg("lr"), py::arg("weight_decay"),
-           "One SGD step on the batch (x, y), weights and biases updated in place -> (J before "
-           "the update with the weight-decay penalty, score_sum, whether J and the new weights and "
+           py::arg("y"), py::arg("lr"), py::arg("weight_decay"), py::kw_only(),
+           py::arg("rule") = "sgd", py::arg("penalty") = py::none(), py::arg("momentum") = 0.0,
+           py::arg("nesterov") = false, py::arg("betas") = py::make_tuple(0.9, 0.999),
+           py::arg("eps") = 1e-8, py::arg("decoupled") = false, py::arg("step") = 0,
+           py::arg("state") = py::tuple(),
+           "One update of the weights and biases, in place, on the batch (x, y) -> (J before "
+           "the update with the L2 penalty, score_sum, whether J and the new weights and "
            "biases are all finite). NonFiniteInputError, and no change, if a row of x is not "
-           "finite.")
+           "finite. rule 'sgd' (plain), 'momentum' (momentum, nesterov) or 'adam' (betas, eps, "
+           "decoupled: AdamW); penalty: the weight decay in J (default weight_decay); step: "
+           "updates applied before; state: per buffer of the rule (momentum: velocity; adam: m, "
+           "v) a pair (arrays like the weights, arrays like the biases), updated in place.")
       .def("epoch", &TrainingWorkspace::epoch, py::arg("weights"), py::arg("biases"), py::arg("x"),
            py::arg("y"), py::arg("order"), py::arg("batch_size"), py::arg("lr"),
-           py::arg("weight_decay"),
-           "One epoch: batches of batch_size rows of x[order] (order None: row order), one step "
-           "each -> (sum of J_batch * rows_batch, total score_sum). NonFiniteInputError at the first "
-           "batch with a row of x that is not finite (the batches before it are applied).")
+           py::arg("weight_decay"), py::kw_only(), py::arg("rule") = "sgd",
+           py::arg("penalty") = py::none(), py::arg("momentum") = 0.0, py::arg("nesterov") = false,
+           py::arg("betas") = py::make_tuple(0.9, 0.999), py::arg("eps") = 1e-8,
+           py::arg("decoupled") = false, py::arg("step") = 0, py::arg("state") = py::tuple(),
+           "One epoch: batches of batch_size rows of x[order] (order None: row order), one "
+           "update each, as step -> (sum of J_batch * rows_batch, total score_sum). "
+           "NonFiniteInputError at the first batch with a row of x that is not finite (the "
+           "batches before it are applied).")
       .def("gradients", &TrainingWorkspace::gradients, py::arg("dws"), py::arg("dbs"),
            py::arg("weights"), py::arg("biases"), py::arg("x"), py::arg("y"), py::arg("rows"),
            py::arg("scale"), py::arg("weight_decay"),

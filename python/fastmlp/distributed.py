@@ -122,11 +122,13 @@ def require_same_on_every_rank(comm, settings):
                              f"the same model, data and arguments")
 
 
-def _broadcast_model(comm, net):
-    """Rank 0's weights, biases and generator state on every rank."""
-    for p in net.weights + net.biases:
+def _broadcast_model(comm, net, optimizer):
+    """Rank 0's weights, biases, generator state and optimizer state on every rank."""
+    optimizer.attach(net.weights + net.biases)
+    for p in net.weights + net.biases + optimizer.state_arrays():
         comm.Bcast(p, root=0)
     net._rng.bit_generator.state = comm.bcast(net._rng.bit_generator.state, root=0)
+    optimizer.state = comm.bcast(optimizer.state, root=0)
 
 
 def shard(lo, hi, rank, size):
@@ -146,7 +148,7 @@ def _gradient_buffer(net):
     return flat, views[:n_layers], views[n_layers:]
 
 
-def _epoch(net, comm, X, Y, order, batch_size, lr, weight_decay, grads, bar):
+def _epoch(net, comm, X, Y, order, batch_size, optimizer, lr, grads, bar):
     """One epoch of data-parallel SGD -> this rank's (Σ J_shard · rows_shard, score sum): per
     batch, the backend's gradients of this rank's shard, one Allreduce, the backend's
     update."""
@@ -161,9 +163,10 @@ def _epoch(net, comm, X, Y, order, batch_size, lr, weight_decay, grads, bar):
         hi = min(lo + batch_size, len(X))
         start, stop = shard(lo, hi, rank, size)
         loss, shard_score = trainer.gradients(net, X, Y, order[start:stop],
-                                             (stop - start) / (hi - lo), weight_decay, dws, dbs)
+                                              (stop - start) / (hi - lo),
+                                              optimizer.l2_penalty, dws, dbs)
         comm.Allreduce(MPI.IN_PLACE, flat, op=MPI.SUM)
-        trainer.update(net, dws, dbs, lr, weight_decay)
+        trainer.update(net, dws, dbs, optimizer, lr)
         loss_sum += loss * (stop - start)
         score_sum += shard_score
         if bar is not None:
@@ -203,21 +206,22 @@ def _abort(comm, exc):
     comm.Abort(1)
 
 
-def fit(net, X, Y, comm, epochs=30, batch_size=10, lr=0.5, weight_decay=0.0,
+def fit(net, X, Y, comm, epochs=30, batch_size=10, lr=None, weight_decay=None, optimizer=None,
         validation_data=None, patience=None, shuffle=True, progress=False):
     """MLP.fit over the ranks of the MPI communicator `comm` (see the module
     docstring); batch_size is the global mini-batch, shared out among the ranks. Call it
     on every rank with the same arguments; returns the same History on every rank."""
     check_comm(comm)
     args = agree(comm, lambda: checked_fit_args(net, X, Y, epochs, batch_size, lr,
-                                                weight_decay, validation_data, patience,
-                                                shuffle, progress))
-    X, Y, epochs, batch_size, lr, weight_decay, validation, patience = args
+                                                weight_decay, optimizer, validation_data,
+                                                patience, shuffle, progress))
+    X, Y, epochs, batch_size, optimizer, validation, patience = args
     require_same_on_every_rank(comm, {
         "model": repr(net), "training data": _digest(X, Y),
         "validation data": None if validation is None else _digest(*validation),
-        "arguments": (epochs, batch_size, lr, weight_decay, patience, bool(shuffle))})
-    _broadcast_model(comm, net)
+        "arguments": (epochs, batch_size, repr(optimizer.config()), patience,
+                      bool(shuffle))})
+    _broadcast_model(comm, net, optimizer)
     rank, size = comm.Get_rank(), comm.Get_size()
     if rank != 0:
         progress = False
@@ -227,7 +231,7 @@ def fit(net, X, Y, comm, epochs=30, batch_size=10, lr=0.5, weight_decay=0.0,
     if saved_threads is not None:
         trainer.set_num_threads(threads)
     try:
-        return _fit(net, comm, X, Y, epochs, batch_size, lr, weight_decay, validation,
+        return _fit(net, comm, X, Y, epochs, batch_size, optimizer, validation,
                     patience, shuffle, progress)
     except BaseException as exc:   # a lone failing rank would leave the others waiting
         if size > 1:
@@ -238,18 +242,18 @@ def fit(net, X, Y, comm, epochs=30, batch_size=10, lr=0.5, weight_decay=0.0,
             trainer.set_num_threads(saved_threads)
 
 
-def _fit(net, comm, X, Y, epochs, batch_size, lr, weight_decay, validation, patience,
+def _fit(net, comm, X, Y, epochs, batch_size, optimizer, validation, patience,
          shuffle, progress):
     grads = _gradient_buffer(net)
 
-    def run_epoch(order, bar):
-        local = _epoch(net, comm, X, Y, order, batch_size, lr, weight_decay, grads, bar)
+    def run_epoch(order, lr, bar):
+        local = _epoch(net, comm, X, Y, order, batch_size, optimizer, lr, grads, bar)
         return _global_sums(net, comm, *local)
 
     def evaluate(Xv, Yv):
         loss_sum, score_sum = _global_sums(
-            net, comm, *_evaluate_shard(net, comm, Xv, Yv, weight_decay))
+            net, comm, *_evaluate_shard(net, comm, Xv, Yv, optimizer.l2_penalty))
         return loss_sum / max(len(Xv), 1), score_sum   # an empty set scores 0, as in fit()
 
-    return train_epochs(net, Y, epochs, math.ceil(len(X) / batch_size), run_epoch, evaluate,
-                        validation, patience, shuffle, progress)
+    return train_epochs(net, Y, epochs, math.ceil(len(X) / batch_size), optimizer, run_epoch,
+                        evaluate, validation, patience, shuffle, progress)

@@ -17,7 +17,7 @@ from .specs import (activation_spec, check_dtype, check_n_params, check_output, 
 
 
 class MLP:
-    """A multilayer perceptron trained by mini-batch SGD with backpropagation.
+    """A multilayer perceptron trained by mini-batch gradient descent with backpropagation.
 
     sizes       layer widths [s_1 (inputs), hidden …, s_L (outputs)]
     activation  one spec for every hidden layer or a list, one per hidden layer; a spec is
@@ -45,6 +45,7 @@ class MLP:
         self.backend = backend
         check_n_params(self.sizes, self.activations)
         training.init_guards(self)
+        self.optimizer = None   # the fastmlp.optim optimizer of the last fit or step
         self._rng = np.random.default_rng(seed)
         self._weights, self._biases = [], []
         for rows, fan_in in weight_shapes(self.sizes, self.activations):
@@ -161,19 +162,29 @@ class MLP:
                    for dw, w in zip(dws, self._weights)]
         return dws, dbs
 
-    def step(self, X, Y, lr, weight_decay=0.0):
-        """One SGD step on the batch (X, Y); returns the batch loss J before the update.
+    def step(self, X, Y, lr=None, weight_decay=None, optimizer=None):
+        """One update on the batch (X, Y); returns the batch loss J before the update.
 
-        All or nothing: if the step fails or is interrupted, or its loss or new weights are
-        not finite (FloatingPointError: a diverging run), the weights stay as they were."""
-        return training.step(self, X, Y, lr, weight_decay)
+        lr alone: plain SGD (weight_decay 0 unless given). optimizer: a fastmlp.optim
+        optimizer or its name, as in fit(). All or nothing: if the step fails or is
+        interrupted, or its loss or new weights are not finite (FloatingPointError: a
+        diverging run), the weights and the optimizer's state stay as they were."""
+        return training.step(self, X, Y, lr, weight_decay, optimizer)
 
-    def fit(self, X, Y, epochs=30, batch_size=10, lr=0.5, weight_decay=0.0,
+    def fit(self, X, Y, epochs=30, batch_size=10, lr=None, weight_decay=None, optimizer=None,
             validation_data=None, patience=None, shuffle=True, progress=False, comm=None):
-        """Train by mini-batch SGD for `epochs` passes over (X, Y); returns a History.
+        """Train by mini-batch gradient descent for `epochs` passes over (X, Y); returns a
+        History.
+
+        optimizer: None for plain SGD at lr (0.5 unless given) with L2 weight_decay (0
+        unless given), the lecture's; a fastmlp.optim optimizer (SGD with momentum, Adam,
+        AdamW, with a learning-rate schedule); or its name ("sgd", "adam", "adamw"), with
+        lr and weight_decay when given. The net keeps it as `net.optimizer`: a later fit
+        with the same optimizer (the object, or the name with the same settings) continues
+        its state, and save() writes it.
 
         Each epoch shuffles the rows with the net's generator (unless shuffle=False) and
-        takes one SGD step per batch of `batch_size` rows (the last batch may be smaller).
+        takes one update per batch of `batch_size` rows (the last batch may be smaller).
         validation_data=(Xv, Yv) is scored after every epoch. With `patience`, training
         stops once val_loss has not improved for `patience` epochs, and the net ends up
         holding the weights of its best epoch. progress=True shows a tqdm bar per epoch (a
@@ -188,8 +199,8 @@ class MLP:
         as `.history`. Only one thread may train a net at a time (RuntimeError for a second
         one)."""
         args = dict(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                    validation_data=validation_data, patience=patience, shuffle=shuffle,
-                    progress=progress)
+                    optimizer=optimizer, validation_data=validation_data, patience=patience,
+                    shuffle=shuffle, progress=progress)
         if comm is not None:
             return distributed.fit(self, X, Y, comm, **args)
         return training.fit(self, X, Y, **args)

@@ -10,6 +10,7 @@ import weakref
 
 from . import native_core, numpy_training
 from .checks import NonFiniteInputError
+from .optim import Adam
 
 # one forward pass over the native kernels: nothing to keep in C++
 evaluate = numpy_training.evaluate
@@ -64,27 +65,52 @@ def gradients(net, X, Y, rows, scale, weight_decay, dws, dbs):
                                        weight_decay)
 
 
-def update(net, dws, dbs, lr, weight_decay):
-    params(net)   # the native sgd_update writes in place: C-contiguous arrays of the dtype
-    numpy_training.update(net, dws, dbs, lr, weight_decay)
+def update(net, dws, dbs, optimizer, lr):
+    params(net)   # the native kernels write in place: C-contiguous arrays of the dtype
+    numpy_training.update(net, dws, dbs, optimizer, lr)
 
 
-def step(net, X, Y, lr, weight_decay):
+def _rule(net, optimizer):
+    """The optimizer as TrainingWorkspace's step and epoch take it: the update rule, its
+    hyperparameters, the updates applied so far, and its buffers (per buffer name, a pair:
+    the weights' arrays, the biases' arrays)."""
+    weights, biases = params(net)
+    optimizer.attach(weights + biases)
+    if isinstance(optimizer, Adam):
+        rule = dict(rule="adam", betas=optimizer.betas, eps=optimizer.eps,
+                    decoupled=optimizer.decoupled)
+    elif optimizer.momentum:
+        rule = dict(rule="momentum", momentum=optimizer.momentum, nesterov=optimizer.nesterov)
+    else:
+        rule = dict(rule="sgd")
+    n_weights = len(weights)
+    state = [(list(arrays[:n_weights]), list(arrays[n_weights:]))
+             for arrays in zip(*optimizer.buffers)]
+    return weights, biases, dict(rule, weight_decay=optimizer.weight_decay,
+                                 penalty=optimizer.l2_penalty,
+                                 step=optimizer.state["step"], state=state)
+
+
+def step(net, X, Y, optimizer, lr):
     """The C++ step also says whether J and the new weights are finite; NonFiniteInputError,
     and no change, if a row of X holds NaN or infinity."""
-    weights, biases = params(net)
-    return _checking_X(workspace(net, len(X)).step, weights, biases, X, Y, lr, weight_decay)
+    weights, biases, rule = _rule(net, optimizer)
+    result = _checking_X(workspace(net, len(X)).step, weights, biases, X, Y, lr, **rule)
+    optimizer.state["step"] += 1
+    return result
 
 
-def epoch(net, X, Y, order, batch_size, lr, weight_decay, bar):
+def epoch(net, X, Y, order, batch_size, optimizer, lr, bar):
     """NonFiniteInputError at the first batch with a row of X that holds NaN or infinity
     (the batches before it are applied); `bar` advances once, by the epoch's batches."""
-    weights, biases = params(net)
+    weights, biases, rule = _rule(net, optimizer)
     batch_size = min(batch_size, len(X))   # the same batches, and no larger workspace
     result = _checking_X(workspace(net, batch_size).epoch, weights, biases, X, Y, order,
-                         batch_size, lr, weight_decay)
+                         batch_size, lr, **rule)
+    n_batches = -(-len(X) // batch_size)
+    optimizer.state["step"] += n_batches
     if bar is not None:
-        bar.update(-(-len(X) // batch_size))
+        bar.update(n_batches)
     return result
 
 

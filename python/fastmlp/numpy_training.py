@@ -6,14 +6,16 @@ table (fastmlp.backend) says which one a net uses, and fit, step, MLP.gradients,
 training and the estimators reach training only through it:
 
     gradients(net, X, Y, rows, scale, weight_decay, dws, dbs) -> (J, score_sum)
-    update(net, dws, dbs, lr, weight_decay)
-    step(net, X, Y, lr, weight_decay) -> (J, score_sum, finite)
-    epoch(net, X, Y, order, batch_size, lr, weight_decay, bar) -> (Σ J_batch · rows, score_sum)
+    update(net, dws, dbs, optimizer, lr)
+    step(net, X, Y, optimizer, lr) -> (J, score_sum, finite)
+    epoch(net, X, Y, order, batch_size, optimizer, lr, bar) -> (Σ J_batch · rows, score_sum)
     evaluate(net, X, Y, weight_decay) -> (J, score_sum)
 
-J includes the weight-decay penalty and is measured before the update; score_sum is what
-the rows add to the score: rows predicted right, or the residual sum of squares for an
-identity output.
+`optimizer` is a fastmlp.optim optimizer (its state is updated in place: buffers and
+update count), `lr` the learning rate its schedule gives the current epoch. J includes the
+L2 penalty (weight_decay, or the optimizer's l2_penalty) and is measured before the
+update; score_sum is what the rows add to the score: rows predicted right, or the
+residual sum of squares for an identity output.
 FINDS_NONFINITE_X says whether step and epoch find NaN or infinity in X themselves
 (raising checks.NonFiniteInputError), so their caller need not check X first.
 """
@@ -42,31 +44,34 @@ def gradients(net, X, Y, rows, scale, weight_decay, dws, dbs):
     return loss + equations.weight_penalty(net, weight_decay), score_sum
 
 
-def update(net, dws, dbs, lr, weight_decay):
-    """One SGD step with the given gradients:
-    W ← W − lr (dW + weight_decay W),   b ← b − lr db."""
-    k = net._kernels
-    for w, b, dw, db in zip(net.weights, net.biases, dws, dbs):
-        k.sgd_update(w, dw, lr, weight_decay)
-        k.sgd_update(b, db, lr, 0.0)
+def update(net, dws, dbs, optimizer, lr):
+    """One update of every weight and bias by the optimizer, with the given gradients (the
+    weights decayed by its weight_decay, the biases not)."""
+    params = net.weights + net.biases
+    optimizer.attach(params)
+    optimizer.state["step"] += 1
+    decays = [optimizer.weight_decay] * len(dws) + [0.0] * len(dbs)
+    buffers = optimizer.buffers or [()] * len(params)
+    for param, grad, bufs, weight_decay in zip(params, dws + dbs, buffers, decays):
+        optimizer.apply(net._kernels, param, grad, bufs, lr, weight_decay)
 
 
-def train_batch(net, X, Y, lr, weight_decay):
-    """One SGD step on checked inputs -> (J before the update, score_sum)."""
+def train_batch(net, X, Y, optimizer, lr):
+    """One update on checked inputs -> (J before the update, score_sum)."""
     loss, score_sum, dws, dbs = equations.backprop(net._kernels, net, X, Y)
-    loss += equations.weight_penalty(net, weight_decay)
-    update(net, dws, dbs, lr, weight_decay)
+    loss += equations.weight_penalty(net, optimizer.l2_penalty)
+    update(net, dws, dbs, optimizer, lr)
     return loss, score_sum
 
 
-def step(net, X, Y, lr, weight_decay):
+def step(net, X, Y, optimizer, lr):
     """train_batch, and whether J and every new weight and bias are finite."""
-    loss, score_sum = train_batch(net, X, Y, lr, weight_decay)
+    loss, score_sum = train_batch(net, X, Y, optimizer, lr)
     finite = math.isfinite(loss) and sums_of_squares_finite(net.weights + net.biases)
     return loss, score_sum, finite
 
 
-def epoch(net, X, Y, order, batch_size, lr, weight_decay, bar):
+def epoch(net, X, Y, order, batch_size, optimizer, lr, bar):
     """One train_batch per batch of X[order] (order None: row order); `bar` (a tqdm bar or
     None) advances per batch."""
     Xs, Ys = (X, Y) if order is None else (X[order], Y[order])
@@ -74,7 +79,7 @@ def epoch(net, X, Y, order, batch_size, lr, weight_decay, bar):
     loss_sum, score_sum = 0.0, 0
     for lo in range(0, n, batch_size):
         hi = min(lo + batch_size, n)
-        loss, batch_score = train_batch(net, Xs[lo:hi], Ys[lo:hi], lr, weight_decay)
+        loss, batch_score = train_batch(net, Xs[lo:hi], Ys[lo:hi], optimizer, lr)
         loss_sum += loss * (hi - lo)
         score_sum += batch_score
         if bar is not None:

@@ -14,9 +14,12 @@ from typing import List, Optional
 
 import numpy as np
 
+from . import optim
 from .checks import (NonFiniteInputError, check_int, check_real, check_X, check_Y, nonfinite_X,
                      sums_of_squares_finite)
 from .equations import score_from_sum
+
+DEFAULT_LR = 0.5   # plain SGD's, when neither lr nor an optimizer is given
 
 
 @dataclass
@@ -27,6 +30,7 @@ class History:
                             before its update (accuracy is R² for an identity output)
     val_loss, val_accuracy  on validation_data after the epoch (empty without it)
     seconds                 wall time of each epoch, validation included
+    lr                      the learning rate of each epoch (the optimizer's schedule)
     best_epoch              index of the epoch with the lowest val_loss (None without
                             validation data)
     stopped_epoch           index of the epoch after which early stopping ended training
@@ -37,6 +41,7 @@ class History:
     val_loss: List[float] = field(default_factory=list)
     val_accuracy: List[float] = field(default_factory=list)
     seconds: List[float] = field(default_factory=list)
+    lr: List[float] = field(default_factory=list)
     best_epoch: Optional[int] = None
     stopped_epoch: Optional[int] = None
 
@@ -102,37 +107,73 @@ def training_here(net):
     return net._trainer == threading.get_ident()
 
 
-def _snapshot(net):
-    """Copy the weights and biases into buffers kept for it (no allocation once made)."""
-    params = net.weights + net.biases
+def _snapshot(net, optimizer):
+    """Copy the weights and biases, and the optimizer's state, into buffers kept for it
+    (no allocation once made)."""
+    optimizer.attach(net.weights + net.biases)
+    params = net.weights + net.biases + optimizer.state_arrays()
     saved = getattr(net, "_snapshot", None)
     if saved is None or [p.shape for p in saved] != [p.shape for p in params] \
             or saved[0].dtype != params[0].dtype:
         saved = net._snapshot = [np.empty_like(p) for p in params]
     for dst, src in zip(saved, params):
         np.copyto(dst, src)
+    net._snapshot_state = optimizer, dict(optimizer.state)
 
 
 def _rollback(net):
     """Back to the last _snapshot(), in place (views users hold see it too)."""
-    for dst, src in zip(net.weights + net.biases, net._snapshot):
+    optimizer, state = net._snapshot_state
+    for dst, src in zip(net.weights + net.biases + optimizer.state_arrays(), net._snapshot):
         np.copyto(dst, src)
+    optimizer.state = dict(state)
+
+
+# ---------------------------------------------------------------- the optimizer
+
+def resolve_optimizer(net, optimizer, lr, weight_decay):
+    """The optimizer a fit or step uses, checked, not yet the net's: plain SGD with lr
+    (DEFAULT_LR for fit) and weight_decay when `optimizer` is None; an optimizer object
+    as it is; a name with lr and weight_decay (when given) over its defaults. The net's
+    own optimizer when it has the same settings, so its state carries on."""
+    if isinstance(optimizer, optim.Optimizer):
+        for name, value in (("lr", lr), ("weight_decay", weight_decay)):
+            if value is not None:
+                raise ValueError(f"{name}: set it on the optimizer object ({optimizer!r}), "
+                                 f"not beside it")
+        return optimizer
+    settings = {}
+    if lr is not None:
+        settings["lr"] = check_real(lr, "lr", 0, strict=True)
+    if weight_decay is not None:
+        settings["weight_decay"] = check_real(weight_decay, "weight_decay", 0)
+    if optimizer is None:
+        candidate = optim.SGD(**{"lr": DEFAULT_LR, **settings})
+    elif isinstance(optimizer, str):
+        candidate = optim.make(optimizer, **settings)
+    else:
+        raise TypeError(f"optimizer: expected a fastmlp.optim optimizer, its name or None, "
+                        f"got {optimizer!r}")
+    current = getattr(net, "optimizer", None)
+    return current if current is not None and current.same_settings(candidate) else candidate
 
 
 # ---------------------------------------------------------------- one step
 
-def step(net, X, Y, lr, weight_decay=0.0):
-    """One SGD step on the batch (X, Y); returns the batch loss J before the update. All
+def step(net, X, Y, lr=None, weight_decay=None, optimizer=None):
+    """One update on the batch (X, Y); returns the batch loss J before the update. All
     or nothing: see MLP.step."""
     trainer = net._kernels.training
     X = check_X(net, X, finite=not trainer.FINDS_NONFINITE_X)
     Y = check_Y(net, Y, len(X))
-    lr = check_real(lr, "lr", 0, strict=True)
-    weight_decay = check_real(weight_decay, "weight_decay", 0)
+    if optimizer is None and lr is None:
+        raise TypeError("lr: expected a real number (a learning rate, or optimizer=...), got None")
+    optimizer = resolve_optimizer(net, optimizer, lr, weight_decay)
     with exclusive(net, "step"):
-        _snapshot(net)
+        lr = optimizer.current_lr()
+        _snapshot(net, optimizer)
         try:
-            loss, _, finite = trainer.step(net, X, Y, lr, weight_decay)
+            loss, _, finite = trainer.step(net, X, Y, optimizer, lr)
         except NonFiniteInputError:
             raise nonfinite_X(net) from None   # found before any weight changed
         except BaseException:
@@ -143,14 +184,15 @@ def step(net, X, Y, lr, weight_decay=0.0):
             raise FloatingPointError(
                 f"step: training diverged (batch loss {loss}, or the updated weights are "
                 f"not finite); the step was undone; try a smaller lr than {lr}")
+        net.optimizer = optimizer
         return loss
 
 
 # ---------------------------------------------------------------- epochs
 
-def checked_fit_args(net, X, Y, epochs, batch_size, lr, weight_decay, validation_data,
-                     patience, shuffle, progress, epoch_checks_X=False):
-    """fit()'s arguments checked and converted: (X, Y, epochs, batch_size, lr, weight_decay,
+def checked_fit_args(net, X, Y, epochs, batch_size, lr, weight_decay, optimizer,
+                     validation_data, patience, shuffle, progress, epoch_checks_X=False):
+    """fit()'s arguments checked and converted: (X, Y, epochs, batch_size, optimizer,
     validation (Xv, Yv) or None, patience). epoch_checks_X: the first epoch will find any
     NaN or infinity in X itself (the native one does, as it reads each batch), so no pass
     over X is spent on it here unless no epoch runs."""
@@ -162,8 +204,7 @@ def checked_fit_args(net, X, Y, epochs, batch_size, lr, weight_decay, validation
     if epochs == 0 and epoch_checks_X:
         X = check_X(net, X)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
-    lr = check_real(lr, "lr", 0, strict=True)
-    weight_decay = check_real(weight_decay, "weight_decay", 0)
+    optimizer = resolve_optimizer(net, optimizer, lr, weight_decay)
     validation = None
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -178,7 +219,7 @@ def checked_fit_args(net, X, Y, epochs, batch_size, lr, weight_decay, validation
         raise TypeError(f"shuffle: expected True or False, got {shuffle!r}")
     if not (isinstance(progress, (bool, np.bool_)) or callable(progress)):
         raise TypeError(f"progress: expected True, False or a callable, got {progress!r}")
-    return X, Y, epochs, batch_size, lr, weight_decay, validation, patience
+    return X, Y, epochs, batch_size, optimizer, validation, patience
 
 
 class _EarlyStopping:
@@ -205,29 +246,29 @@ class _EarlyStopping:
             net.weights, net.biases = self.best_params
 
 
-def fit(net, X, Y, epochs=30, batch_size=10, lr=0.5, weight_decay=0.0,
+def fit(net, X, Y, epochs=30, batch_size=10, lr=None, weight_decay=None, optimizer=None,
         validation_data=None, patience=None, shuffle=True, progress=False):
-    """Train `net` by mini-batch SGD in this process; see MLP.fit.
+    """Train `net` in this process; see MLP.fit.
 
     NaN or infinity in X is a ValueError and leaves the net untouched on every backend. A
     backend whose epoch finds it as it reads each batch (FINDS_NONFINITE_X) saves fit()
     a pass over all of X."""
     trainer = net._kernels.training
-    X, Y, epochs, batch_size, lr, weight_decay, validation, patience = checked_fit_args(
-        net, X, Y, epochs, batch_size, lr, weight_decay, validation_data, patience, shuffle,
-        progress, epoch_checks_X=trainer.FINDS_NONFINITE_X)
+    X, Y, epochs, batch_size, optimizer, validation, patience = checked_fit_args(
+        net, X, Y, epochs, batch_size, lr, weight_decay, optimizer, validation_data, patience,
+        shuffle, progress, epoch_checks_X=trainer.FINDS_NONFINITE_X)
 
-    def run_epoch(order, bar):
-        return trainer.epoch(net, X, Y, order, batch_size, lr, weight_decay, bar)
+    def run_epoch(order, lr, bar):
+        return trainer.epoch(net, X, Y, order, batch_size, optimizer, lr, bar)
 
     def evaluate(Xv, Yv):
-        return trainer.evaluate(net, Xv, Yv, weight_decay)
+        return trainer.evaluate(net, Xv, Yv, optimizer.l2_penalty)
 
     rng_state = net._rng.bit_generator.state
     try:
         with exclusive(net, "fit"):
-            return train_epochs(net, Y, epochs, math.ceil(len(X) / batch_size), run_epoch,
-                                evaluate, validation, patience, shuffle, progress)
+            return train_epochs(net, Y, epochs, math.ceil(len(X) / batch_size), optimizer,
+                                run_epoch, evaluate, validation, patience, shuffle, progress)
     except NonFiniteInputError:
         # The first epoch found NaN or infinity in X and was undone: leave the net exactly
         # as an up-front check would have (its shuffle not drawn).
@@ -235,13 +276,13 @@ def fit(net, X, Y, epochs=30, batch_size=10, lr=0.5, weight_decay=0.0,
         raise nonfinite_X(net) from None
 
 
-def _guarded_epoch(net, epoch, run, history):
+def _guarded_epoch(net, optimizer, epoch, run, history):
     """run() -> (Σ J_batch · rows, score_sum) of one epoch, all or nothing: if it fails, is
     interrupted or diverges, the net is put back to its weights at the epoch's start (a
     snapshot taken here: the native backend runs the whole epoch in one C++ call, so this
     is where the check can be) and the error says so; the completed epochs' History is on
     the exception as `.history`."""
-    _snapshot(net)
+    _snapshot(net, optimizer)
     after = f"epoch {epoch}" if epoch else "fit() started"
     try:
         loss_sum, score_sum = run()
@@ -262,10 +303,11 @@ def _guarded_epoch(net, epoch, run, history):
     return loss_sum, score_sum
 
 
-def train_epochs(net, Y, epochs, n_batches, run_epoch, evaluate, validation, patience,
-                 shuffle, progress):
-    """fit()'s epochs, given run_epoch(order, bar) -> (Σ J_batch · rows, score_sum) of one pass
-    over the rows in `order` (None: row order) and evaluate(Xv, Yv) -> (J, score_sum)."""
+def train_epochs(net, Y, epochs, n_batches, optimizer, run_epoch, evaluate, validation,
+                 patience, shuffle, progress):
+    """fit()'s epochs with `optimizer` (the net's once an epoch has completed), given
+    run_epoch(order, lr, bar) -> (Σ J_batch · rows, score_sum) of one pass over the rows in `order` (None: row
+    order) at learning rate lr, and evaluate(Xv, Yv) -> (J, score_sum)."""
     history = History()
     n = len(Y)
     stopping = _EarlyStopping(patience)
@@ -273,7 +315,11 @@ def train_epochs(net, Y, epochs, n_batches, run_epoch, evaluate, validation, pat
         start = time.perf_counter()
         bar = _epoch_bar(progress, epoch, epochs, n_batches)
         order = net._rng.permutation(n) if shuffle else None
-        loss_sum, score_sum = _guarded_epoch(net, epoch, lambda: run_epoch(order, bar), history)
+        lr = optimizer.current_lr()
+        loss_sum, score_sum = _guarded_epoch(net, optimizer, epoch,
+                                             lambda: run_epoch(order, lr, bar), history)
+        net.optimizer = optimizer
+        history.lr.append(lr)
         history.loss.append(loss_sum / n)
         history.accuracy.append(score_from_sum(net, score_sum, Y))
         if validation is not None:
@@ -281,6 +327,7 @@ def train_epochs(net, Y, epochs, n_batches, run_epoch, evaluate, validation, pat
             history.val_loss.append(val_loss)
             history.val_accuracy.append(score_from_sum(net, val_score, validation[1]))
             stopping.record(net, history, epoch, val_loss)
+        optimizer.epoch_ended(n, history.val_loss[-1] if validation else history.loss[-1])
         history.seconds.append(time.perf_counter() - start)
         _report(progress, bar, history)
         if stopping.should_stop():
