@@ -63,11 +63,20 @@ def to_layout(x, layout):
     raise ValueError(f"layout: unknown {layout!r}")
 
 
+def _in_place(inplace):
+    """The indices of the arguments an op updates in place: none (False), the first (True),
+    or the given tuple (an optimizer's parameters and state)."""
+    if inplace is True:
+        return (0,)
+    return tuple(inplace) if inplace else ()
+
+
 def _as_outputs(result, args, inplace):
-    """An op's outputs as a tuple; an in-place op (returns None) outputs its first argument."""
+    """An op's outputs as a tuple; an in-place op (returns None) outputs the arguments it
+    updates."""
     if inplace:
         assert result is None, f"in-place op returned {type(result).__name__}, expected None"
-        return (args[0],)
+        return tuple(args[i] for i in _in_place(inplace))
     return result if isinstance(result, tuple) else (result,)
 
 
@@ -92,8 +101,10 @@ def check_op(op, make_inputs, shape, dtype, bounds, *, seed=0, layout="c", inpla
     """Hold native `op` to its NumPy twin on make_inputs(rng, shape, dtype).
 
     bounds(args, ref_outputs) -> one Bound per output (None outputs must match as None).
+    inplace: False, True (the op updates its first argument and returns None) or a tuple of
+    the indices of the arguments it updates; those are its outputs.
     layout: the native op gets its array arguments in this layout ("c", "fortran",
-    "strided", "readonly"); an in-place op's first argument always stays C-ordered.
+    "strided", "readonly"); the arguments updated in place always stay C-ordered.
     Also checks that native outputs are fresh C-contiguous arrays and that the op leaves
     its (other) inputs untouched. Returns the reference outputs.
     """
@@ -102,7 +113,8 @@ def check_op(op, make_inputs, shape, dtype, bounds, *, seed=0, layout="c", inpla
     args = make_inputs(np.random.default_rng(seed), shape, np.dtype(dtype))
     ref_args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
     nat_args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
-    nat_args = [a if (inplace and i == 0) else to_layout(a, layout) for i, a in enumerate(nat_args)]
+    written = _in_place(inplace)
+    nat_args = [a if i in written else to_layout(a, layout) for i, a in enumerate(nat_args)]
 
     want = _as_outputs(ref_op(*ref_args), ref_args, inplace)
     got = _as_outputs(native_op(*nat_args), nat_args, inplace)
@@ -124,7 +136,7 @@ def check_op(op, make_inputs, shape, dtype, bounds, *, seed=0, layout="c", inpla
                 assert not any(np.shares_memory(g, a) for a in nat_args
                                if isinstance(a, np.ndarray)), f"{name}: shares memory with an input"
     for i, (a, n) in enumerate(zip(args, nat_args)):
-        if isinstance(a, np.ndarray) and not (inplace and i == 0):
+        if isinstance(a, np.ndarray) and i not in written:
             assert np.array_equal(a, n, equal_nan=True), f"{op}: modified input {i}"
 
     # Then values.

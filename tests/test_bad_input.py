@@ -223,6 +223,7 @@ def test_empty_batches_are_handled(backend):
 
 F64 = rng.standard_normal((4, 3))
 I64 = np.zeros((4, 3), np.int64)
+M = np.zeros((4, 3))   # passed as m and v at once
 
 KERNEL_CASES = [
     ("matmul_1d", "matmul", (np.ones(3), np.ones((3, 2))), ValueError, r"^a: expected a 2-D array \(n, k\), got shape \(3,\)"),
@@ -264,6 +265,34 @@ KERNEL_CASES = [
     ("sgd_update_readonly", "sgd_update", (readonly(F64), F64, 0.1, 0.0), ValueError, r"^w: expected a writable array"),
     ("sgd_update_misaligned", "sgd_update", (np.frombuffer(bytearray(33), np.float64, 4, 1), np.ones(4), 0.1, 0.0), ValueError, r"^w: expected a C-contiguous array .* at a misaligned address"),
     ("sgd_update_fortran", "sgd_update", (np.asfortranarray(F64), F64, 0.1, 0.0), ValueError, r"^w: expected a C-contiguous array"),
+    ("momentum_update_velocity_readonly", "momentum_update", (F64.copy(), F64, readonly(np.zeros((4, 3))), 0.1, 0.9, False, 0.0), ValueError, r"^velocity: expected a writable array"),
+    ("momentum_update_velocity_fortran", "momentum_update", (F64.copy(), F64, np.asfortranarray(np.zeros((4, 3))), 0.1, 0.9, False, 0.0), ValueError, r"^velocity: expected a C-contiguous array"),
+    ("momentum_update_velocity_misaligned", "momentum_update", (np.zeros(4), np.ones(4), np.frombuffer(bytearray(33), np.float64, 4, 1), 0.1, 0.9, False, 0.0), ValueError, r"^velocity: expected a C-contiguous array .* at a misaligned address"),
+    ("momentum_update_velocity_list", "momentum_update", (F64.copy(), F64, [0.0] * 12, 0.1, 0.9, False, 0.0), TypeError, r"^velocity: expected a numpy.ndarray, got list"),
+    ("momentum_update_velocity_shape", "momentum_update", (F64.copy(), F64, np.zeros((3, 4)), 0.1, 0.9, False, 0.0), ValueError, r"^velocity: expected the shape of w \(4, 3\), got \(3, 4\)"),
+    ("momentum_update_velocity_is_w", "momentum_update", (F64, F64.copy(), F64, 0.1, 0.9, False, 0.0), ValueError, r"^velocity: expected an array that shares no memory with w"),
+    ("momentum_update_momentum_one", "momentum_update", (F64.copy(), F64, np.zeros((4, 3)), 0.1, 1.0, False, 0.0), ValueError, r"^momentum: expected a number in \[0, 1\), got 1.0"),
+    ("momentum_update_momentum_nan", "momentum_update", (F64.copy(), F64, np.zeros((4, 3)), 0.1, float("nan"), False, 0.0), ValueError, r"^momentum: expected a finite number, got nan"),
+    ("momentum_update_lr_negative", "momentum_update", (F64.copy(), F64, np.zeros((4, 3)), -1.0, 0.9, False, 0.0), ValueError, r"^lr: expected a number >= 0, got -1.0"),
+    ("momentum_update_lr_f32_overflow", "momentum_update", (F64.astype(np.float32), F64.astype(np.float32), np.zeros((4, 3), np.float32), 1e39, 0.9, False, 0.0), ValueError, r"^lr: expected a finite number in the array's dtype"),
+    ("momentum_update_nesterov_str", "momentum_update", (F64.copy(), F64, np.zeros((4, 3)), 0.1, 0.9, "yes", 0.0), TypeError, r"^nesterov: expected True or False, got str"),
+    ("momentum_update_nesterov_int", "momentum_update", (F64.copy(), F64, np.zeros((4, 3)), 0.1, 0.9, 1, 0.0), TypeError, r"^nesterov: expected True or False, got int"),
+    ("momentum_update_wd_negative", "momentum_update", (F64.copy(), F64, np.zeros((4, 3)), 0.1, 0.9, True, -1e-4), ValueError, r"^weight_decay: expected a number >= 0"),
+    ("adam_update_m_dtype", "adam_update", (F64.copy(), F64, np.zeros((4, 3), np.float32), np.zeros((4, 3)), 1e-3, 0.9, 0.999, 1e-8, 0.0, False, 1), TypeError, r"^m: expected the dtype of w \(float64\), got float32"),
+    ("adam_update_v_int", "adam_update", (F64.copy(), F64, np.zeros((4, 3)), np.zeros((4, 3), np.int64), 1e-3, 0.9, 0.999, 1e-8, 0.0, False, 1), TypeError, r"^v: expected a float32 or float64 array, got dtype int64"),
+    ("adam_update_v_readonly", "adam_update", (F64.copy(), F64, np.zeros((4, 3)), readonly(np.zeros((4, 3))), 1e-3, 0.9, 0.999, 1e-8, 0.0, False, 1), ValueError, r"^v: expected a writable array"),
+    ("adam_update_v_is_m", "adam_update", (F64.copy(), F64, M, M, 1e-3, 0.9, 0.999, 1e-8, 0.0, False, 1), ValueError, r"^v: expected an array that shares no memory with m"),
+    ("adam_update_v_none", "adam_update", (F64.copy(), F64, F64.copy(), None, 1e-3, 0.9, 0.999, 1e-8, 0.0, False, 1), TypeError, r"^v: expected a numpy.ndarray, got NoneType"),
+    ("adam_update_beta1_one", "adam_update", (F64.copy(), F64, np.zeros((4, 3)), np.zeros((4, 3)), 1e-3, 1.0, 0.999, 1e-8, 0.0, False, 1), ValueError, r"^beta1: expected a number in \[0, 1\), got 1.0"),
+    ("adam_update_beta2_negative", "adam_update", (F64.copy(), F64, np.zeros((4, 3)), np.zeros((4, 3)), 1e-3, 0.9, -0.1, 1e-8, 0.0, False, 1), ValueError, r"^beta2: expected a number in \[0, 1\), got -0.1"),
+    ("adam_update_beta2_str", "adam_update", (F64.copy(), F64, np.zeros((4, 3)), np.zeros((4, 3)), 1e-3, 0.9, "0.999", 1e-8, 0.0, False, 1), TypeError, r"^beta2: expected a number, got str"),
+    ("adam_update_eps_zero", "adam_update", (F64.copy(), F64, np.zeros((4, 3)), np.zeros((4, 3)), 1e-3, 0.9, 0.999, 0.0, 0.0, False, 1), ValueError, r"^eps: expected a number > 0, got 0.0"),
+    ("adam_update_eps_inf", "adam_update", (F64.copy(), F64, np.zeros((4, 3)), np.zeros((4, 3)), 1e-3, 0.9, 0.999, float("inf"), 0.0, False, 1), ValueError, r"^eps: expected a finite number, got inf"),
+    ("adam_update_wd_negative", "adam_update", (F64.copy(), F64, np.zeros((4, 3)), np.zeros((4, 3)), 1e-3, 0.9, 0.999, 1e-8, -1.0, True, 1), ValueError, r"^weight_decay: expected a number >= 0, got -1.0"),
+    ("adam_update_decoupled_none", "adam_update", (F64.copy(), F64, np.zeros((4, 3)), np.zeros((4, 3)), 1e-3, 0.9, 0.999, 1e-8, 0.0, None, 1), TypeError, r"^decoupled: expected True or False, got NoneType"),
+    ("adam_update_step_zero", "adam_update", (F64.copy(), F64, np.zeros((4, 3)), np.zeros((4, 3)), 1e-3, 0.9, 0.999, 1e-8, 0.0, False, 0), ValueError, r"^step: expected an integer >= 1, got 0"),
+    ("adam_update_step_float", "adam_update", (F64.copy(), F64, np.zeros((4, 3)), np.zeros((4, 3)), 1e-3, 0.9, 0.999, 1e-8, 0.0, False, 2.0), TypeError, r"^step: expected an integer, got float"),
+    ("adam_update_step_bool", "adam_update", (F64.copy(), F64, np.zeros((4, 3)), np.zeros((4, 3)), 1e-3, 0.9, 0.999, 1e-8, 0.0, False, True), TypeError, r"^step: expected an integer, got bool"),
 ]
 
 

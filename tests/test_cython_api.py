@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import fastmlp
-from check import _assert_close, reduction
+from check import _assert_close, exact, reduction
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -24,7 +24,8 @@ PROBE_PYX = textwrap.dedent("""
     # cython: language_level=3, boundscheck=False, wraparound=False
     from cython cimport floating
     from libc.stdint cimport int64_t
-    from fastmlp.cython_kernels cimport (gemm, softmax_cross_entropy_labels,
+    from fastmlp.cython_kernels cimport (adam_update, gemm, momentum_update,
+                                         softmax_cross_entropy_labels,
                                          softmax_cross_entropy_targets)
 
     def matmul(const floating[:, :] a, const floating[:, :] b, floating[:, ::1] c):
@@ -47,6 +48,19 @@ PROBE_PYX = textwrap.dedent("""
             loss = softmax_cross_entropy_targets(&dz[0, 0], &z[0, 0], &y[0, 0],
                                                  z.shape[0], z.shape[1])
         return loss
+
+    def momentum(floating[::1] w, const floating[::1] dw, floating[::1] velocity, double lr,
+                 double momentum, bint nesterov, double weight_decay):
+        with nogil:
+            momentum_update(&w[0], &velocity[0], &dw[0], w.shape[0], lr, momentum, nesterov,
+                            weight_decay)
+
+    def adam(floating[::1] w, const floating[::1] dw, floating[::1] m, floating[::1] v,
+             double lr, double beta1, double beta2, double eps, double weight_decay,
+             bint decoupled, long long step):
+        with nogil:
+            adam_update(&w[0], &m[0], &v[0], &dw[0], w.shape[0], lr, beta1, beta2, eps,
+                        weight_decay, decoupled, step)
 """)
 
 SETUP_PY = textwrap.dedent("""
@@ -155,6 +169,28 @@ def test_softmax_cross_entropy_through_cython_matches_numpy(built, dtype, target
     loss_bound, dz_bound = softmax_ce_bounds(want_loss, n, k, dtype)
     _assert_close(f"cython J ({targets})", loss, want_loss, loss_bound)
     _assert_close(f"cython dz ({targets})", dz, want_dz, dz_bound)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("flag", [False, True], ids=["plain", "nesterov_or_decoupled"])
+@pytest.mark.parametrize("size", [1, 33, 1000])
+def test_optimizer_updates_through_cython_match_numpy_bitwise(built, dtype, flag, size):
+    """Four steps of each optimizer from zero state, state carried: bitwise the twin's."""
+    probe, _ = built
+    rng = np.random.default_rng(size)
+    twin = fastmlp.get_backend("numpy")
+    w0 = rng.standard_normal(size).astype(dtype)
+    for name, n_state, hyper in (
+            ("momentum", 1, lambda k: (0.05, 0.9, flag, 1e-3)),
+            ("adam", 2, lambda k: (1e-2, 0.9, 0.999, 1e-8, 1e-2, flag, k))):
+        got = [w0.copy()] + [np.zeros(size, dtype) for _ in range(n_state)]
+        want = [a.copy() for a in got]
+        for k in range(1, 5):
+            dw = rng.standard_normal(size).astype(dtype)
+            getattr(probe, name)(got[0], dw, *got[1:], *hyper(k))
+            getattr(twin, f"{name}_update")(want[0], dw, *want[1:], *hyper(k))
+            for j, (g, e) in enumerate(zip(got, want)):
+                _assert_close(f"cython {name} step {k} output {j}", g, e, exact())
 
 
 def test_cython_runs_the_native_kernels_under_every_isa(built):

@@ -12,7 +12,7 @@ from fastmlp.reference import ACTIVATIONS, DEFAULT_PARAM
 from fastmlp.reference.activation import activation_forward as ref_activation
 from fastmlp.reference.activation import sigmoid as ref_sigmoid
 
-from check import Bound, check_op, elementwise, exact, reduction
+from check import Bound, _assert_close, _in_place, check_op, elementwise, exact, reduction
 
 DTYPES = (np.float32, np.float64)
 # (rows n, columns m): empty, 1, primes (not multiples of any vector width or lane count),
@@ -156,11 +156,37 @@ def loss_cases():
                lambda args, out, dt: [reduction(dt, args[0].shape[1], abs(out[0])), exact()])
 
 
+def _momentum_inputs(rng, shape, dtype, nesterov, weight_decay):
+    return (logits(rng, shape, dtype), logits(rng, shape, dtype), logits(rng, shape, dtype),
+            0.37, 0.9, nesterov, weight_decay)
+
+
+def _adam_inputs(rng, shape, dtype, decoupled, weight_decay, step):
+    """m and v as after a few steps: v >= 0 (exact zeros too, where sqrt(v) / bc2 + eps is eps)."""
+    m = logits(rng, shape, dtype)
+    return (logits(rng, shape, dtype), logits(rng, shape, dtype), m, np.abs(logits(rng, shape, dtype)),
+            1e-2, 0.9, 0.999, 1e-8, weight_decay, decoupled, step)
+
+
+# The optimizers' variants: (nesterov or decoupled, weight_decay).
+OPTIMIZER_VARIANTS = ((False, 0.0), (False, 1e-2), (True, 0.0), (True, 1e-2))
+
+
 def update_cases():
+    # Every update does the twin's operations in its order, one rounding each: bitwise.
     for weight_decay in (0.0, 1e-3):
         yield Case("sgd_update", f"wd{weight_decay:g}",
                    lambda rng, s, dt, wd=weight_decay: (logits(rng, s, dt), logits(rng, s, dt), 0.37, wd),
                    lambda args, out, dt: [exact()], inplace=True)
+    for nesterov, weight_decay in OPTIMIZER_VARIANTS:
+        yield Case("momentum_update", f"{'nesterov' if nesterov else 'plain'}-wd{weight_decay:g}",
+                   lambda rng, s, dt, n=nesterov, wd=weight_decay: _momentum_inputs(rng, s, dt, n, wd),
+                   lambda args, out, dt: [exact(), exact()], inplace=(0, 2))
+    for decoupled, weight_decay in OPTIMIZER_VARIANTS:
+        for step in (1, 7):
+            yield Case("adam_update", f"{'adamw' if decoupled else 'adam'}-wd{weight_decay:g}-step{step}",
+                       lambda rng, s, dt, d=decoupled, wd=weight_decay, k=step: _adam_inputs(rng, s, dt, d, wd, k),
+                       lambda args, out, dt: [exact(), exact(), exact()], inplace=(0, 2, 3))
 
 
 def _abs64(x):
@@ -327,6 +353,8 @@ def test_empty_batch(native, dtype):
     assert native.softmax(np.zeros((0, 0), dtype=dtype)).shape == (0, 0)
     w = np.zeros((0, 3), dtype=dtype)
     assert native.sgd_update(w, w.copy(), 0.1, 0.0) is None
+    assert native.momentum_update(w, w.copy(), w.copy(), 0.1, 0.9, True, 0.0) is None
+    assert native.adam_update(w, w.copy(), w.copy(), w.copy(), 0.1, 0.9, 0.999, 1e-8, 0.0, False, 1) is None
 
 
 def test_non_finite_values_propagate_like_numpy(native, numpy_twin):
@@ -354,12 +382,12 @@ def test_isas_agree_bitwise(case):
             fastmlp.set_isa(isa_name)
             args = case.make_inputs(np.random.default_rng(1), (9, 1024), np.dtype(np.float32))
             out = native_op(*args)
-            results.append(args[0] if case.inplace else out)
+            results.append(tuple(args[i] for i in _in_place(case.inplace)) if case.inplace
+                           else out if isinstance(out, tuple) else (out,))
     finally:
         fastmlp.set_isa(before)
-    for isa_name, out in zip(isas[1:], results[1:]):
-        for a, b in zip(np.atleast_1d(results[0]) if not isinstance(out, tuple) else results[0],
-                        np.atleast_1d(out) if not isinstance(out, tuple) else out):
+    for isa_name, outs in zip(isas[1:], results[1:]):
+        for a, b in zip(results[0], outs):
             np.testing.assert_array_equal(a, b, err_msg=f"{case.id}: {isa_name} vs {isas[0]}")
 
 
@@ -369,6 +397,71 @@ def test_sgd_update_with_overlapping_dw_reads_the_old_values(native, numpy_twin)
     native.sgd_update(buf[1:], buf[:-1], 0.5, 0.0)
     numpy_twin.sgd_update(ref[1:], ref[:-1], 0.5, 0.0)
     np.testing.assert_array_equal(buf, ref)
+
+
+@pytest.mark.parametrize("decoupled", (False, True))
+@pytest.mark.parametrize("dw_at", ("shifted", "same"))
+def test_optimizers_with_dw_sharing_memory_with_w_read_the_old_values(native, numpy_twin, decoupled, dw_at):
+    """dw overlapping w (one element further on, or w itself) is read before w changes."""
+    dw_of = (lambda buf: buf[:-1]) if dw_at == "shifted" else (lambda buf: buf[1:])
+    for op, state, hyper in (("momentum_update", 1, (0.5, 0.9, decoupled, 0.1)),
+                             ("adam_update", 2, (0.5, 0.9, 0.999, 1e-8, 0.1, decoupled, 3))):
+        bufs = [np.arange(10.0) - 4.5, np.arange(10.0) - 4.5]
+        states = [[np.linspace(0.5, 1.0, 9) for _ in range(state)] for _ in bufs]
+        for table, buf, st in zip((native, numpy_twin), bufs, states):
+            getattr(table, op)(buf[1:], dw_of(buf), *st, *hyper)
+        np.testing.assert_array_equal(bufs[0], bufs[1], err_msg=op)
+        for got, want in zip(*states):
+            np.testing.assert_array_equal(got, want, err_msg=op)
+
+
+# Sizes of the optimizers' multi-step tests: empty, one, and no multiple of a vector width.
+STEP_SIZES = (0, 1, 7, 33, 1000)
+
+
+def _optimizer_run(op, flag, weight_decay):
+    """(initial state for w of size n, hyperparameters of step k) for `op`."""
+    if op == "momentum_update":
+        return 1, lambda k: (0.05, 0.9, flag, weight_decay)
+    return 2, lambda k: (1e-2, 0.9, 0.999, 1e-8, weight_decay, flag, k)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("size", STEP_SIZES)
+@pytest.mark.parametrize("flag, weight_decay", OPTIMIZER_VARIANTS, ids=lambda v: str(v))
+@pytest.mark.parametrize("op", ("momentum_update", "adam_update"))
+def test_optimizer_steps_carry_state_bitwise(op, flag, weight_decay, size, dtype, isa):
+    """Six steps in a row from zero state (nesterov / decoupled = flag): the native w and state,
+    carried from step to step on each side, equal the twin's bit for bit after every step."""
+    rng = np.random.default_rng(size)
+    n_state, hyper = _optimizer_run(op, flag, weight_decay)
+    w = logits(rng, (size,), dtype)
+    sides = {name: [w.copy()] + [np.zeros(size, dtype) for _ in range(n_state)]
+             for name in ("native", "numpy")}
+    for k in range(1, 7):
+        dw = logits(rng, (size,), dtype)
+        for name, (w_k, *state) in sides.items():
+            assert getattr(fastmlp.get_backend(name), op)(w_k, dw, *state, *hyper(k)) is None
+        for j, (got, want) in enumerate(zip(sides["native"], sides["numpy"])):
+            assert got.dtype == want.dtype == dtype and got.shape == want.shape == (size,)
+            _assert_close(f"{op} step {k} output {j} ({np.dtype(dtype).name}, size {size})", got, want, exact())
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_first_optimizer_steps_from_zero_state(native, dtype):
+    """From zero state, as torch.optim: the first momentum step leaves velocity = g and moves w
+    by lr·g; Adam's first step moves each weight by lr·g/(|g| + eps), about lr·sign(g)."""
+    rng = np.random.default_rng(3)
+    w0, dw = logits(rng, (1000,), dtype), logits(rng, (1000,), dtype)
+    w, velocity = w0.copy(), np.zeros_like(w0)
+    native.momentum_update(w, dw, velocity, 0.5, 0.9, False, 0.0)
+    np.testing.assert_array_equal(velocity, dw)
+    np.testing.assert_array_equal(w, w0 - dtype(0.5) * dw)
+    w, m, v = w0.copy(), np.zeros_like(w0), np.zeros_like(w0)
+    native.adam_update(w, dw, m, v, 1e-3, 0.9, 0.999, 1e-8, 0.0, False, 1)
+    moved, g = (w0.astype(np.float64) - w) / 1e-3, dw.astype(np.float64)
+    # w's rounding is eps·|w| against a move of lr = 1e-3: 1e-3 relative in float32
+    np.testing.assert_allclose(moved, g / (np.abs(g) + 1e-8), rtol=1e-3 if dtype == np.float32 else 1e-9)
 
 
 # ---- argument checks: a clear TypeError / ValueError naming the argument ----------------
@@ -390,6 +483,8 @@ def valid_calls(z):
         "sigmoid_binary_cross_entropy": (z, z),
         "quadratic_loss": (z, z),
         "sgd_update": (z.copy(), z, 0.1, 0.0),
+        "momentum_update": (z.copy(), z, np.zeros_like(z), 0.1, 0.9, True, 0.0),
+        "adam_update": (z.copy(), z, np.zeros_like(z), np.zeros_like(z), 1e-3, 0.9, 0.999, 1e-8, 0.0, True, 1),
     }
 
 
@@ -403,7 +498,8 @@ ARG_NAMES = {"activation_forward": ("z",), "activation_derivative": ("z", "a"),
              "activation_backward": ("delta", "z", "a"), "maxout_forward": ("z",),
              "maxout_backward": ("da",), "softmax": ("z",), "softmax_cross_entropy": ("z",),
              "sigmoid_binary_cross_entropy": ("z", "y"), "quadratic_loss": ("a", "y"),
-             "sgd_update": ("w", "dw")}
+             "sgd_update": ("w", "dw"), "momentum_update": ("w", "dw", "velocity"),
+             "adam_update": ("w", "dw", "m", "v")}
 BAD_DTYPES = (np.int64, np.int32, np.bool_, np.float16, np.complex128, object)
 
 
@@ -474,6 +570,21 @@ def test_labels_out_of_range(native, labels):
     (lambda nat: nat.sgd_update(np.zeros((3, 4))[:, ::2], np.zeros((3, 2)), 0.1, 0.0), ValueError, r"^w: expected a C-contiguous"),
     (lambda nat: nat.sgd_update(np.zeros(3, dtype=">f8"), np.zeros(3), 0.1, 0.0), ValueError, r"^w: expected a C-contiguous array in native byte order"),
     (lambda nat: nat.sgd_update(to_readonly(F64), F64, 0.1, 0.0), ValueError, r"^w: expected a writable array"),
+    (lambda nat: nat.momentum_update(*with_arg("momentum_update", 2, F64[:1])), ValueError, r"^velocity: expected the shape of w"),
+    (lambda nat: nat.momentum_update(*with_arg("momentum_update", 2, to_readonly(F64))), ValueError, r"^velocity: expected a writable array"),
+    (lambda nat: nat.momentum_update(*with_arg("momentum_update", 2, np.asfortranarray(np.zeros((2, 3))))), ValueError, r"^velocity: expected a C-contiguous"),
+    (lambda nat: nat.momentum_update(*with_arg("momentum_update", 4, 1.0)), ValueError, r"^momentum: expected a number in \[0, 1\), got 1.0"),
+    (lambda nat: nat.momentum_update(*with_arg("momentum_update", 3, -0.1)), ValueError, r"^lr: expected a number >= 0, got -0.1"),
+    (lambda nat: nat.momentum_update(*with_arg("momentum_update", 5, 1)), TypeError, r"^nesterov: expected True or False, got int"),
+    (lambda nat: nat.momentum_update(*with_arg("momentum_update", 6, float("inf"))), ValueError, r"^weight_decay: expected a finite number"),
+    (lambda nat: nat.adam_update(*with_arg("adam_update", 3, F32)), TypeError, r"^v: expected the dtype of w \(float64\), got float32"),
+    (lambda nat: nat.adam_update(*with_arg("adam_update", 5, -0.5)), ValueError, r"^beta1: expected a number in \[0, 1\), got -0.5"),
+    (lambda nat: nat.adam_update(*with_arg("adam_update", 6, 1.0)), ValueError, r"^beta2: expected a number in \[0, 1\), got 1.0"),
+    (lambda nat: nat.adam_update(*with_arg("adam_update", 7, 0.0)), ValueError, r"^eps: expected a number > 0, got 0.0"),
+    (lambda nat: nat.adam_update(*with_arg("adam_update", 8, -1e-2)), ValueError, r"^weight_decay: expected a number >= 0"),
+    (lambda nat: nat.adam_update(*with_arg("adam_update", 9, None)), TypeError, r"^decoupled: expected True or False, got NoneType"),
+    (lambda nat: nat.adam_update(*with_arg("adam_update", 10, 0)), ValueError, r"^step: expected an integer >= 1, got 0"),
+    (lambda nat: nat.adam_update(*with_arg("adam_update", 10, 1.0)), TypeError, r"^step: expected an integer, got float"),
 ])
 def test_bad_arguments_raise_clear_errors(native, call, error, message):
     with pytest.raises(error, match=message):
@@ -491,3 +602,32 @@ def test_errors_leave_sgd_update_target_untouched(native):
     with pytest.raises(ValueError):
         native.sgd_update(w, np.ones(4), float("nan"), 0.0)
     np.testing.assert_array_equal(w, np.ones(4))
+
+
+def test_errors_leave_optimizer_targets_and_state_untouched(native):
+    arrays = [np.ones(4) for _ in range(4)]
+    with pytest.raises(ValueError, match="^step"):   # the last argument checked
+        native.adam_update(*arrays, 1e-3, 0.9, 0.999, 1e-8, 0.0, True, 0)
+    with pytest.raises(ValueError, match="^weight_decay"):
+        native.momentum_update(*arrays[:3], 0.1, 0.9, True, -1.0)
+    for a in arrays:
+        np.testing.assert_array_equal(a, np.ones(4))
+
+
+@pytest.mark.parametrize("op, names", [("momentum_update", ("w", "velocity")),
+                                       ("adam_update", ("w", "m", "v"))])
+def test_optimizer_state_sharing_memory_is_refused(native, op, names):
+    """w and the state are all written: two of them over the same memory have no meaning."""
+    args = list(valid_calls(np.zeros((2, 3)))[op])
+    positions = [0] + list(range(2, 2 + len(names) - 1))
+    for i, a in zip(positions[1:], names[1:]):
+        for j, b in zip(positions[:positions.index(i)], names):
+            bad = list(args)
+            bad[i] = bad[j]
+            with pytest.raises(ValueError, match=rf"^{a}: expected an array that shares no memory with {b}"):
+                getattr(native, op)(*bad)
+    buf = np.zeros(7)
+    bad = list(args)
+    bad[0], bad[2] = buf[1:].reshape(2, 3), buf[:-1].reshape(2, 3)
+    with pytest.raises(ValueError, match=rf"^{names[1]}: expected an array that shares no memory with w"):
+        getattr(native, op)(*bad)

@@ -137,6 +137,35 @@ def test_sgd_update_matches_numpy(dtype, shape, data):
     close(w, w_ref, dtype)
 
 
+@SETTINGS
+@given(st.sampled_from(DTYPES), st.lists(st.integers(0, 9), max_size=3), st.booleans(), st.data())
+def test_momentum_update_matches_numpy_bitwise(dtype, shape, nesterov, data):
+    w, velocity = (np.array(data.draw(arrays(tuple(shape), dtype)), order="C") for _ in range(2))
+    dw = data.draw(arrays(tuple(shape), dtype))
+    lr, momentum, wd = data.draw(st.floats(0.0, 2.0)), data.draw(st.floats(0.0, 0.999)), data.draw(st.floats(0.0, 0.1))
+    w_ref, velocity_ref = w.copy(), velocity.copy()
+    native.momentum_update(w, dw, velocity, lr, momentum, nesterov, wd)
+    reference.momentum_update(w_ref, dw, velocity_ref, lr, momentum, nesterov, wd)
+    np.testing.assert_array_equal(w, w_ref)
+    np.testing.assert_array_equal(velocity, velocity_ref)
+
+
+@SETTINGS
+@given(st.sampled_from(DTYPES), st.lists(st.integers(0, 9), max_size=3), st.booleans(), st.data())
+def test_adam_update_matches_numpy_bitwise(dtype, shape, decoupled, data):
+    w, m, v = (np.array(data.draw(arrays(tuple(shape), dtype)), order="C") for _ in range(3))
+    np.abs(v, out=v)   # (in place: a 0-d array stays an array)
+    dw = data.draw(arrays(tuple(shape), dtype))
+    lr, wd = data.draw(st.floats(0.0, 1.0)), data.draw(st.floats(0.0, 0.1))
+    beta1, beta2 = data.draw(st.floats(0.0, 0.999)), data.draw(st.floats(0.0, 0.9999))
+    eps, step = data.draw(st.floats(1e-12, 1e-2)), data.draw(st.integers(1, 10**6))
+    w_ref, m_ref, v_ref = w.copy(), m.copy(), v.copy()
+    native.adam_update(w, dw, m, v, lr, beta1, beta2, eps, wd, decoupled, step)
+    reference.adam_update(w_ref, dw, m_ref, v_ref, lr, beta1, beta2, eps, wd, decoupled, step)
+    for got, want in ((w, w_ref), (m, m_ref), (v, v_ref)):
+        np.testing.assert_array_equal(got, want)
+
+
 # ---- junk arguments: a clear error or a result, never a crash ----
 
 JUNK_DTYPES = (np.float32, np.float64, np.float16, np.int64, np.int32, np.uint8, np.bool_,
@@ -161,7 +190,8 @@ def junk(draw):
 OPS_ARITY = {"matmul": 2, "linear_forward": 5, "linear_backward": 7, "activation_forward": 3,
              "activation_derivative": 4, "activation_backward": 5, "maxout_forward": 2,
              "maxout_backward": 3, "softmax": 1, "softmax_cross_entropy": 2,
-             "sigmoid_binary_cross_entropy": 2, "quadratic_loss": 2, "sgd_update": 4}
+             "sigmoid_binary_cross_entropy": 2, "quadratic_loss": 2, "sgd_update": 4,
+             "momentum_update": 7, "adam_update": 11}
 
 
 @settings(max_examples=300, deadline=None)

@@ -1,12 +1,15 @@
 // The kernel bindings: GEMM, the fused layer kernels, activations, maxout, losses and the
-// SGD update. Arrays of any strides are read through views or copied to C order (only if
-// needed); outputs are fresh C-contiguous arrays; the GIL is released around the kernels.
+// SGD, momentum and Adam updates. Arrays of any strides are read through views or copied to C
+// order (only if needed); outputs are fresh C-contiguous arrays, but for the updates, which
+// write in place; the GIL is released around the kernels.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <utility>
 #include <vector>
@@ -184,6 +187,107 @@ py::tuple bind_float_target_loss(const py::object& z_obj, const py::object& y_ob
     }
     return py::make_tuple(loss, grad);
   });
+}
+
+// ---- in-place updates ----
+
+// The arrays of an in-place update: w and the optimizer's state (velocity; m and v) are
+// written, so each must be the C-contiguous buffer itself (never a silent copy), writable, and
+// share no memory with the others; dw is only read. All of w's dtype and shape.
+class UpdateArrays {
+ public:
+  using Named = std::pair<const py::object*, const char*>;
+
+  UpdateArrays(const py::object& w_obj, const py::object& dw_obj, std::initializer_list<Named> state)
+      : w_(require_ndarray(w_obj, "w")), dw_(require_ndarray(dw_obj, "dw")) {
+    written_.push_back({w_, "w"});
+    for (const auto& [obj, arg] : state) written_.push_back({require_ndarray(*obj, arg), arg});
+    ft_ = require_float_dtype(w_, "w");
+    require_same_float_dtype(dw_, "dw", ft_, w_, "w");
+    for (std::size_t i = 1; i < written_.size(); ++i)
+      require_same_float_dtype(written_[i].first, written_[i].second, ft_, w_, "w");
+    require_same_shape(dw_, "dw", w_, "w");
+    for (std::size_t i = 1; i < written_.size(); ++i)
+      require_same_shape(written_[i].first, written_[i].second, w_, "w");
+  }
+
+  template <class F>
+  void with_type(F&& f) const { with_float_type(ft_, std::forward<F>(f)); }
+
+  std::size_t size() const { return static_cast<std::size_t>(w_.size()); }
+
+  // The written arrays' buffers (w first, then the state in order) and dw as a C array of T.
+  template <class T>
+  std::pair<std::vector<T*>, CArray<T>> checked() const {
+    std::vector<T*> out;
+    for (std::size_t i = 0; i < written_.size(); ++i) {
+      const auto& [a, arg] = written_[i];
+      const bool misaligned = reinterpret_cast<std::uintptr_t>(a.data()) % alignof(T) != 0;
+      if (!py::isinstance<py::array_t<T, py::array::c_style>>(a) || misaligned)
+        throw py::value_error(std::string(arg) + ": expected a C-contiguous array in native byte "
+                              "order at an aligned address (it is updated in place), got strides " +
+                              std::string(py::str(py::tuple(a.attr("strides")))) +
+                              (misaligned ? " at a misaligned address" : ""));
+      if (!a.writeable())
+        throw py::value_error(std::string(arg) + ": expected a writable array, got a read-only one");
+      for (std::size_t j = 0; j < i; ++j)
+        if (overlap(a, written_[j].first))
+          throw py::value_error(std::string(arg) + ": expected an array that shares no memory with " +
+                                written_[j].second + " (both are updated in place)");
+      out.push_back(static_cast<T*>(py::reinterpret_borrow<py::array>(a).mutable_data()));
+    }
+    return {out, CArray<T>::ensure(dw_)};
+  }
+
+  // dw, from a copy if it shares memory with an array the kernel writes: the kernel reads
+  // dw[i] after writing elements before i (NumPy evaluates dw's expression first too).
+  template <class T>
+  CArray<T> gradient_apart(const CArray<T>& dw) const {
+    for (const auto& [a, arg] : written_)
+      if (overlap(dw, a)) return CArray<T>::ensure(dw.attr("copy")());
+    return dw;
+  }
+
+ private:
+  static bool overlap(const py::array& a, const py::array& b) {
+    const char* a_begin = static_cast<const char*>(a.data());
+    const char* b_begin = static_cast<const char*>(b.data());
+    return a.nbytes() > 0 && b.nbytes() > 0 && a_begin < b_begin + b.nbytes() &&
+           b_begin < a_begin + a.nbytes();
+  }
+
+  py::array w_, dw_;
+  std::vector<std::pair<py::array, const char*>> written_;
+  FloatType ft_;
+};
+
+// The admissible values of a hyperparameter: [min, max), or (min, max) when min_open.
+struct Interval {
+  double min, max;
+  bool min_open;
+  const char* text;  // for the message, e.g. "a number in [0, 1)"
+};
+constexpr Interval kAtLeastZero{0.0, HUGE_VAL, false, "a number >= 0"};
+constexpr Interval kAboveZero{0.0, HUGE_VAL, true, "a number > 0"};
+constexpr Interval kZeroToOne{0.0, 1.0, false, "a number in [0, 1)"};
+
+// A hyperparameter: a number, finite in double and in T, within `range`; as a double (the
+// kernels round it to T themselves, after computing in double what they derive from it).
+template <class T>
+double require_hyperparameter(const py::handle& obj, const char* arg, const Interval& range) {
+  require_finite_number<T>(obj, arg);
+  const double value = py::cast<double>(obj);
+  if (value < range.min || (range.min_open && value == range.min) || !(value < range.max))
+    throw py::value_error(std::string(arg) + ": expected " + range.text + ", got " +
+                          std::string(py::str(py::float_(value))));
+  return value;
+}
+
+// True or False (Python's or NumPy's bool); not an int or anything else that has a truth value.
+inline bool require_bool(const py::handle& obj, const char* arg) {
+  if (PyBool_Check(obj.ptr())) return obj.ptr() == Py_True;
+  if (py::isinstance(obj, py::module_::import("numpy").attr("bool_"))) return PyObject_IsTrue(obj.ptr()) == 1;
+  throw py::type_error(std::string(arg) + ": expected True or False, got " + type_name(obj));
 }
 
 void bind_elementwise(py::module_& m) {
@@ -384,37 +488,73 @@ void bind_elementwise(py::module_& m) {
   m.def(
       "sgd_update",
       [](const py::object& w_obj, const py::object& dw_obj, const py::object& lr, const py::object& weight_decay) {
-        py::array w = require_ndarray(w_obj, "w"), dw = require_ndarray(dw_obj, "dw");
-        FloatType ft = require_float_dtype(w, "w");
-        require_same_float_dtype(dw, "dw", ft, w, "w");
-        require_same_shape(dw, "dw", w, "w");
-        with_float_type(ft, [&](auto tag) {
+        const UpdateArrays arrays(w_obj, dw_obj, {});
+        arrays.with_type([&](auto tag) {
           using T = decltype(tag);
-          // Updated in place, so w itself must be the buffer: never a silent copy.
-          if (!py::isinstance<py::array_t<T, py::array::c_style>>(w) ||
-              reinterpret_cast<std::uintptr_t>(w.data()) % alignof(T) != 0)
-            throw py::value_error("w: expected a C-contiguous array in native byte order at an "
-                                  "aligned address (it is updated in place), got strides " +
-                                  std::string(py::str(py::tuple(w.attr("strides")))) +
-                                  (reinterpret_cast<std::uintptr_t>(w.data()) % alignof(T) != 0
-                                       ? " at a misaligned address" : ""));
-          if (!w.writeable()) throw py::value_error("w: expected a writable array, got a read-only one");
+          const auto [out, dw] = arrays.checked<T>();
           T lr_t = require_finite_number<T>(lr, "lr"), wd_t = require_finite_number<T>(weight_decay, "weight_decay");
-          auto wc = py::reinterpret_borrow<py::array_t<T, py::array::c_style>>(w);
-          auto dwc = CArray<T>::ensure(dw);
-          // The kernel reads dw[i] after writing w[i-1]: a dw that overlaps w elsewhere than
-          // element for element must be read from a copy (NumPy does the same).
-          const char* w_begin = reinterpret_cast<const char*>(wc.data());
-          const char* dw_begin = reinterpret_cast<const char*>(dwc.data());
-          const auto bytes = static_cast<std::ptrdiff_t>(wc.nbytes());
-          if (dw_begin != w_begin && dw_begin < w_begin + bytes && w_begin < dw_begin + bytes)
-            dwc = CArray<T>::ensure(dwc.attr("copy")());
+          const CArray<T> dwc = arrays.gradient_apart<T>(dw);
           py::gil_scoped_release nogil;
-          sgd_update<T>(wc.mutable_data(), dwc.data(), static_cast<std::size_t>(wc.size()), lr_t, wd_t);
+          sgd_update<T>(out[0], dwc.data(), arrays.size(), lr_t, wd_t);
         });
       },
       py::arg("w"), py::arg("dw"), py::arg("lr"), py::arg("weight_decay"),
       "In place: w -= lr * (dw + weight_decay * w). Returns None.");
+
+  m.def(
+      "momentum_update",
+      [](const py::object& w_obj, const py::object& dw_obj, const py::object& velocity_obj,
+         const py::object& lr, const py::object& momentum, const py::object& nesterov,
+         const py::object& weight_decay) {
+        const UpdateArrays arrays(w_obj, dw_obj, {{&velocity_obj, "velocity"}});
+        arrays.with_type([&](auto tag) {
+          using T = decltype(tag);
+          const auto [out, dw] = arrays.checked<T>();
+          const double lr_d = require_hyperparameter<T>(lr, "lr", kAtLeastZero),
+                       momentum_d = require_hyperparameter<T>(momentum, "momentum", kZeroToOne);
+          const bool nesterov_b = require_bool(nesterov, "nesterov");
+          const double wd_d = require_hyperparameter<T>(weight_decay, "weight_decay", kAtLeastZero);
+          const CArray<T> dwc = arrays.gradient_apart<T>(dw);
+          py::gil_scoped_release nogil;
+          momentum_update<T>(out[0], out[1], dwc.data(), arrays.size(), lr_d, momentum_d, nesterov_b, wd_d);
+        });
+      },
+      py::arg("w"), py::arg("dw"), py::arg("velocity"), py::arg("lr"), py::arg("momentum"),
+      py::arg("nesterov"), py::arg("weight_decay"),
+      "In place, torch.optim.SGD's step with momentum (dampening 0): g = dw + weight_decay * w; "
+      "velocity = momentum * velocity + g; w -= lr * (g + momentum * velocity if nesterov else "
+      "velocity). Returns None.");
+
+  m.def(
+      "adam_update",
+      [](const py::object& w_obj, const py::object& dw_obj, const py::object& m_obj,
+         const py::object& v_obj, const py::object& lr, const py::object& beta1,
+         const py::object& beta2, const py::object& eps, const py::object& weight_decay,
+         const py::object& decoupled, const py::object& step) {
+        const UpdateArrays arrays(w_obj, dw_obj, {{&m_obj, "m"}, {&v_obj, "v"}});
+        arrays.with_type([&](auto tag) {
+          using T = decltype(tag);
+          const auto [out, dw] = arrays.checked<T>();
+          const double lr_d = require_hyperparameter<T>(lr, "lr", kAtLeastZero),
+                       beta1_d = require_hyperparameter<T>(beta1, "beta1", kZeroToOne),
+                       beta2_d = require_hyperparameter<T>(beta2, "beta2", kZeroToOne),
+                       eps_d = require_hyperparameter<T>(eps, "eps", kAboveZero),
+                       wd_d = require_hyperparameter<T>(weight_decay, "weight_decay", kAtLeastZero);
+          const bool decoupled_b = require_bool(decoupled, "decoupled");
+          const long long step_n = require_int(step, "step", 1);
+          const CArray<T> dwc = arrays.gradient_apart<T>(dw);
+          py::gil_scoped_release nogil;
+          adam_update<T>(out[0], out[1], out[2], dwc.data(), arrays.size(), lr_d, beta1_d, beta2_d, eps_d,
+                         wd_d, decoupled_b, step_n);
+        });
+      },
+      py::arg("w"), py::arg("dw"), py::arg("m"), py::arg("v"), py::arg("lr"), py::arg("beta1"),
+      py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), py::arg("decoupled"),
+      py::arg("step"),
+      "In place, torch.optim.Adam's step (AdamW's when decoupled); step >= 1 counts this one: "
+      "g = dw (+ weight_decay * w unless decoupled, which scales w by 1 - lr * weight_decay); "
+      "m = beta1 * m + (1 - beta1) * g; v = beta2 * v + (1 - beta2) * g * g; "
+      "w -= lr / (1 - beta1**step) * m / (sqrt(v) / sqrt(1 - beta2**step) + eps). Returns None.");
 }
 
 }  // namespace

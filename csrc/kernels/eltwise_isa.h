@@ -23,6 +23,19 @@ void activation_backward_isa(T* delta, const T* z, const T* a, std::size_t n, Ac
 template <class T, Isa isa>
 void sgd_update_isa(T* w, const T* dw, std::size_t n, T lr, T weight_decay);
 template <class T, Isa isa>
+void momentum_update_isa(T* w, T* velocity, const T* dw, std::size_t n, T lr, T momentum,
+                         bool nesterov, T weight_decay);
+
+// adam_update's constants in T (update.cpp computes them once per call, update.h's formulas):
+// `decay` = 1 − lr · weight_decay multiplies w when decoupled, else g gets weight_decay · w.
+template <class T>
+struct AdamCoefficients {
+  T step_size, bc2_sqrt, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay;
+  bool decoupled;
+};
+template <class T, Isa isa>
+void adam_update_isa(T* w, T* m, T* v, const T* dw, std::size_t n, const AdamCoefficients<T>& k);
+template <class T, Isa isa>
 bool all_finite_isa(const T* v, std::size_t n);
 template <class T, Isa isa>
 double sum_of_squares_isa(const T* v, std::size_t n);
@@ -59,6 +72,9 @@ decltype(auto) with_active_isa(F&& f) {
   template void activation_derivative_isa<T, ISA>(T*, const T*, const T*, std::size_t, Act, T); \
   template void activation_backward_isa<T, ISA>(T*, const T*, const T*, std::size_t, Act, T);   \
   template void sgd_update_isa<T, ISA>(T*, const T*, std::size_t, T, T);                       \
+  template void momentum_update_isa<T, ISA>(T*, T*, const T*, std::size_t, T, T, bool, T);     \
+  template void adam_update_isa<T, ISA>(T*, T*, T*, const T*, std::size_t,                     \
+                                        const AdamCoefficients<T>&);                           \
   template bool all_finite_isa<T, ISA>(const T*, std::size_t);                                 \
   template double sum_of_squares_isa<T, ISA>(const T*, std::size_t);                           \
   template void softmax_isa<T, ISA>(T*, const T*, std::size_t, std::size_t);                   \

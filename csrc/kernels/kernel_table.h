@@ -32,6 +32,9 @@ struct KernelsFor {
   decltype(&fastmlp::sigmoid_binary_cross_entropy<T>) sigmoid_binary_cross_entropy;
   decltype(&fastmlp::quadratic_loss<T>) quadratic_loss;
   decltype(&fastmlp::sgd_update<T>) sgd_update;
+  // Added later: new entries go last, after every earlier one.
+  decltype(&fastmlp::momentum_update<T>) momentum_update;
+  decltype(&fastmlp::adam_update<T>) adam_update;
 };
 
 template <class T>
@@ -49,7 +52,9 @@ constexpr KernelsFor<T> kernels_for() {
           &fastmlp::softmax_cross_entropy<T>,
           &fastmlp::sigmoid_binary_cross_entropy<T>,
           &fastmlp::quadratic_loss<T>,
-          &fastmlp::sgd_update<T>};
+          &fastmlp::sgd_update<T>,
+          &fastmlp::momentum_update<T>,
+          &fastmlp::adam_update<T>};
 }
 
 struct KernelTable {

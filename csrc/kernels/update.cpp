@@ -1,5 +1,7 @@
 #include "kernels/update.h"
 
+#include <cmath>
+
 #include "kernels/eltwise_isa.h"
 
 namespace fastmlp {
@@ -9,6 +11,36 @@ namespace fastmlp {
 template <class T>
 void sgd_update(T* w, const T* dw, std::size_t n, T lr, T weight_decay) {
   with_active_isa([&](auto isa) { sgd_update_isa<T, isa.value>(w, dw, n, lr, weight_decay); });
+}
+
+// The hyperparameters are rounded to T here, once per call, from double (as the twin's t(...)).
+template <class T>
+void momentum_update(T* w, T* velocity, const T* dw, std::size_t n, double lr, double momentum,
+                     bool nesterov, double weight_decay) {
+  const T lr_t = static_cast<T>(lr), momentum_t = static_cast<T>(momentum),
+          wd_t = static_cast<T>(weight_decay);
+  with_active_isa([&](auto isa) {
+    momentum_update_isa<T, isa.value>(w, velocity, dw, n, lr_t, momentum_t, nesterov, wd_t);
+  });
+}
+
+// Every constant in double first, then rounded to T once: the twin's expressions, in Python
+// floats (std::pow and std::sqrt are the C library's pow and sqrt that Python calls).
+template <class T>
+void adam_update(T* w, T* m, T* v, const T* dw, std::size_t n, double lr, double beta1,
+                 double beta2, double eps, double weight_decay, bool decoupled, long long step) {
+  const double t = static_cast<double>(step);
+  const AdamCoefficients<T> k{static_cast<T>(lr / (1.0 - std::pow(beta1, t))),
+                              static_cast<T>(std::sqrt(1.0 - std::pow(beta2, t))),
+                              static_cast<T>(beta1),
+                              static_cast<T>(1.0 - beta1),
+                              static_cast<T>(beta2),
+                              static_cast<T>(1.0 - beta2),
+                              static_cast<T>(eps),
+                              static_cast<T>(weight_decay),
+                              static_cast<T>(1.0 - lr * weight_decay),
+                              decoupled};
+  with_active_isa([&](auto isa) { adam_update_isa<T, isa.value>(w, m, v, dw, n, k); });
 }
 
 template <class T>
@@ -23,6 +55,14 @@ double sum_of_squares(const T* v, std::size_t n) {
 
 template void sgd_update<float>(float*, const float*, std::size_t, float, float);
 template void sgd_update<double>(double*, const double*, std::size_t, double, double);
+template void momentum_update<float>(float*, float*, const float*, std::size_t, double, double,
+                                     bool, double);
+template void momentum_update<double>(double*, double*, const double*, std::size_t, double,
+                                      double, bool, double);
+template void adam_update<float>(float*, float*, float*, const float*, std::size_t, double,
+                                 double, double, double, double, bool, long long);
+template void adam_update<double>(double*, double*, double*, const double*, std::size_t, double,
+                                  double, double, double, double, bool, long long);
 template bool all_finite<float>(const float*, std::size_t);
 template bool all_finite<double>(const double*, std::size_t);
 template double sum_of_squares<float>(const float*, std::size_t);

@@ -1,5 +1,6 @@
-// Kernels over a layer's parameters: the SGD update (twin: python/fastmlp/reference/update.py),
-// the finiteness check that tells a diverged step, and the weight-decay penalty's Σ W².
+// Kernels over a layer's parameters: the SGD, momentum and Adam updates (twins:
+// python/fastmlp/reference/update.py), the finiteness check that tells a diverged step, and
+// the weight-decay penalty's Σ W².
 #pragma once
 
 #include <cstddef>
@@ -9,6 +10,29 @@ namespace fastmlp {
 // In place: w (n) ← w − lr (dw + weight_decay · w), dw (n). Biases pass weight_decay = 0.
 template <class T>
 void sgd_update(T* w, const T* dw, std::size_t n, T lr, T weight_decay);
+
+// torch.optim's optimizer steps, in place on w and the optimizer's state (outputs first; the
+// Python kernels take w, dw, then the state). Each hyperparameter is rounded to T once per
+// call, from double, as the twin does; then every ISA does the same roundings per element in
+// the same order (no contraction), so the result is the twin's bit for bit.
+
+// SGD with momentum (torch.optim.SGD, dampening 0); w, velocity, dw (n each). velocity
+// starts at zeros, so the first step gives velocity = g:
+//   g = dw + weight_decay · w,   velocity ← momentum · velocity + g,
+//   w ← w − lr (g + momentum · velocity) with nesterov, else w ← w − lr · velocity.
+template <class T>
+void momentum_update(T* w, T* velocity, const T* dw, std::size_t n, double lr, double momentum,
+                     bool nesterov, double weight_decay);
+
+// Adam (torch.optim.Adam; decoupled = true is torch.optim.AdamW); w, m, v, dw (n each). step
+// >= 1 counts the steps including this one; the bias corrections are computed in double:
+//   step_size = lr / (1 − beta1^step),   bc2_sqrt = sqrt(1 − beta2^step),
+//   decoupled: w ← (1 − lr · weight_decay) · w, g = dw;  else g = dw + weight_decay · w,
+//   m ← beta1 · m + (1 − beta1) · g,   v ← beta2 · v + (1 − beta2) · g²,
+//   w ← w − step_size · m / (sqrt(v) / bc2_sqrt + eps).
+template <class T>
+void adam_update(T* w, T* m, T* v, const T* dw, std::size_t n, double lr, double beta1,
+                 double beta2, double eps, double weight_decay, bool decoupled, long long step);
 
 // Whether every v[i] (n of them) is finite: neither NaN nor ±inf.
 template <class T>

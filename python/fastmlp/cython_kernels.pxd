@@ -7,7 +7,8 @@
 #
 # Every function is fused over `floating` (float or double): Cython picks the float32 or
 # float64 kernel from the pointer types at compile time, so a training loop written once
-# over `floating` gets both. Scalars (param, lr, ...) take the same type.
+# over `floating` gets both. Scalars (param, lr, ...) take the same type, but for the
+# optimizers' hyperparameters: double, rounded to the array's type inside, once per call.
 #
 # Matrices are raw pointers with strides counted in elements (not bytes): for a typed
 # memoryview `v`, pass `&v[0, 0]`, `v.strides[0] // sizeof(v[0, 0])`, ...
@@ -120,3 +121,22 @@ cdef double quadratic_loss(floating* da, const floating* a, const floating* y,
 # In place: w (size) ← w − lr (dw + weight_decay · w). Biases pass weight_decay = 0.
 cdef void sgd_update(floating* w, const floating* dw, size_t size,
                      floating lr, floating weight_decay) noexcept nogil
+
+# torch.optim's steps, in place on w and the optimizer's state (all contiguous, `size`
+# elements, no two of w and the state overlapping); zero state to start. Outputs first, so
+# the state comes before dw here (the Python kernels take w, dw, then the state).
+
+# SGD with momentum (torch.optim.SGD, dampening 0): g = dw + weight_decay · w,
+# velocity ← momentum · velocity + g, w ← w − lr (g + momentum · velocity) if nesterov,
+# else w ← w − lr · velocity.
+cdef void momentum_update(floating* w, floating* velocity, const floating* dw, size_t size,
+                          double lr, double momentum, bint nesterov,
+                          double weight_decay) noexcept nogil
+
+# Adam (torch.optim.Adam; decoupled: torch.optim.AdamW); step >= 1 counts this step:
+# g = dw (+ weight_decay · w unless decoupled, which scales w by 1 − lr · weight_decay),
+# m ← beta1 · m + (1 − beta1) g, v ← beta2 · v + (1 − beta2) g²,
+# w ← w − lr / (1 − beta1^step) · m / (sqrt(v) / sqrt(1 − beta2^step) + eps).
+cdef void adam_update(floating* w, floating* m, floating* v, const floating* dw, size_t size,
+                      double lr, double beta1, double beta2, double eps, double weight_decay,
+                      bint decoupled, long long step) noexcept nogil

@@ -35,6 +35,9 @@ cdef extern from "kernels/kernel_table.h" namespace "fastmlp" nogil:
         double (*sigmoid_binary_cross_entropy)(T*, const T*, const T*, size_t, size_t) noexcept
         double (*quadratic_loss)(T*, const T*, const T*, size_t, size_t) noexcept
         void (*sgd_update)(T*, const T*, size_t, T, T) noexcept
+        void (*momentum_update)(T*, T*, const T*, size_t, double, double, bool, double) noexcept
+        void (*adam_update)(T*, T*, T*, const T*, size_t, double, double, double, double,
+                            double, bool, long long) noexcept
 
     cdef cppclass KernelTable:
         pass
@@ -139,3 +142,17 @@ cdef double quadratic_loss(floating* da, const floating* a, const floating* y,
 cdef void sgd_update(floating* w, const floating* dw, size_t size,
                      floating lr, floating weight_decay) noexcept nogil:
     kernels_of(_table[0], w).sgd_update(w, dw, size, lr, weight_decay)
+
+
+cdef void momentum_update(floating* w, floating* velocity, const floating* dw, size_t size,
+                          double lr, double momentum, bint nesterov,
+                          double weight_decay) noexcept nogil:
+    kernels_of(_table[0], w).momentum_update(w, velocity, dw, size, lr, momentum, nesterov,
+                                             weight_decay)
+
+
+cdef void adam_update(floating* w, floating* m, floating* v, const floating* dw, size_t size,
+                      double lr, double beta1, double beta2, double eps, double weight_decay,
+                      bint decoupled, long long step) noexcept nogil:
+    kernels_of(_table[0], w).adam_update(w, m, v, dw, size, lr, beta1, beta2, eps,
+                                         weight_decay, decoupled, step)

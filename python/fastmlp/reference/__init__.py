@@ -7,7 +7,7 @@ from .activation import (ACTIVATIONS, DEFAULT_PARAM, activation_backward,
                          maxout_forward)
 from .gemm import linear_backward, linear_forward, matmul
 from .loss import quadratic_loss, sigmoid_binary_cross_entropy, softmax, softmax_cross_entropy
-from .update import sgd_update
+from .update import adam_update, momentum_update, sgd_update
 
 KERNELS = {
     "matmul": matmul,
@@ -23,6 +23,8 @@ KERNELS = {
     "sigmoid_binary_cross_entropy": sigmoid_binary_cross_entropy,
     "quadratic_loss": quadratic_loss,
     "sgd_update": sgd_update,
+    "momentum_update": momentum_update,
+    "adam_update": adam_update,
 }
 
 __all__ = ["ACTIVATIONS", "DEFAULT_PARAM", "KERNELS", *KERNELS]

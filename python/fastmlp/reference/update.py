@@ -1,7 +1,41 @@
-"""Parameter updates (NumPy twin of csrc/kernels/update.*)."""
+"""Parameter updates (NumPy twin of csrc/kernels/update.*): SGD, and torch.optim's SGD with
+momentum and Adam/AdamW. The optimizers' constants are computed in Python floats (double)
+and rounded to the arrays' dtype once, with t(...), as the native kernels do."""
+import math
+
+import numpy as np
 
 
 def sgd_update(w, dw, lr, weight_decay):
     """In place: W ← W − lr (∂J/∂W + weight_decay · W). Biases are passed weight_decay=0."""
     t = w.dtype.type
     w -= t(lr) * (dw + t(weight_decay) * w)
+
+
+def momentum_update(w, dw, velocity, lr, momentum, nesterov, weight_decay):
+    """In place, torch.optim.SGD's step with momentum (dampening 0): g = ∂J/∂W + weight_decay · W,
+    velocity ← momentum · velocity + g, W ← W − lr · velocity, or with Nesterov
+    W ← W − lr (g + momentum · velocity). velocity starts at zeros (the first step gives g)."""
+    t = w.dtype.type
+    lr, momentum, weight_decay = float(lr), float(momentum), float(weight_decay)
+    g = dw + t(weight_decay) * w
+    velocity[...] = t(momentum) * velocity + g
+    w -= t(lr) * ((g + t(momentum) * velocity) if nesterov else velocity)
+
+
+def adam_update(w, dw, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step):
+    """In place, torch.optim.Adam's step (torch.optim.AdamW's when decoupled); step >= 1 counts
+    the steps including this one. m and v, the moving averages of g and g², start at zeros;
+    the bias corrections 1 − β₁^step and √(1 − β₂^step) undo that start."""
+    t = w.dtype.type
+    lr, beta1, beta2, eps, weight_decay = (float(x) for x in (lr, beta1, beta2, eps, weight_decay))
+    step_size = t(lr / (1.0 - beta1 ** step))
+    bc2_sqrt = t(math.sqrt(1.0 - beta2 ** step))
+    if decoupled:
+        g = dw.copy()   # read before w changes, in case dw shares memory with w
+        w *= t(1.0 - lr * weight_decay)
+    else:
+        g = dw + t(weight_decay) * w
+    m[...] = t(beta1) * m + t(1.0 - beta1) * g
+    v[...] = t(beta2) * v + t(1.0 - beta2) * (g * g)
+    w -= step_size * (m / (np.sqrt(v) / bc2_sqrt + t(eps)))
