@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import MLP, data, equations, native_training, numpy_training
+from fastmlp import MLP, data, equations, native_training, numpy_training, optim
 from fastmlp.checks import check_Y
 
 from conftest import native_skip_reason
@@ -159,8 +159,8 @@ def test_a_cpp_step_is_bitwise_the_python_loop_over_the_native_kernels(activatio
                  dtype=dtype, seed=1)
         Y = check_Y(py, targets(y, output)[:batch], batch)
         for _ in range(2):
-            got = native_training.step(cpp, X[:batch], Y, 0.3, 0.01)
-            want = numpy_training.step(py, X[:batch], Y, 0.3, 0.01)
+            got = native_training.step(cpp, X[:batch], Y, optim.SGD(0.3, weight_decay=0.01), 0.3)
+            want = numpy_training.step(py, X[:batch], Y, optim.SGD(0.3, weight_decay=0.01), 0.3)
             assert got[0] == pytest.approx(want[0], rel=1e-6) and got[1] == pytest.approx(want[1])
         for a, b in zip(cpp.weights + cpp.biases, py.weights + py.biases):
             np.testing.assert_array_equal(a, b)
@@ -179,11 +179,12 @@ def test_a_cpp_epoch_is_bitwise_one_cpp_step_per_batch(wide, dtype):
     epoch_net, step_net = (MLP([X.shape[1], 100 if wide else 20, 10], activation="relu",
                                dtype=dtype, seed=2) for _ in range(2))
     order = np.random.default_rng(0).permutation(len(X))
-    got = native_training.epoch(epoch_net, X, y, order, 16, 0.1, 0.001, None)
+    sgd = optim.SGD(0.1, weight_decay=0.001)
+    got = native_training.epoch(epoch_net, X, y, order, 16, sgd, 0.1, None)
     want = 0.0, 0
     for lo in range(0, len(X), 16):
         rows = order[lo:lo + 16]
-        loss, hits, _ = native_training.step(step_net, X[rows], y[rows], 0.1, 0.001)
+        loss, hits, _ = native_training.step(step_net, X[rows], y[rows], sgd, 0.1)
         want = want[0] + loss * len(rows), want[1] + hits
     assert got[1] == want[1] and got[0] == pytest.approx(want[0], rel=1e-12)
     for a, b in zip(epoch_net.weights + epoch_net.biases, step_net.weights + step_net.biases):

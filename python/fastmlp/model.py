@@ -9,7 +9,7 @@ import threading
 
 import numpy as np
 
-from . import distributed, equations, model_file, training
+from . import distributed, equations, model_file, optim, training
 from .backend import get_backend
 from .checks import all_finite, check_real, check_X, check_Y, is_int
 from .specs import (activation_spec, check_dtype, check_n_params, check_output, check_sizes,
@@ -224,7 +224,8 @@ class MLP:
     # ------------------------------------------------------------ persistence
 
     def save(self, path, comm=None):
-        """Write the architecture, dtype, weights and generator state to an .npz file
+        """Write the architecture, dtype, weights, generator state and optimizer (its
+        settings and state) to an .npz file
         (".npz" is appended to a path without it, as NumPy does). No pickle. With an MPI
         communicator `comm` (after fit(..., comm=comm) every rank holds the same model),
         only its rank 0 writes; the other ranks return at once.
@@ -234,10 +235,13 @@ class MLP:
         a model."""
         if comm is not None and comm.Get_rank() != 0:
             return
+        opt = self.optimizer
         config = {"sizes": self.sizes, "activations": self.activations, "output": self.output,
                   "loss": self.loss_name, "dtype": self.dtype, "backend": self.backend,
-                  "seed": self.seed, "rng_state": self._rng.bit_generator.state}
-        model_file.write(path, config, self._weights, self._biases)
+                  "seed": self.seed, "rng_state": self._rng.bit_generator.state,
+                  "optimizer": None if opt is None else opt.config()}
+        model_file.write(path, config, self._weights, self._biases,
+                         () if opt is None else opt.buffers)
 
     @classmethod
     def load(cls, path, backend=None):
@@ -247,12 +251,14 @@ class MLP:
         (truncated, corrupted, foreign, another format version, arrays of the wrong shape
         or dtype, non-finite weights: the weights setter's check) raises ValueError naming
         the file and the problem."""
-        def build(config, weights, biases):
+        def build(config, weights, biases, buffers):
             net = cls(config["sizes"], activation=config["activations"],
                       output=config["output"], loss=config["loss"],
                       backend=config["backend"] if backend is None else backend,
                       dtype=config["dtype"], seed=config["seed"])
             net.weights, net.biases = weights, biases
             net._rng.bit_generator.state = config["rng_state"]
+            if config.get("optimizer") is not None:
+                net.optimizer = optim.from_config(config["optimizer"], buffers)
             return net
         return model_file.read(path, build)

@@ -13,19 +13,23 @@ import zipfile
 
 import numpy as np
 
+from . import optim
 from .specs import activation_spec, check_dtype, check_sizes, parse_activations, weight_shapes
 
 FORMAT_VERSION = 1
 CONFIG_KEYS = {"sizes", "activations", "output", "loss", "dtype", "backend", "seed", "rng_state"}
+# optional: "optimizer", the optimizer's config() (hyperparameters, schedule, state), whose
+# buffers are the arrays opt{i}_{j}: buffer j of parameter array i (weights, then biases)
 
 
-def write(path, config, weights, biases):
+def write(path, config, weights, biases, buffers=()):
     """Write `config` (a dict with CONFIG_KEYS) and the arrays to `path` (".npz" appended
     when missing, as NumPy does), under a temporary name in the same directory renamed
     over `path` at the end: a crash mid-save leaves the old file (or none), never half a
-    model."""
+    model. `buffers`: per parameter array, its optimizer buffers."""
     arrays = {f"W{l}": w for l, w in enumerate(weights)}
     arrays.update({f"b{l}": b for l, b in enumerate(biases)})
+    arrays.update({f"opt{i}_{j}": a for i, bufs in enumerate(buffers) for j, a in enumerate(bufs)})
     path = os.fspath(path)
     if not path.endswith(".npz"):
         path += ".npz"
@@ -45,9 +49,9 @@ def write(path, config, weights, biases):
 
 
 def read(path, build):
-    """build(config, weights, biases) from a file written by write() (the config's
-    "activations" as specs); a ValueError naming the file for anything else, or when
-    build refuses what it read (non-finite weights, say)."""
+    """build(config, weights, biases, buffers) from a file written by write() (the config's
+    "activations" as specs, buffers flat: parameter by parameter); a ValueError naming the
+    file for anything else, or when build refuses what it read (non-finite weights, say)."""
     try:
         return build(*_read(path))
     except FileNotFoundError:
@@ -88,6 +92,14 @@ def _read(path):
             dtype = np.dtype(check_dtype(config["dtype"]))
             expected = {f"W{l}": shape for l, shape in enumerate(shapes)}
             expected.update({f"b{l}": shape[:1] for l, shape in enumerate(shapes)})
+            buffer_names = []
+            if config.get("optimizer") is not None:   # its settings checked by building it
+                n_buffers = len(optim.from_config(config["optimizer"], []).buffer_names)
+                param_shapes = shapes + [shape[:1] for shape in shapes]
+                for i, shape in enumerate(param_shapes):
+                    for j in range(n_buffers):
+                        buffer_names.append(f"opt{i}_{j}")
+                        expected[buffer_names[-1]] = shape
             if set(headers) != set(expected) | {"format_version", "config"}:
                 fail(f"expected the arrays {sorted(expected)}, got {sorted(headers)}")
             for name, shape in expected.items():
@@ -97,7 +109,7 @@ def _read(path):
             params = {name: f[name] for name in expected}
     config = {**config, "sizes": sizes, "activations": activations, "dtype": dtype.name}
     return (config, [params[f"W{l}"] for l in range(len(shapes))],
-            [params[f"b{l}"] for l in range(len(shapes))])
+            [params[f"b{l}"] for l in range(len(shapes))], [params[n] for n in buffer_names])
 
 
 def _npz_headers(file, fail):

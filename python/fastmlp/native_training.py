@@ -22,10 +22,10 @@ FINDS_NONFINITE_X = True   # the C++ step and epoch check each row of X as they 
 _workspaces = weakref.WeakKeyDictionary()
 
 
-def _checking_X(method, *args):
+def _checking_X(method, *args, **kwargs):
     """A TrainingWorkspace method called, its NonFiniteInputError raised as ours."""
     try:
-        return method(*args)
+        return method(*args, **kwargs)
     except native_core.load().NonFiniteInputError as exc:
         raise NonFiniteInputError(str(exc)) from None
 

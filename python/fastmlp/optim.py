@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from .checks import check_int, check_real, is_real
+from .checks import all_finite, check_int, check_real, is_real
 
 
 # ---------------------------------------------------------------- schedules
@@ -64,17 +64,16 @@ class StepDecay(Schedule):
 
 
 class Cosine(Schedule):
-    """eta_min + (lr − eta_min)(1 + cos(π · epoch / T_max)) / 2, then eta_min after T_max
-    epochs (torch.optim.lr_scheduler.CosineAnnealingLR's closed form)."""
+    """eta_min + (lr − eta_min)(1 + cos(π · epoch / T_max)) / 2: down to eta_min at epoch
+    T_max, and back up after it, as torch.optim.lr_scheduler.CosineAnnealingLR does."""
 
     def __init__(self, T_max, eta_min=0.0):
         self.T_max = check_int(T_max, "T_max", minimum=1)
         self.eta_min = check_real(eta_min, "eta_min", 0)
 
     def lr(self, base_lr, state):
-        epoch = min(state["epoch"], self.T_max)
         return self.eta_min + (base_lr - self.eta_min) * (
-            1 + math.cos(math.pi * epoch / self.T_max)) / 2
+            1 + math.cos(math.pi * state["epoch"] / self.T_max)) / 2
 
 
 class InvScaling(Schedule):
@@ -293,7 +292,12 @@ def from_config(config, arrays):
     if "betas" in settings:
         settings["betas"] = tuple(settings["betas"])
     opt = make(config["name"], schedule=schedule_from_config(config["schedule"]), **settings)
-    opt.state = dict(config["state"])
+    state = dict(config["state"])
+    for key in ("step", "epoch", "samples"):
+        check_int(state.get(key), f"optimizer state {key!r}", minimum=0)
+    opt.state = state
+    if not all(all_finite(a) for a in arrays):
+        raise ValueError("optimizer buffers: contain NaN or infinity")
     per_param = len(opt.buffer_names)
     opt.buffers = [list(arrays[i:i + per_param]) for i in range(0, len(arrays), per_param)] \
         if per_param else []
