@@ -40,18 +40,33 @@ def make_net(arch, backend):
     return fastmlp.MLP(**ARCHITECTURES[arch], backend=backend, dtype="float64", seed=5)
 
 
-def train(arch, backend, comm=None, train_data=None):
-    """(net, History) of the reference training run, over `comm` when given."""
+# optimizers for the parity case beyond FIT's plain SGD (their own lr and weight decay)
+OPTIMIZERS = {
+    "nesterov": lambda: fastmlp.optim.SGD(0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    "adam": lambda: fastmlp.optim.Adam(0.01, weight_decay=1e-3,
+                                       schedule=fastmlp.optim.Cosine(T_max=4)),
+    "adamw": lambda: fastmlp.optim.AdamW(0.01, schedule=fastmlp.optim.Plateau(tol=0.1)),
+}
+
+
+def train(arch, backend, comm=None, train_data=None, optimizer=None):
+    """(net, History) of the reference training run, over `comm` when given; `optimizer`
+    names one of OPTIMIZERS (None: FIT's plain SGD)."""
     (X, Y), val = make_data(arch)
     if train_data is not None:
         X, Y = train_data
     net = make_net(arch, backend)
-    return net, net.fit(X, Y, validation_data=val, comm=comm, **FIT)
+    fit = dict(FIT)
+    if optimizer is not None:
+        del fit["lr"], fit["weight_decay"]
+        fit["optimizer"] = OPTIMIZERS[optimizer]()
+    return net, net.fit(X, Y, validation_data=val, comm=comm, **fit)
 
 
 def save_result(out, comm, net, hist):
     arrays = {f"p{i}": p for i, p in enumerate(net.weights + net.biases)}
-    arrays.update(loss=hist.loss, val_loss=hist.val_loss, accuracy=hist.accuracy,
+    arrays.update({f"s{i}": s for i, s in enumerate(net.optimizer.state_arrays())})
+    arrays.update(lr=hist.lr, loss=hist.loss, val_loss=hist.val_loss, accuracy=hist.accuracy,
                   val_accuracy=hist.val_accuracy)
     np.savez(os.path.join(out, f"rank{comm.Get_rank()}.npz"), **arrays)
 
@@ -62,7 +77,7 @@ def main():
     rank = comm.Get_rank()
     mode = case["mode"]
     if mode == "parity":
-        net, hist = train(case["arch"], case["backend"], comm)
+        net, hist = train(case["arch"], case["backend"], comm, optimizer=case.get("optimizer"))
         save_result(out, comm, net, hist)
     elif mode == "bad_data":   # rank 1 holds a NaN
         (X, Y), _ = make_data("relu_softmax")

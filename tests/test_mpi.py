@@ -62,6 +62,27 @@ def relative_error(a, b):
 
 @needs_mpirun
 @pytest.mark.parametrize("backend", MLP_BACKENDS)
+@pytest.mark.parametrize("optimizer", sorted(mpi_worker.OPTIMIZERS))
+def test_two_ranks_match_one_process_with_every_optimizer(tmp_path, optimizer, backend):
+    """Each rank applies the same update to the summed gradient: the optimizer's buffers,
+    schedule and weights equal one process's."""
+    result = run_worker(tmp_path, mode="parity", arch="relu_softmax", backend=backend,
+                        optimizer=optimizer)
+    assert result.returncode == 0, result.stderr
+    net, hist = mpi_worker.train("relu_softmax", backend, optimizer=optimizer)
+    ranks = [np.load(tmp_path / f"rank{r}.npz") for r in range(2)]
+    arrays = {f"p{i}": p for i, p in enumerate(net.weights + net.biases)}
+    arrays.update({f"s{i}": s for i, s in enumerate(net.optimizer.state_arrays())})
+    assert len(arrays) > len(net.weights + net.biases)   # the optimizer has buffers
+    for name, want in arrays.items():
+        assert relative_error(ranks[0][name], want) < 1e-10, (name, relative_error(ranks[0][name], want))
+        np.testing.assert_array_equal(ranks[1][name], ranks[0][name])
+    np.testing.assert_allclose(ranks[0]["lr"], hist.lr, rtol=1e-12)
+    np.testing.assert_allclose(ranks[0]["loss"], hist.loss, rtol=1e-10)
+
+
+@needs_mpirun
+@pytest.mark.parametrize("backend", MLP_BACKENDS)
 @pytest.mark.parametrize("arch", sorted(mpi_worker.ARCHITECTURES))
 def test_two_ranks_match_one_process_with_the_same_global_batch(tmp_path, arch, backend):
     result = run_worker(tmp_path, mode="parity", arch=arch, backend=backend)
