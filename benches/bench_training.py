@@ -6,13 +6,15 @@ NumPy reference (and PyTorch CPU when installed), float32 and float64, in one ru
 test_epoch times each runner's rounds back to back under pytest-benchmark. On a machine
 whose speed drifts (a shared VM), runners timed a few seconds apart see different
 machines, so test_epoch_interleaved also times the runners taking turns, round by round,
-and files those medians as groups of their own.
+and files those medians as groups of their own. test_optimizer_epoch times an epoch with
+each optimizer (plain SGD, SGD with momentum 0.9, Adam), native and PyTorch (its fused
+optimizers), taking turns; ratios against native plain SGD.
 """
 import statistics
 
 import pytest
 
-from fastmlp.bench import CASES, make_runner, take_turns
+from fastmlp.bench import CASES, OPTIMIZER_NAMES, make_runner, take_turns
 from fastmlp.specs import DTYPES
 
 from conftest import SETTLE_SECONDS
@@ -44,3 +46,18 @@ def test_epoch_interleaved(benchmark, record_measured, case, dtype):
     for name, (_, n) in runners.items():
         record_measured(f"epoch {case} {dtype} interleaved", name, statistics.median(seconds[name]),
                         items=n)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES)
+def test_optimizer_epoch(benchmark, record_measured, case, dtype):
+    runners = {f"{runner} {opt}": make_runner(runner, case, dtype, optimizer=opt)
+               for runner in ("native", "torch") for opt in OPTIMIZER_NAMES}
+    runners = {name: run for name, run in runners.items() if run[0] is not None}
+    epochs = {name: epoch for name, (epoch, _) in runners.items()}
+    benchmark.group = f"epoch {case} {dtype} by optimizer, runners taking turns"
+    seconds = benchmark.pedantic(take_turns, args=(epochs, INTERLEAVED_ROUNDS, SETTLE_SECONDS),
+                                 rounds=1, iterations=1)
+    for name, (_, n) in runners.items():
+        record_measured(f"epoch {case} {dtype} by optimizer", name, min(seconds[name]),
+                        items=n, baseline="native sgd")

@@ -319,3 +319,36 @@ def test_adamw_decay_is_not_part_of_the_loss_but_adams_is():
     penalty = 0.25 * sum(float(np.vdot(w, w)) for w in new_net("numpy").weights)
     assert hist_a.loss[0] == pytest.approx(plain + penalty)
     assert math.isfinite(hist_a.loss[0])
+
+
+# ---------------------------------------------------------------- autograd.nn
+
+@pytest.mark.parametrize("name", ["nesterov_decay", "adam_decay", "adamw"])
+@pytest.mark.parametrize("backend", MLP_BACKENDS)
+def test_autograd_nn_optimizers_make_the_models_steps(backend, name):
+    """nn.SGD / nn.Adam / nn.AdamW run fastmlp.optim's rules over the same kernels: a
+    hand-built Sequential takes the steps the MLP takes."""
+    from fastmlp import autograd
+    from fastmlp.autograd import Tensor, nn
+    net = new_net(backend)
+    model = nn.Sequential(*[layer for i in range(len(net.weights))
+                            for layer in [nn.Linear(*net.weights[i].shape[::-1])]
+                            + ([nn.Tanh()] if i < len(net.weights) - 1 else [])])
+    linears = [m for m in model.layers if isinstance(m, nn.Linear)]
+    for m, w, b in zip(linears, net.weights, net.biases):
+        m.weight.data[...], m.bias.data[...] = w, b
+    opt = OPTIMIZERS[name]()
+    settings = {k: v for k, v in opt.hyperparameters().items()}
+    if "betas" in settings:
+        settings["betas"] = tuple(settings["betas"])
+    nn_opt = {"sgd": nn.SGD, "adam": nn.Adam, "adamw": nn.AdamW}[opt.name](model.parameters(),
+                                                                           **settings)
+    with autograd.backend(backend):
+        for _ in range(10):
+            net.step(X, LABELS, optimizer=opt)
+            nn_opt.zero_grad()
+            autograd.softmax_cross_entropy(model(Tensor(X)), LABELS).backward()
+            nn_opt.step()
+    got = [m.weight.data for m in linears] + [m.bias.data for m in linears]
+    assert_close(got, params_of(net), 1e-12)
+    assert nn_opt.rule.state["step"] == 10

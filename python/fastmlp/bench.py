@@ -22,15 +22,36 @@ def synthetic(n, sizes, dtype, seed=0):
     return rng.random((n, sizes[0])).astype(dtype), rng.integers(0, sizes[-1], n)
 
 
-def fastmlp_epoch(backend, sizes, activation, batch_size, X, y, dtype):
+def fastmlp_optimizer(name):
+    """fit()'s optimizer arguments for `name` (OPTIMIZER_NAMES)."""
+    from . import optim
+    return {"sgd": {"lr": LR},
+            "momentum": {"optimizer": optim.SGD(LR, momentum=0.9)},
+            "adam": {"optimizer": optim.Adam(1e-3)}}[name]
+
+
+def torch_optimizer(torch, params, name):
+    """torch.optim's same optimizer in its fastest form (fused where it is offered)."""
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=LR)
+    if name == "momentum":
+        return torch.optim.SGD(params, lr=LR, momentum=0.9, fused=True)
+    return torch.optim.Adam(params, lr=1e-3, fused=True)
+
+
+OPTIMIZER_NAMES = ("sgd", "momentum", "adam")
+
+
+def fastmlp_epoch(backend, sizes, activation, batch_size, X, y, dtype, optimizer="sgd"):
     from .model import MLP
     net = MLP(sizes, activation=activation, output="softmax", backend=backend, dtype=dtype,
               seed=0)
-    return lambda: net.fit(X, y, epochs=1, batch_size=batch_size, lr=LR)
+    settings = fastmlp_optimizer(optimizer)
+    return lambda: net.fit(X, y, epochs=1, batch_size=batch_size, **settings)
 
 
-def torch_epoch(sizes, activation, batch_size, X, y, dtype):
-    """The same network and plain SGD in PyTorch (CPU), or None without PyTorch."""
+def torch_epoch(sizes, activation, batch_size, X, y, dtype, optimizer="sgd"):
+    """The same network and optimizer in PyTorch (CPU), or None without PyTorch."""
     try:
         import torch
     except ImportError:
@@ -41,7 +62,7 @@ def torch_epoch(sizes, activation, batch_size, X, y, dtype):
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
         layers += [torch.nn.Linear(fan_in, fan_out), act()]
     model = torch.nn.Sequential(*layers[:-1]).to(getattr(torch, dtype))
-    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    opt = torch_optimizer(torch, model.parameters(), optimizer)
     loss_fn = torch.nn.CrossEntropyLoss()
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     perm = torch.from_numpy(np.random.default_rng(0).permutation(len(X)))
@@ -55,14 +76,15 @@ def torch_epoch(sizes, activation, batch_size, X, y, dtype):
     return epoch
 
 
-def make_runner(runner, case, dtype, n=None):
-    """(epoch function or None if `runner` is unavailable, samples per epoch)."""
+def make_runner(runner, case, dtype, n=None, optimizer="sgd"):
+    """(epoch function or None if `runner` is unavailable, samples per epoch); `optimizer`
+    one of OPTIMIZER_NAMES."""
     sizes, activation, batch_size, default_n = CASES[case]
     n = default_n if n is None else n
     X, y = synthetic(n, sizes, dtype)
     if runner == "torch":
-        return torch_epoch(sizes, activation, batch_size, X, y, dtype), n
-    return fastmlp_epoch(runner, sizes, activation, batch_size, X, y, dtype), n
+        return torch_epoch(sizes, activation, batch_size, X, y, dtype, optimizer), n
+    return fastmlp_epoch(runner, sizes, activation, batch_size, X, y, dtype, optimizer), n
 
 
 def take_turns(epochs, rounds, pause=0.0):

@@ -47,13 +47,8 @@ def gradients(net, X, Y, rows, scale, weight_decay, dws, dbs):
 def update(net, dws, dbs, optimizer, lr):
     """One update of every weight and bias by the optimizer, with the given gradients (the
     weights decayed by its weight_decay, the biases not)."""
-    params = net.weights + net.biases
-    optimizer.attach(params)
-    optimizer.state["step"] += 1
     decays = [optimizer.weight_decay] * len(dws) + [0.0] * len(dbs)
-    buffers = optimizer.buffers or [()] * len(params)
-    for param, grad, bufs, weight_decay in zip(params, dws + dbs, buffers, decays):
-        optimizer.apply(net._kernels, param, grad, bufs, lr, weight_decay)
+    optimizer.update(net._kernels, net.weights + net.biases, dws + dbs, decays, lr)
 
 
 def train_batch(net, X, Y, optimizer, lr):

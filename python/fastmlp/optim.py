@@ -185,6 +185,16 @@ class Optimizer:
         self.state["samples"] += rows
         self.schedule.epoch_ended(self.state, self.lr, loss)
 
+    def update(self, kernels, params, grads, weight_decays, lr):
+        """One update of every array in `params` (in place) by its gradient in `grads`
+        (None: left as it is) and its weight decay, through the kernel table `kernels`."""
+        self.attach(params)
+        self.state["step"] += 1
+        buffers = self.buffers or [()] * len(params)
+        for param, grad, bufs, weight_decay in zip(params, grads, buffers, weight_decays):
+            if grad is not None:
+                self.apply(kernels, param, grad, bufs, lr, weight_decay)
+
     def apply(self, kernels, param, grad, buffers, lr, weight_decay):
         """One update of one parameter array, in place, by the backend's kernel."""
         raise NotImplementedError

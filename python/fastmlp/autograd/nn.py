@@ -1,7 +1,8 @@
-"""Layers built from Tensors, and SGD, so an MLP or a small CNN can be assembled by hand.
+"""Layers built from Tensors, and optimizers, so an MLP or a small CNN can be assembled by
+hand.
 
     net = nn.Sequential(nn.Linear(2, 16, rng=0), nn.Tanh(), nn.Linear(16, 3, rng=1))
-    opt = nn.SGD(net.parameters(), lr=0.5, weight_decay=1e-4)
+    opt = nn.SGD(net.parameters(), lr=0.5, weight_decay=1e-4)   # or nn.Adam(...), nn.AdamW
     loss = autograd.softmax_cross_entropy(net(Tensor(X)), y)
     opt.zero_grad(); loss.backward(); opt.step()
 
@@ -10,8 +11,10 @@ layer computes Z = X Wᵀ + b; Conv2d.weight is F shaped (c_out, c_in, kh, kw).
 """
 import numpy as np
 
+from .. import optim
+from ..backend import get_backend
 from . import ops
-from .function import kernel
+from .function import get_backend_name
 from .tensor import Tensor
 
 
@@ -152,25 +155,56 @@ class Sequential(Module):
         return x
 
 
-class SGD:
-    """W ← W − lr (∂J/∂W + weight_decay · W), through the backend's sgd_update kernel.
+class Optimizer:
+    """torch.optim's interface over Tensors: zero_grad() and step(), with the update rule,
+    the state and the kernel calls of a fastmlp.optim optimizer (`rule`), run on the
+    current backend's kernels. As in the design, weight decay applies to weights and
+    filters only: parameters with one dimension (biases) are updated without it."""
 
-    As in the design, weight decay applies to weights and filters only: parameters with
-    one dimension (biases) are updated without it.
-    """
+    rule_class = None
 
-    def __init__(self, parameters, lr, weight_decay=0.0):
+    def __init__(self, parameters, **settings):
         self.parameters = list(parameters)
         if not all(isinstance(p, Tensor) and p.requires_grad for p in self.parameters):
             raise TypeError("parameters: expected Tensors created with requires_grad=True")
-        self.lr, self.weight_decay = float(lr), float(weight_decay)
+        self.rule = self.rule_class(**settings)
 
     def zero_grad(self):
         for p in self.parameters:
             p.grad = None
 
     def step(self):
-        update = kernel("sgd_update")
-        for p in self.parameters:
-            if p.grad is not None:
-                update(p.data, p.grad, self.lr, self.weight_decay if p.ndim >= 2 else 0.0)
+        rule = self.rule
+        rule.update(get_backend(get_backend_name()), [p.data for p in self.parameters],
+                    [p.grad for p in self.parameters],
+                    [rule.weight_decay if p.ndim >= 2 else 0.0 for p in self.parameters],
+                    rule.current_lr())
+
+
+class SGD(Optimizer):
+    """fastmlp.optim.SGD: W ← W − lr (∂J/∂W + weight_decay · W), or with momentum (and
+    Nesterov) as torch.optim.SGD."""
+
+    rule_class = optim.SGD
+
+    def __init__(self, parameters, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+        super().__init__(parameters, lr=lr, momentum=momentum, nesterov=nesterov,
+                         weight_decay=weight_decay)
+
+
+class Adam(Optimizer):
+    """fastmlp.optim.Adam (torch.optim.Adam)."""
+
+    rule_class = optim.Adam
+
+    def __init__(self, parameters, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(parameters, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+
+class AdamW(Optimizer):
+    """fastmlp.optim.AdamW (torch.optim.AdamW)."""
+
+    rule_class = optim.AdamW
+
+    def __init__(self, parameters, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        super().__init__(parameters, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
