@@ -47,7 +47,23 @@ def test_patience_stops_early(capsys):
     assert sum(line.startswith("epoch") for line in out.splitlines()) < 200
 
 
+def test_optimizer_options_reach_the_model(capsys, tmp_path):
+    path = tmp_path / "adam.npz"
+    status, out, _ = run(capsys, "--optimizer", "adamw", "--lr", "0.01", "--epochs", "2",
+                         "--backend", "numpy", "--save", str(path))
+    assert status == 0
+    opt = MLP.load(path).optimizer
+    assert (opt.name, opt.lr, opt.weight_decay) == ("adamw", 0.01, 0.01)
+    assert opt.state["epoch"] == 2 and opt.state["step"] == 2 * 108   # 1079 rows in 10s
+    status, out, _ = run(capsys, "--momentum", "0.9", "--nesterov", "--epochs", "1",
+                         "--backend", "numpy", "--save", str(path))
+    opt = MLP.load(path).optimizer
+    assert status == 0 and (opt.name, opt.lr, opt.momentum, opt.nesterov) == ("sgd", 0.5, 0.9, True)
+
+
 @pytest.mark.parametrize("argv,message", [
+    (["--optimizer", "adam", "--momentum", "0.9"], "--momentum and --nesterov go with"),
+    (["--momentum", "1.5"], "momentum"),
     (["--hidden", "0"], "sizes"),
     (["--activation", "relu", "tanh", "elu"], "one per hidden layer"),
     (["--activation", "swish"], "unknown activation"),

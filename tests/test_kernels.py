@@ -631,3 +631,30 @@ def test_optimizer_state_sharing_memory_is_refused(native, op, names):
     bad[0], bad[2] = buf[1:].reshape(2, 3), buf[:-1].reshape(2, 3)
     with pytest.raises(ValueError, match=rf"^{names[1]}: expected an array that shares no memory with w"):
         getattr(native, op)(*bad)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_optimizer_updates_of_many_blocks_are_bitwise_the_twins_on_1_and_2_threads(
+        isa, dtype, native, numpy_twin):
+    """Arrays past one block (16384 elements) are updated by several threads: each element
+    gets the same operations however the range is split."""
+    before = fastmlp.get_num_threads()
+    rng = np.random.default_rng(11)
+    n = 3 * 16384 + 7
+    w, dw, s1, s2 = (rng.standard_normal(n).astype(dtype) for _ in range(4))
+    s2 = np.abs(s2)
+    calls = {"momentum_update": lambda k, a: k.momentum_update(a[0], dw, a[1], 0.1, 0.9, True, 0.01),
+             "adam_update": lambda k, a: k.adam_update(a[0], dw, a[1], a[2], 0.01, 0.9, 0.999,
+                                                       1e-8, 0.01, False, 3)}
+    try:
+        for op, call in calls.items():
+            want = [w.copy(), s1.copy(), s2.copy()]
+            call(numpy_twin, want)
+            for threads in (1, 2):
+                fastmlp.set_num_threads(threads)
+                got = [w.copy(), s1.copy(), s2.copy()]
+                call(native, got)
+                for g, x in zip(got, want):
+                    np.testing.assert_array_equal(g, x, err_msg=f"{op}, {threads} threads")
+    finally:
+        fastmlp.set_num_threads(before)

@@ -232,9 +232,16 @@ def add_train_parser(commands):
                         "right) (default: softmax)")
     p.add_argument("--epochs", type=int, default=30, help="passes over the data (default: 30)")
     p.add_argument("--batch-size", type=int, default=10, help="mini-batch rows (default: 10)")
-    p.add_argument("--lr", type=float, default=0.5, help="learning rate (default: 0.5)")
-    p.add_argument("--weight-decay", type=float, default=0.0,
-                   help="L2 weight decay (default: 0)")
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="sgd",
+                   help="torch.optim's SGD, Adam or AdamW (default: sgd, the lecture's)")
+    p.add_argument("--momentum", type=float, default=0.0,
+                   help="momentum of --optimizer sgd (default: 0)")
+    p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (sgd)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default: 0.5 for sgd, 0.001 for adam and adamw)")
+    p.add_argument("--weight-decay", type=float, default=None,
+                   help="weight decay: L2 for sgd and adam, decoupled for adamw (default: 0, "
+                        "0.01 for adamw)")
     p.add_argument("--patience", type=int, default=None,
                    help="stop after this many epochs without a better validation loss and "
                         "keep the best weights (default: train every epoch)")
@@ -256,6 +263,22 @@ def pick_backend(requested):
     if requested is None and native_unavailable():
         print("the native kernels are not built: running on numpy")
     return requested or default_backend()
+
+
+def make_optimizer(args):
+    """The fastmlp.optim optimizer the options describe (a usage error if they clash)."""
+    from . import optim
+    settings = {} if args.weight_decay is None else {"weight_decay": args.weight_decay}
+    if args.optimizer == "sgd":
+        settings.update(lr=0.5 if args.lr is None else args.lr, momentum=args.momentum,
+                        nesterov=args.nesterov)
+    else:
+        if args.momentum or args.nesterov:
+            raise ValueError(f"--momentum and --nesterov go with --optimizer sgd, not "
+                             f"{args.optimizer}")
+        if args.lr is not None:
+            settings["lr"] = args.lr
+    return optim.make(args.optimizer, **settings)
 
 
 def one_hot_if(output, y, k, dtype):
@@ -289,8 +312,8 @@ def train(args, comm):
                         for X, y in (ds.train, ds.val, ds.test))
     progress = True if args.progress else (
         lambda h: print(format_epoch(h, len(h.loss) - 1), flush=True))
-    hist = net.fit(*train, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                   weight_decay=args.weight_decay,
+    hist = net.fit(*train, epochs=args.epochs, batch_size=args.batch_size,
+                   optimizer=make_optimizer(args),
                    validation_data=val if len(val[0]) else None,
                    patience=args.patience, progress=progress, comm=comm)
     if hist.stopped_epoch is not None:
