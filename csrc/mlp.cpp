@@ -174,27 +174,48 @@ void backward_layer(Workspace<T>& ws, T* const* w, const T* x, std::size_t n, st
   }
 }
 
-// One update of layer l's W and b by a rule other than plain SGD, from dW and db; `number`
-// is the update's count (Adam's t).
+// One update of `count` elements of a parameter array by a rule other than plain SGD, from
+// their gradient; `number` is the update's count (Adam's t), state0/state1 the rule's
+// buffers at the same elements.
 template <class T>
-void apply_update(const Update<T>& up, long long number, std::size_t l, T* w, const T* dw,
-                  std::size_t w_size, T* b, const T* db, std::size_t b_size) {
-  if (up.rule == Rule::momentum) {
-    momentum_update(w, up.state[0][l], dw, w_size, up.lr, up.momentum, up.nesterov, up.weight_decay);
-    momentum_update(b, up.state[1][l], db, b_size, up.lr, up.momentum, up.nesterov, 0.0);
-  } else {
-    adam_update(w, up.state[0][l], up.state[2][l], dw, w_size, up.lr, up.beta1, up.beta2, up.eps,
-                up.weight_decay, up.decoupled, number);
-    adam_update(b, up.state[1][l], up.state[3][l], db, b_size, up.lr, up.beta1, up.beta2, up.eps,
-                0.0, up.decoupled, number);
-  }
+void apply_update(const Update<T>& up, long long number, T* p, T* state0, T* state1, const T* g,
+                  std::size_t count, double weight_decay) {
+  if (up.rule == Rule::momentum)
+    momentum_update(p, state0, g, count, up.lr, up.momentum, up.nesterov, weight_decay);
+  else
+    adam_update(p, state0, state1, g, count, up.lr, up.beta1, up.beta2, up.eps, weight_decay,
+                up.decoupled, number);
 }
+
+// What the block callback of weight_gradient_blocks needs to update W(l) by a rule.
+template <class T>
+struct WeightBlockUpdate {
+  const Update<T>* up;
+  long long number;
+  std::size_t layer, fan_in;
+  T* w;
+  const T* dw;
+
+  // Rows i0..i1, columns j0..j1 of W(l), as soon as their gradient is known.
+  static void run(const void* context, std::size_t i0, std::size_t i1, std::size_t j0,
+                  std::size_t j1) {
+    const auto& b = *static_cast<const WeightBlockUpdate*>(context);
+    const Update<T>& up = *b.up;
+    T* const* second = up.state[2];  // Adam's v, or null
+    for (std::size_t i = i0; i < i1; ++i) {
+      const std::size_t at = i * b.fan_in + j0;
+      apply_update(up, b.number, b.w + at, up.state[0][b.layer] + at,
+                   second ? second[b.layer] + at : nullptr, b.dw + at, j1 - j0, up.weight_decay);
+    }
+  }
+};
 
 // Backpropagates delta of the output layer down to layer 0, updating each layer's W and b
 // as soon as its gradient is known (no later step reads them). δ_prev is computed first,
 // from W before its update. Plain SGD: weight_sgd_step applies dW to W tile by tile, as
-// linear_backward + sgd_update would. Other rules: dW into ws.dw, then apply_update (x_rows
-// is null for them: step_on_rows gathered the batch).
+// linear_backward + sgd_update would. Other rules: weight_gradient_blocks computes dW and
+// the rule's kernel updates each block of W while its dW is still in cache, on the
+// product's threads; the same operations as the kernel over the whole array.
 template <class T>
 void backward_and_update(Workspace<T>& ws, T* const* w, T* const* b, const T* x,
                          const std::int64_t* x_rows, std::size_t n, const Update<T>& up,
@@ -203,16 +224,21 @@ void backward_and_update(Workspace<T>& ws, T* const* w, T* const* b, const T* x,
   const T lr = static_cast<T>(up.lr), weight_decay = static_cast<T>(up.weight_decay);
   for (std::size_t l = net.n_layers(); l-- > 0;) {
     const std::size_t fan_in = net.sizes[l], rows = net.rows(l);
-    if (up.rule != Rule::sgd) {
-      backward_layer(ws, w, x, n, l, ws.dw.data(), ws.db.data());
-      apply_update(up, number, l, w[l], ws.dw.data(), rows * fan_in, b[l], ws.db.data(), rows);
+    backward_layer(ws, w, x, n, l, static_cast<T*>(nullptr), ws.db.data());  // W still unchanged
+    const T* in = l == 0 ? x : activations(ws, l - 1);
+    const std::int64_t* in_rows = l == 0 ? x_rows : nullptr;
+    if (up.rule == Rule::sgd) {
+      weight_sgd_step(w[l], ws.dw.data(), ws.delta[l].data(), std::ptrdiff_t(rows), 1, in,
+                      std::ptrdiff_t(fan_in), 1, in_rows, n, fan_in, rows, lr, weight_decay);
+      sgd_update(b[l], ws.db.data(), rows, lr, T(0));
       continue;
     }
-    backward_layer(ws, w, x, n, l, static_cast<T*>(nullptr), ws.db.data());  // W still unchanged
-    weight_sgd_step(w[l], ws.dw.data(), ws.delta[l].data(), std::ptrdiff_t(rows), 1,
-                    l == 0 ? x : activations(ws, l - 1), std::ptrdiff_t(fan_in), 1,
-                    l == 0 ? x_rows : nullptr, n, fan_in, rows, lr, weight_decay);
-    sgd_update(b[l], ws.db.data(), rows, lr, T(0));
+    const WeightBlockUpdate<T> block{&up, number, l, fan_in, w[l], ws.dw.data()};
+    weight_gradient_blocks(ws.dw.data(), ws.delta[l].data(), std::ptrdiff_t(rows), 1, in,
+                           std::ptrdiff_t(fan_in), 1, in_rows, n, fan_in, rows,
+                           &WeightBlockUpdate<T>::run, &block);
+    apply_update(up, number, b[l], up.state[1][l], up.state[3] ? up.state[3][l] : nullptr,
+                 ws.db.data(), rows, 0.0);
   }
 }
 
@@ -230,37 +256,27 @@ Targets<T> gather_targets(Workspace<T>& ws, Targets<T> y, const std::int64_t* ro
   return y.labels ? Targets<T>{ws.label_batch.data(), nullptr} : Targets<T>{nullptr, ws.y_batch.data()};
 }
 
-// The rows x[rows[0..n)], copied into the workspace as X[order][lo:hi] does.
-template <class T>
-const T* gather_rows(Workspace<T>& ws, const T* x, const std::int64_t* rows, std::size_t n) {
-  const std::size_t s_in = ws.net.sizes.front();
-  for (std::size_t i = 0; i < n; ++i)
-    std::memcpy(ws.x_batch.data() + i * s_in, x + static_cast<std::size_t>(rows[i]) * s_in,
-                s_in * sizeof(T));
-  return ws.x_batch.data();
-}
-
-// The batch x[rows[0..n)] and its targets, copied into the workspace; rows null: the first
-// n rows of x, in place.
+// The batch x[rows[0..n)] and its targets, copied into the workspace as X[order][lo:hi]
+// does; rows null: the first n rows of x, in place.
 template <class T>
 std::pair<const T*, Targets<T>> gather_batch(Workspace<T>& ws, const T* x, Targets<T> y,
                                              const std::int64_t* rows, std::size_t n) {
   if (rows == nullptr) return {x, y};
-  return {gather_rows(ws, x, rows, n), gather_targets(ws, y, rows, n)};
+  const std::size_t s_in = ws.net.sizes.front();
+  for (std::size_t i = 0; i < n; ++i)
+    std::memcpy(ws.x_batch.data() + i * s_in, x + static_cast<std::size_t>(rows[i]) * s_in,
+                s_in * sizeof(T));
+  return {ws.x_batch.data(), gather_targets(ws, y, rows, n)};
 }
 
 // Update number `number` (by `up`) on the batch whose row i is row x_rows[i] of x (x_rows
-// null: rows 0 .. n-1), read in place for plain SGD: only the kernels of layer 0 read x.
+// null: rows 0 .. n-1), read in place: only the kernels of layer 0 read x.
 template <class T>
 StepResult step_on_rows(T* const* w, T* const* b, Workspace<T>& ws, const T* x,
                         const std::int64_t* x_rows, Targets<T> y, std::size_t n,
                         const Update<T>& up, long long number) {
   const Network& net = ws.net;
   const std::size_t last = net.n_layers() - 1;
-  if (up.rule != Rule::sgd && x_rows != nullptr) {  // only weight_sgd_step reads rows in place
-    x = gather_rows(ws, x, x_rows, n);
-    x_rows = nullptr;
-  }
   forward(ws, w, b, x, x_rows, n);
   StepResult result;
   if (!batch_finite(ws, x, x_rows, n)) {

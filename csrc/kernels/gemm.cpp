@@ -327,7 +327,8 @@ template <class T, class Epilogue>
 void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std::ptrdiff_t cs_a,
                  const T* b, std::ptrdiff_t rs_b, std::ptrdiff_t cs_b, std::size_t m,
                  std::size_t n, std::size_t k, TileUpdate<T> first, const Epilogue& epilogue,
-                 const std::int64_t* a_rows = nullptr, const std::int64_t* b_rows = nullptr) {
+                 const std::int64_t* a_rows = nullptr, const std::int64_t* b_rows = nullptr,
+                 bool c_is_weights = false) {
   if (m == 0 || n == 0) return;
   if (k == 0) {
     if (first.mode == TileUpdate<T>::overwrite)
@@ -359,7 +360,7 @@ void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std:
   // Columns first: each thread then packs only its share of B, where a split along rows
   // makes every thread pack all of B. Rows when that balances the tiles better (few
   // columns, or a batch of many rows), in blocks of kMinBlockRows or more.
-  const bool weight_rows = first.mode == TileUpdate<T>::sgd;
+  const bool weight_rows = first.mode == TileUpdate<T>::sgd || c_is_weights;
   std::size_t blocks_m = 1, blocks_n = 1;
   if (threads > 1) {
     const std::size_t row_load = ceil_div(tiles_m, threads) * tiles_n;
@@ -495,7 +496,23 @@ void weight_sgd_step(T* w, T* dw, const T* delta, std::ptrdiff_t rs_d, std::ptrd
               TileUpdate<T>{TileUpdate<T>::sgd, lr, weight_decay}, NoEpilogue{}, nullptr, x_rows);
 }
 
+template <class T>
+void weight_gradient_blocks(T* dw, const T* delta, std::ptrdiff_t rs_d, std::ptrdiff_t cs_d,
+                            const T* x, std::ptrdiff_t rs_x, std::ptrdiff_t cs_x,
+                            const std::int64_t* x_rows, std::size_t n, std::size_t k,
+                            std::size_t m, BlockCallback then, const void* context) {
+  auto call_then = [&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
+    then(context, i0, i1, j0, j1);
+  };
+  gemm_driver(dw, as_offset(k), delta, cs_d, rs_d, x, rs_x, cs_x, m, k, n, stored<T>(false), call_then,
+              nullptr, x_rows, true);
+}
+
 #define FASTMLP_INSTANTIATE(T)                                                                 \
+  template void weight_gradient_blocks<T>(T*, const T*, std::ptrdiff_t, std::ptrdiff_t,       \
+                                          const T*, std::ptrdiff_t, std::ptrdiff_t,           \
+                                          const std::int64_t*, std::size_t, std::size_t,      \
+                                          std::size_t, BlockCallback, const void*);           \
   template void gemm<T>(T*, std::ptrdiff_t, const T*, std::ptrdiff_t, std::ptrdiff_t, const T*, \
                         std::ptrdiff_t, std::ptrdiff_t, std::size_t, std::size_t, std::size_t, \
                         bool);                                                                 \

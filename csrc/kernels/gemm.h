@@ -66,6 +66,21 @@ void weight_sgd_step(T* w, T* dw, const T* delta, std::ptrdiff_t rs_d, std::ptrd
                      const std::int64_t* x_rows, std::size_t n, std::size_t k, std::size_t m, T lr,
                      T weight_decay);
 
+// Called on a finished block of a product's C: rows [i0, i1), columns [j0, j1).
+using BlockCallback = void (*)(const void* context, std::size_t i0, std::size_t i1,
+                               std::size_t j0, std::size_t j1);
+
+// The weight gradient of linear_backward, dW = δᵀX (delta (n,m), X (n,k) row-major; x_rows
+// as in weight_sgd_step) into dw (m,k), with then(context, ...) called on each finished
+// block of it from the thread that computed it, while the block is still in cache: an
+// optimizer's step of W there reads dW once, on the product's threads. The threads split
+// W by rows, as weight_sgd_step does. dW is the same as linear_backward's, bit for bit.
+template <class T>
+void weight_gradient_blocks(T* dw, const T* delta, std::ptrdiff_t rs_d, std::ptrdiff_t cs_d,
+                            const T* x, std::ptrdiff_t rs_x, std::ptrdiff_t cs_x,
+                            const std::int64_t* x_rows, std::size_t n, std::size_t k,
+                            std::size_t m, BlockCallback then, const void* context);
+
 // linear_forward on the batch whose row i is row x_rows[i] of a row-major X (cs_x == 1;
 // x_rows null: rows 0 .. n-1): a shuffled batch read where it lies, without a copy.
 template <class T>
