@@ -33,31 +33,34 @@ def test_epoch(record, case, dtype, runner):
     record(f"epoch {case} {dtype}", runner, epoch, items=n, rounds=3)
 
 
+def in_turns(benchmark, group, runners):
+    """{name: (seconds of each turn, samples per epoch)} of the available runners (name:
+    (epoch, samples) from make_runner) taking turns; pytest-benchmark times the whole
+    session under `group`, the ratio tables use the turns."""
+    runners = {name: run for name, run in runners.items() if run[0] is not None}
+    benchmark.group = group
+    seconds = benchmark.pedantic(
+        take_turns, args=({name: epoch for name, (epoch, _) in runners.items()},
+                          INTERLEAVED_ROUNDS, SETTLE_SECONDS), rounds=1, iterations=1)
+    return {name: (seconds[name], n) for name, (_, n) in runners.items()}
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CASES)
 def test_epoch_interleaved(benchmark, record_measured, case, dtype):
-    runners = {name: make_runner(name, case, dtype) for name in RUNNERS}
-    runners = {name: run for name, run in runners.items() if run[0] is not None}
-    epochs = {name: epoch for name, (epoch, _) in runners.items()}
-    # pytest-benchmark times the whole session of turns; the ratio table uses the medians
-    benchmark.group = f"epoch {case} {dtype}, runners taking turns"
-    seconds = benchmark.pedantic(take_turns, args=(epochs, INTERLEAVED_ROUNDS, SETTLE_SECONDS),
-                                 rounds=1, iterations=1)
-    for name, (_, n) in runners.items():
-        record_measured(f"epoch {case} {dtype} interleaved", name, statistics.median(seconds[name]),
+    timed = in_turns(benchmark, f"epoch {case} {dtype}, runners taking turns",
+                     {name: make_runner(name, case, dtype) for name in RUNNERS})
+    for name, (seconds, n) in timed.items():
+        record_measured(f"epoch {case} {dtype} interleaved", name, statistics.median(seconds),
                         items=n)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CASES)
 def test_optimizer_epoch(benchmark, record_measured, case, dtype):
-    runners = {f"{runner} {opt}": make_runner(runner, case, dtype, optimizer=opt)
-               for runner in ("native", "torch") for opt in OPTIMIZER_NAMES}
-    runners = {name: run for name, run in runners.items() if run[0] is not None}
-    epochs = {name: epoch for name, (epoch, _) in runners.items()}
-    benchmark.group = f"epoch {case} {dtype} by optimizer, runners taking turns"
-    seconds = benchmark.pedantic(take_turns, args=(epochs, INTERLEAVED_ROUNDS, SETTLE_SECONDS),
-                                 rounds=1, iterations=1)
-    for name, (_, n) in runners.items():
-        record_measured(f"epoch {case} {dtype} by optimizer", name, min(seconds[name]),
-                        items=n, baseline="native sgd")
+    timed = in_turns(benchmark, f"epoch {case} {dtype} by optimizer, runners taking turns",
+                     {f"{runner} {opt}": make_runner(runner, case, dtype, optimizer=opt)
+                      for runner in ("native", "torch") for opt in OPTIMIZER_NAMES})
+    for name, (seconds, n) in timed.items():   # best turn: the machine at its quietest
+        record_measured(f"epoch {case} {dtype} by optimizer", name, min(seconds), items=n,
+                        baseline="native sgd")
