@@ -352,3 +352,51 @@ def test_autograd_nn_optimizers_make_the_models_steps(backend, name):
     got = [m.weight.data for m in linears] + [m.bias.data for m in linears]
     assert_close(got, params_of(net), 1e-12)
     assert nn_opt.rule.state["step"] == 10
+
+
+# ---------------------------------------------------------------- the model file
+
+def adam_model_arrays(tmp_path):
+    net = new_net("numpy")
+    net.fit(X, LABELS, epochs=1, batch_size=16, optimizer=optim.Adam(0.01, schedule=optim.Plateau()))
+    net.save(tmp_path / "good.npz")
+    with np.load(tmp_path / "good.npz") as f:
+        return {name: f[name] for name in f.files}
+
+
+def with_optimizer(arrays, **changes):
+    import json
+    config = json.loads(str(arrays["config"]))
+    config["optimizer"] = {**config["optimizer"], **changes} if changes.pop("_merge", True) \
+        else changes["value"]
+    return {**arrays, "config": np.array(json.dumps(config))}
+
+
+BAD_OPTIMIZER_FILES = {
+    "not_an_object": lambda a: with_optimizer(a, _merge=False, value="adam"),
+    "unknown_name": lambda a: with_optimizer(a, name="rmsprop"),
+    "negative_lr": lambda a: with_optimizer(a, lr=-1.0),
+    "unknown_setting": lambda a: with_optimizer(a, momentum=0.9),
+    "bad_schedule": lambda a: with_optimizer(a, schedule={"name": "Warp"}),
+    "negative_step": lambda a: with_optimizer(a, state={"step": -1, "epoch": 0, "samples": 0}),
+    "buffer_missing": lambda a: {k: v for k, v in a.items() if k != "opt0_1"},
+    "buffer_extra": lambda a: {**a, "opt99_0": a["opt0_0"]},
+    "buffer_shape": lambda a: {**a, "opt0_0": a["opt0_0"].T.copy()},
+    "buffer_nan": lambda a: {**a, "opt1_1": np.full_like(a["opt1_1"], np.nan)},
+}
+
+
+def test_a_saved_optimizer_round_trips(tmp_path):
+    arrays = adam_model_arrays(tmp_path)
+    net = MLP.load(tmp_path / "good.npz")
+    assert isinstance(net.optimizer, optim.Adam) and isinstance(net.optimizer.schedule, optim.Plateau)
+    assert net.optimizer.state["step"] == 3 and len(net.optimizer.buffers) == 6
+    np.testing.assert_array_equal(net.optimizer.buffers[0][1], arrays["opt0_1"])
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_OPTIMIZER_FILES))
+def test_load_refuses_a_bad_optimizer(kind, tmp_path):
+    arrays = BAD_OPTIMIZER_FILES[kind](adam_model_arrays(tmp_path))
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ValueError, match=r"bad\.npz.*: "):
+        MLP.load(tmp_path / "bad.npz")

@@ -120,12 +120,13 @@ class MLP:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        for name in ("_training_lock", "_trainer", "_snapshot"):
+        for name in ("_training_lock", "_trainer", "_snapshot", "_snapshot_state"):
             state.pop(name, None)   # a lock and the undo buffers: rebuilt on demand
         state["_kernels"] = self.backend   # the table by name: it holds a module
         return state
 
     def __setstate__(self, state):
+        state.setdefault("optimizer", None)   # pickled before models kept their optimizer
         self.__dict__.update(state)
         self.backend = state["_kernels"]
         training.init_guards(self)

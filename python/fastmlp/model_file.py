@@ -94,6 +94,9 @@ def _read(path):
             expected.update({f"b{l}": shape[:1] for l, shape in enumerate(shapes)})
             buffer_names = []
             if config.get("optimizer") is not None:   # its settings checked by building it
+                if not isinstance(config["optimizer"], dict) or not isinstance(
+                        config["optimizer"].get("schedule"), dict):
+                    fail("config: expected the optimizer's settings as an object")
                 n_buffers = len(optim.from_config(config["optimizer"], []).buffer_names)
                 param_shapes = shapes + [shape[:1] for shape in shapes]
                 for i, shape in enumerate(param_shapes):

@@ -171,14 +171,16 @@ class Optimizer:
         return self.schedule.lr(self.lr, self.state)
 
     def attach(self, params):
-        """Buffers of zeros for `params` (the net's weights then biases) unless it has
-        buffers of their shapes and dtype already."""
-        shapes = [(p.shape, p.dtype) for p in params]
-        have = [(bufs[0].shape, bufs[0].dtype) for bufs in self.buffers] if self.buffer_names else None
-        if self.buffer_names and have != shapes:
-            if self.buffers:   # state for another net: start over
-                self.reset()
-            self.buffers = [[np.zeros_like(p) for _ in self.buffer_names] for p in params]
+        """Zeroed buffers for `params` (the net's weights, then biases), unless it holds
+        buffers of their shapes and dtypes already; buffers of other shapes (another
+        net's) mean its state starts over."""
+        if not self.buffer_names:
+            return
+        if [(b[0].shape, b[0].dtype) for b in self.buffers] == [(p.shape, p.dtype) for p in params]:
+            return
+        if self.buffers:
+            self.reset()
+        self.buffers = [[np.zeros_like(p, order="C") for _ in self.buffer_names] for p in params]
 
     def epoch_ended(self, rows, loss):
         self.state["epoch"] += 1
