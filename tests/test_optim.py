@@ -400,3 +400,26 @@ def test_load_refuses_a_bad_optimizer(kind, tmp_path):
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(ValueError, match=r"bad\.npz.*: "):
         MLP.load(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", ["nesterov_decay", "adam_decay", "adamw"])
+def test_native_optimizers_train_bitwise_the_same_on_1_and_2_threads(name, dtype):
+    """Layers wide enough that the products, and the updates of W past one block, split
+    across threads: the weights and the optimizer's state do not depend on the count."""
+    if fastmlp.backend.native_unavailable():
+        pytest.skip("native backend not built")
+    rng = np.random.default_rng(5)
+    Xw, yw = rng.standard_normal((256, 300)), rng.integers(0, 10, 256)
+    before, results = fastmlp.get_num_threads(), []
+    try:
+        for threads in (1, 2):
+            fastmlp.set_num_threads(threads)
+            net = MLP([300, 200, 100, 10], activation="relu", dtype=dtype, seed=4)
+            opt = OPTIMIZERS[name]()
+            net.fit(Xw, yw, epochs=2, batch_size=64, optimizer=opt)
+            results.append(params_of(net) + [a.copy() for a in opt.state_arrays()])
+    finally:
+        fastmlp.set_num_threads(before)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
