@@ -162,7 +162,7 @@ def _momentum_inputs(rng, shape, dtype, nesterov, weight_decay):
 
 
 def _adam_inputs(rng, shape, dtype, decoupled, weight_decay, step):
-    """m and v as after a few steps: v >= 0 (exact zeros too, where sqrt(v) / bc2 + eps is eps)."""
+    """m and v as after a few steps: v >= 0 (exact zeros too, where sqrt(v) · inv_bc2_sqrt + eps is eps)."""
     m = logits(rng, shape, dtype)
     return (logits(rng, shape, dtype), logits(rng, shape, dtype), m, np.abs(logits(rng, shape, dtype)),
             1e-2, 0.9, 0.999, 1e-8, weight_decay, decoupled, step)

@@ -30,7 +30,7 @@ void momentum_update_isa(T* w, T* velocity, const T* dw, std::size_t n, T lr, T 
 // `decay` = 1 − lr · weight_decay multiplies w when decoupled, else g gets weight_decay · w.
 template <class T>
 struct AdamCoefficients {
-  T step_size, bc2_sqrt, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay;
+  T step_size, inv_bc2_sqrt, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay;
   bool decoupled;
 };
 template <class T, Isa isa>

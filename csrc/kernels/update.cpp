@@ -59,7 +59,7 @@ void adam_update(T* w, T* m, T* v, const T* dw, std::size_t n, double lr, double
                  double beta2, double eps, double weight_decay, bool decoupled, long long step) {
   const double t = static_cast<double>(step);
   const AdamCoefficients<T> k{static_cast<T>(lr / (1.0 - std::pow(beta1, t))),
-                              static_cast<T>(std::sqrt(1.0 - std::pow(beta2, t))),
+                              static_cast<T>(1.0 / std::sqrt(1.0 - std::pow(beta2, t))),
                               static_cast<T>(beta1),
                               static_cast<T>(1.0 - beta1),
                               static_cast<T>(beta2),

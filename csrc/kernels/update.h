@@ -26,10 +26,11 @@ void momentum_update(T* w, T* velocity, const T* dw, std::size_t n, double lr, d
 
 // Adam (torch.optim.Adam; decoupled = true is torch.optim.AdamW); w, m, v, dw (n each). step
 // >= 1 counts the steps including this one; the bias corrections are computed in double:
-//   step_size = lr / (1 − beta1^step),   bc2_sqrt = sqrt(1 − beta2^step),
+//   step_size = lr / (1 − beta1^step),   inv_bc2_sqrt = 1 / sqrt(1 − beta2^step),
 //   decoupled: w ← (1 − lr · weight_decay) · w, g = dw;  else g = dw + weight_decay · w,
 //   m ← beta1 · m + (1 − beta1) · g,   v ← beta2 · v + (1 − beta2) · g²,
-//   w ← w − step_size · m / (sqrt(v) / bc2_sqrt + eps).
+//   w ← w − step_size · m / (sqrt(v) · inv_bc2_sqrt + eps)  (torch divides by the
+//   square root; multiplying saves a division per weight and stays within an ulp).
 template <class T>
 void adam_update(T* w, T* m, T* v, const T* dw, std::size_t n, double lr, double beta1,
                  double beta2, double eps, double weight_decay, bool decoupled, long long step);

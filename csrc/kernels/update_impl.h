@@ -65,7 +65,7 @@ void adam_update_isa(T* w, T* m, T* v, const T* dw, std::size_t n, const AdamCoe
       const T vi = c.beta2 * v[i] + c.one_minus_beta2 * (g * g);
       m[i] = mi;
       v[i] = vi;
-      w[i] = wi - c.step_size * (mi / (std::sqrt(vi) / c.bc2_sqrt + c.eps));
+      w[i] = wi - c.step_size * (mi / (std::sqrt(vi) * c.inv_bc2_sqrt + c.eps));
     }
   });
 }
