@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <initializer_list>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -98,6 +99,13 @@ double loss_and_delta(Workspace<T>& ws, Targets<T> y, std::size_t n) {
     }
   }
   return 0.0;
+}
+
+// The one definition of a diverged run (python/fastmlp/checks.py in_range): Σ v² of the
+// array, accumulated in double, is at most T's largest number; NaN or ±inf fail it too.
+template <class T>
+bool in_range(const T* v, std::size_t n) {
+  return sum_of_squares(v, n) <= static_cast<double>(std::numeric_limits<T>::max());
 }
 
 // (weight_decay / 2) Σ W², biases excluded, accumulated in double.
@@ -429,7 +437,7 @@ StepResult train_step(T* const* w, T* const* b, Workspace<T>& ws, const T* x, Ta
   if (!result.x_finite) return result;
   result.finite = std::isfinite(result.loss);
   for (std::size_t l = 0; l < ws.net.n_layers() && result.finite; ++l)
-    result.finite = all_finite(w[l], ws.net.rows(l) * ws.net.sizes[l]) && all_finite(b[l], ws.net.rows(l));
+    result.finite = in_range(w[l], ws.net.rows(l) * ws.net.sizes[l]) && in_range(b[l], ws.net.rows(l));
   return result;
 }
 

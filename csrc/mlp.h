@@ -129,8 +129,9 @@ struct StepResult {
   // epoch stops at that batch, its earlier batches applied), and loss and score_sum mean
   // nothing.
   bool x_finite = true;
-  // train_step only: the loss and every updated weight and bias are finite (else the run
-  // diverged, and training.step puts the weights back).
+  // train_step only: the loss is finite and every updated weight and bias array is in
+  // range (Σ v² at most T's largest number; else the run diverged, and training.step puts
+  // the weights back).
   bool finite = true;
 };
 
@@ -138,8 +139,8 @@ struct StepResult {
 // row-major, updated in place by `up` (plain SGD: w ← w − lr (dW + weight_decay w),
 // b ← b − lr db) with its state; up.step is this update's number minus one.
 // n <= ws.max_batch. score_sum as equations.score_sum: argmax z == label (softmax), every
-// output's (z >= 0) == (y >= 0.5) (sigmoid), Σ (out − y)² (identity). Also says whether the loss and
-// the new parameters are finite: one vectorised pass, cheaper than NumPy's per array.
+// output's (z >= 0) == (y >= 0.5) (sigmoid), Σ (out − y)² (identity). Also says whether
+// the loss is finite and the new parameters in range (see StepResult::finite).
 template <class T>
 StepResult train_step(T* const* w, T* const* b, Workspace<T>& ws, const T* x, Targets<T> y,
                       std::size_t n, const Update<T>& up);

@@ -7,6 +7,7 @@ the sanitizer build too (.ci/sanitize), so an out-of-bounds access would abort t
 """
 import mmap
 import pickle
+import sys
 
 import numpy as np
 import pytest
@@ -380,3 +381,46 @@ def test_a_trained_model_pickles(backend):
     copy = pickle.loads(pickle.dumps(net))
     np.testing.assert_array_equal(copy.forward(X), net.forward(X))
     copy.fit(X, LABELS, epochs=1)   # a fresh lock and workspace
+
+
+def swapped(a):
+    """`a` with the other byte order: the same numbers, stored the other way round."""
+    return a.astype(a.dtype.newbyteorder(">" if sys.byteorder == "little" else "<"))
+
+
+UPDATE_CALLS = {
+    "sgd_update": lambda: (F64.copy(), F64.copy(), 0.1, 0.0),
+    "momentum_update": lambda: (F64.copy(), F64.copy(), np.zeros((4, 3)), 0.1, 0.9, False, 0.0),
+    "adam_update": lambda: (F64.copy(), F64.copy(), np.zeros((4, 3)), np.zeros((4, 3)), 1e-3, 0.9,
+                            0.999, 1e-8, 0.0, False, 1),
+}
+
+
+@pytest.mark.parametrize("op", sorted(kernel_layout_calls(np.asarray)) + sorted(UPDATE_CALLS))
+def test_native_kernels_refuse_a_swapped_byte_order(op):
+    """The kernels read raw bytes: a float array of the other byte order is refused (it
+    was read as other numbers), an integer one is converted."""
+    native = fastmlp.get_backend("native")
+    make = UPDATE_CALLS.get(op, lambda: kernel_layout_calls(np.ascontiguousarray)[op])
+    arrays = [i for i, a in enumerate(make()) if isinstance(a, np.ndarray)]
+    assert arrays
+    for i in arrays:
+        args = list(make())
+        kind = args[i].dtype.kind
+        args[i] = swapped(args[i])
+        if kind == "f":
+            with pytest.raises(TypeError, match=r"^\w+: expected this machine's byte order, got dtype >f8"):
+                getattr(native, op)(*args)
+        else:
+            got, want = getattr(native, op)(*args), getattr(native, op)(*make())
+            for g, e in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
+                np.testing.assert_array_equal(g, e, err_msg=f"{op}, argument {i}")
+
+
+@pytest.mark.parametrize("backend", MLP_BACKENDS)
+def test_a_model_takes_swapped_byte_orders_as_the_numbers_they_hold(backend):
+    net = MLP(SIZES, activation="relu", backend=backend, dtype="float64", seed=1)
+    net.weights = [swapped(w) for w in net.weights]   # converted on assignment
+    want = net.predict(X)
+    np.testing.assert_array_equal(net.predict(swapped(X.astype(np.float64))), want)
+    net.fit(swapped(X.astype(np.float64)), swapped(LABELS.astype(np.int64)), epochs=1)

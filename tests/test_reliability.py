@@ -494,3 +494,48 @@ def test_round_trip_keeps_weights_generator_and_training(backend, tmp_path):
     net.fit(X, LABELS, epochs=1, batch_size=8, lr=0.1)
     back.fit(X, LABELS, epochs=1, batch_size=8, lr=0.1)
     assert_same_params(params_of(net), params_of(back))
+
+
+# ---- one definition of a diverged run (issue 21, item 1) ----
+
+@backends
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_step_to_huge_but_finite_weights_is_refused_and_undone_on_both_backends(backend):
+    """|W| ~ 1e27 in float32 is finite, but Σ W² overflows float32: diverged, on both
+    backends, in step as in fit; the model then trains on."""
+    X4 = np.full((4, 2), 1000, np.float32)
+    y4 = np.array([0, 1, 0, 1])
+    net = MLP([2, 4, 2], activation="relu", backend=backend, seed=0)
+    before = params_of(net)
+    with pytest.raises(FloatingPointError, match="^step: training diverged"):
+        net.step(X4, y4, lr=1e25)
+    assert_same_params(before, params_of(net))
+    with pytest.raises(FloatingPointError, match="^fit: training diverged in epoch 1"):
+        net.fit(X4, y4, epochs=1, batch_size=4, lr=1e25, shuffle=False)
+    assert_same_params(before, params_of(net))
+    hist = net.fit(X4, y4, epochs=2, batch_size=4, lr=1e-7)
+    assert all(np.isfinite(hist.loss))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_in_range_is_the_sum_of_squares_within_the_dtype(dtype):
+    from fastmlp.checks import in_range
+    big = np.finfo(dtype).max
+    root = np.sqrt(big)
+    assert in_range([np.array([root / 2, root / 2], dtype)])
+    assert not in_range([np.array([root * 2], dtype)])
+    assert not in_range([np.array([1.0, np.nan], dtype)])
+    assert not in_range([np.array([np.inf], dtype)])
+    assert in_range([np.full(4, root * 0.49, dtype)])   # 0.96 of the largest number
+    assert in_range([np.zeros(0, dtype)])
+
+
+# ---- an empty validation set (issue 21, item 4) ----
+
+@backends
+def test_an_empty_validation_set_is_refused(backend):
+    net = new_net(backend)
+    before = params_of(net)
+    with pytest.raises(ValueError, match="^validation_data: expected at least one row"):
+        net.fit(X, LABELS, epochs=2, validation_data=(X[:0], LABELS[:0]), patience=2)
+    assert_same_params(before, params_of(net))

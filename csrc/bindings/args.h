@@ -45,6 +45,13 @@ inline py::array require_ndarray(const py::handle& obj, const char* arg) {
 // float32 or float64; everything else (ints, bool, float16, longdouble, complex, object) refused.
 inline FloatType require_float_dtype(const py::array& a, const char* arg) {
   const py::dtype dt = a.dtype();
+  // The kernels read the bytes as this machine's floats: a swapped byte order would be
+  // read as other numbers, silently. (NumPy reports this machine's order as '=', so '<'
+  // or '>' is the other one.)
+  if (dt.kind() == 'f' && (dt.byteorder() == '<' || dt.byteorder() == '>'))
+    throw py::type_error(std::string(arg) + ": expected this machine's byte order, got dtype " +
+                         std::string(py::str(dt)) + " (convert with " + arg +
+                         ".astype(" + arg + ".dtype.newbyteorder('=')))");
   if (dt.kind() == 'f' && dt.itemsize() == 4) return FloatType::f32;
   if (dt.kind() == 'f' && dt.itemsize() == 8) return FloatType::f64;
   throw py::type_error(std::string(arg) + ": expected a float32 or float64 array, got dtype " +

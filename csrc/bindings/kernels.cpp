@@ -224,8 +224,8 @@ class UpdateArrays {
       const auto& [a, arg] = written_[i];
       const bool misaligned = reinterpret_cast<std::uintptr_t>(a.data()) % alignof(T) != 0;
       if (!py::isinstance<py::array_t<T, py::array::c_style>>(a) || misaligned)
-        throw py::value_error(std::string(arg) + ": expected a C-contiguous array in native byte "
-                              "order at an aligned address (it is updated in place), got strides " +
+        throw py::value_error(std::string(arg) + ": expected a C-contiguous array at an aligned "
+                              "address (it is updated in place), got strides " +
                               std::string(py::str(py::tuple(a.attr("strides")))) +
                               (misaligned ? " at a misaligned address" : ""));
       if (!a.writeable())

@@ -49,12 +49,24 @@ def all_finite(a):
         return bool(np.isfinite(a.sum())) or bool(np.isfinite(a).all())
 
 
-def sums_of_squares_finite(arrays):
-    """Σ p² of every array is finite: false when a value is NaN or inf, and also past
-    |p| ~ 1e19 in float32, which counts as a diverged run too. einsum, not a BLAS dot:
+def in_range(arrays):
+    """No array has diverged: the sum of its squares is at most its dtype's largest number
+    (so NaN or infinity anywhere fails too). The one definition of a diverged run, for
+    both backends, steps and epochs; the native step applies it in C++ (csrc/mlp.cpp,
+    in_range), summing in double, as the fallback here does.
+
+    The sum in the array's own dtype answers almost always. einsum, not a BLAS dot:
     OpenBLAS threads long dots, and its idle thread then spins on the core that the
-    native epoch's second thread needs."""
-    return all(math.isfinite(np.einsum("i,i->", p.ravel(), p.ravel())) for p in arrays)
+    native epoch's second thread needs. Only a sum that overflows the dtype is summed
+    again in float64 (a copy of that array)."""
+    for p in arrays:
+        flat = p.ravel()
+        with np.errstate(over="ignore", invalid="ignore"):
+            if math.isfinite(np.einsum("i,i->", flat, flat)):
+                continue
+            if not np.einsum("i,i->", flat, flat, dtype=np.float64) <= np.finfo(p.dtype).max:
+                return False
+    return True
 
 
 # ---------------------------------------------------------------- a model's data

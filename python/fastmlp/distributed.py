@@ -253,7 +253,7 @@ def _fit(net, comm, X, Y, epochs, batch_size, optimizer, validation, patience,
     def evaluate(Xv, Yv):
         loss_sum, score_sum = _global_sums(
             net, comm, *_evaluate_shard(net, comm, Xv, Yv, optimizer.l2_penalty))
-        return loss_sum / max(len(Xv), 1), score_sum   # an empty set scores 0, as in fit()
+        return loss_sum / len(Xv), score_sum   # checked_fit_args refuses an empty set
 
     return train_epochs(net, Y, epochs, math.ceil(len(X) / batch_size), optimizer, run_epoch,
                         evaluate, validation, patience, shuffle, progress)

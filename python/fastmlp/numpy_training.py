@@ -22,7 +22,7 @@ FINDS_NONFINITE_X says whether step and epoch find NaN or infinity in X themselv
 import math
 
 from . import equations
-from .checks import sums_of_squares_finite
+from .checks import in_range
 
 FINDS_NONFINITE_X = False
 
@@ -62,7 +62,7 @@ def train_batch(net, X, Y, optimizer, lr):
 def step(net, X, Y, optimizer, lr):
     """train_batch, and whether J and every new weight and bias are finite."""
     loss, score_sum = train_batch(net, X, Y, optimizer, lr)
-    finite = math.isfinite(loss) and sums_of_squares_finite(net.weights + net.biases)
+    finite = math.isfinite(loss) and in_range(net.weights + net.biases)
     return loss, score_sum, finite
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import optim
 from .checks import (NonFiniteInputError, check_int, check_real, check_X, check_Y, nonfinite_X,
-                     sums_of_squares_finite)
+                     in_range)
 from .equations import score_from_sum
 
 DEFAULT_LR = 0.5   # plain SGD's, when neither lr nor an optimizer is given
@@ -210,6 +210,8 @@ def checked_fit_args(net, X, Y, epochs, batch_size, lr, weight_decay, optimizer,
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise TypeError("validation_data: expected a pair (X_val, Y_val) or None")
         Xv = check_X(net, validation_data[0])
+        if len(Xv) == 0:   # it would score 0.0 and steer early stopping to epoch 0
+            raise ValueError("validation_data: expected at least one row to validate on")
         validation = Xv, check_Y(net, validation_data[1], len(Xv))
     if patience is not None:
         patience = check_int(patience, "patience", minimum=1)
@@ -286,7 +288,7 @@ def _guarded_epoch(net, optimizer, epoch, run, history):
     after = f"epoch {epoch}" if epoch else "fit() started"
     try:
         loss_sum, score_sum = run()
-        if not (math.isfinite(loss_sum) and sums_of_squares_finite(net.weights + net.biases)):
+        if not (math.isfinite(loss_sum) and in_range(net.weights + net.biases)):
             raise FloatingPointError(
                 f"fit: training diverged in epoch {epoch + 1} (loss {loss_sum}, or weights not "
                 f"finite); the model holds its weights as of {after}; try a smaller lr")
