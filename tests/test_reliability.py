@@ -539,3 +539,104 @@ def test_an_empty_validation_set_is_refused(backend):
     with pytest.raises(ValueError, match="^validation_data: expected at least one row"):
         net.fit(X, LABELS, epochs=2, validation_data=(X[:0], LABELS[:0]), patience=2)
     assert_same_params(before, params_of(net))
+
+
+# ---- arguments (issue 21, item 7, the core API's part) ----
+
+@pytest.mark.parametrize("lr, error, match", [
+    (__import__("fractions").Fraction(1, 10), None, None),    # any numbers.Real is a number
+    (10**400, ValueError, r"^lr: expected a finite number"),
+    (1e-46, ValueError, r"^lr: 1e-46 is 0 in float32"),
+])
+def test_learning_rates_are_numbers_the_model_can_use(lr, error, match):
+    net = new_net("numpy")
+    if error is None:
+        net.fit(X, LABELS, epochs=1, lr=lr)
+        return
+    before = params_of(net)
+    with pytest.raises(error, match=match):
+        net.fit(X, LABELS, epochs=1, lr=lr)
+    with pytest.raises(error, match=match):
+        net.step(X, LABELS, lr)
+    assert_same_params(before, params_of(net))
+
+
+@pytest.mark.parametrize("n, error, match", [
+    (2.7, ValueError, r"^n: expected an integer >= 1, got 2.7"),
+    ("2", ValueError, r"^n: expected an integer >= 1, got '2'"),
+    (True, ValueError, r"^n: expected an integer >= 1, got True"),
+    (2**31, ValueError, r"^n: expected at most \d+ threads"),
+    (10000, ValueError, r"^n: expected at most \d+ threads"),
+])
+def test_set_num_threads_takes_a_sane_integer_only(n, error, match):
+    import fastmlp
+    before = fastmlp.get_num_threads()
+    with pytest.raises(error, match=match):
+        fastmlp.set_num_threads(n)
+    assert fastmlp.get_num_threads() == before
+
+
+# ---- files (issue 21, items 6 and 8) ----
+
+def test_save_takes_bytes_paths_and_refuses_an_empty_name(tmp_path):
+    net = new_net("numpy")
+    net.save(os.fsencode(tmp_path / "model"))
+    assert MLP.load(tmp_path / "model.npz").sizes == net.sizes
+    with pytest.raises(ValueError, match=r"^path: expected a file name, got ''"):
+        net.save("")
+    with pytest.raises(ValueError, match=r"^path: expected a file name"):
+        net.save(str(tmp_path) + os.sep)
+
+
+def test_save_gives_the_umasks_permissions_and_writes_through_a_symlink(tmp_path):
+    old = os.umask(0o027)
+    try:
+        net = new_net("numpy")
+        net.save(tmp_path / "m.npz")
+        assert (os.stat(tmp_path / "m.npz").st_mode & 0o777) == 0o640
+        target = tmp_path / "real.npz"
+        net.save(target)
+        os.symlink(target, tmp_path / "link.npz")
+        MLP([4, 6, 3], backend="numpy", seed=9).save(tmp_path / "link.npz")
+        assert os.path.islink(tmp_path / "link.npz")   # still a link, to the new model
+        assert MLP.load(target).seed == 9
+    finally:
+        os.umask(old)
+
+
+def test_save_removes_the_stale_temporaries_of_a_killed_save(tmp_path):
+    from fastmlp import model_file
+    stale, fresh = tmp_path / "m.npz.abc123.tmp", tmp_path / "m.npz.def456.tmp"
+    for p in (stale, fresh):
+        p.write_bytes(b"\0" * 100)
+    old = os.stat(stale).st_mtime - model_file.STALE_SECONDS - 10
+    os.utime(stale, (old, old))
+    new_net("numpy").save(tmp_path / "m.npz")
+    assert not stale.exists() and fresh.exists()   # a live save's file is left alone
+
+
+def test_load_refuses_what_is_not_a_regular_file_and_caps_the_parameters(tmp_path):
+    with pytest.raises(ValueError, match="is not a regular file"):
+        MLP.load("/dev/zero")
+    net = MLP([4, 50, 3], backend="numpy")
+    net.save(tmp_path / "m.npz")
+    with pytest.raises(ValueError, match=r"declares 403 parameters; expected at most max_params=400"):
+        MLP.load(tmp_path / "m.npz", max_params=400)
+    assert MLP.load(tmp_path / "m.npz", max_params=403).n_params == 403
+
+
+def test_load_draws_no_initial_weights(tmp_path, monkeypatch):
+    net = MLP([4, 50, 3], backend="numpy")
+    net.save(tmp_path / "m.npz")
+    def draws(self, *args, **kwargs):   # the constructor draws the initial weights
+        raise AssertionError("load drew initial weights")
+    monkeypatch.setattr(MLP, "__init__", draws)
+    again = MLP.load(tmp_path / "m.npz")
+    assert_same_params(params_of(net), params_of(again))
+
+
+def test_cli_checks_the_save_path_before_training(capsys, tmp_path):
+    from fastmlp import cli
+    status = cli.main(["train", "--backend", "numpy", "--save", str(tmp_path / "missing" / "x.npz")])
+    out, err = capsys.readouterr()
+    assert status == 1 and "no such directory" in err and "epoch" not in out

@@ -36,9 +36,12 @@ def set_isa(name):
 def set_num_threads(n):
     """Threads used by the native kernels (threadpoolctl's OpenMP limit works too). Once
     called, fit(comm=...) keeps this count instead of choosing one per MPI rank."""
-    n = int(n)
-    if n < 1:
-        raise ValueError(f"n: expected a thread count >= 1, got {n}")
+    import os
+    from .checks import check_int
+    limit = 4 * (os.cpu_count() or 1)   # more only queue on the cores, and stay alive
+    n = check_int(n, "n", minimum=1)
+    if n > limit:
+        raise ValueError(f"n: expected at most {limit} threads (4 per core here), got {n}")
     native_core.load().set_num_threads(n)
     backend.threads_chosen_by_user = True
 

@@ -29,15 +29,20 @@ def check_int(value, name, minimum):
 
 
 def check_real(value, name, minimum=None, strict=False):
-    """A finite real number, > minimum when strict else >= minimum."""
+    """A finite real number (any numbers.Real: Fraction, Decimal, NumPy scalars), > minimum
+    when strict else >= minimum, as a float."""
     if not is_real(value):
         raise TypeError(f"{name}: expected a real number, got {value!r}")
-    if not np.isfinite(value):
+    try:
+        number = float(value)
+    except OverflowError:   # an int or Fraction beyond any float
+        number = math.inf
+    if not math.isfinite(number):
         raise ValueError(f"{name}: expected a finite number, got {value!r}")
-    if minimum is not None and (value <= minimum if strict else value < minimum):
+    if minimum is not None and (number <= minimum if strict else number < minimum):
         raise ValueError(f"{name}: expected a number {'>' if strict else '>='} {minimum}, "
                          f"got {value!r}")
-    return float(value)
+    return number
 
 
 def all_finite(a):

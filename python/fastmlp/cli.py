@@ -295,7 +295,23 @@ def cmd_train(args):
         return train(args, args.comm)   # rank 0 prints for everyone
 
 
+def check_save_path(path):
+    """--save's directory exists and takes a new file, checked before training, so a long
+    run is not lost at its end."""
+    from .model_file import target_path
+    try:
+        directory = os.path.dirname(os.path.abspath(target_path(path))) or "."
+    except ValueError as exc:
+        raise CommandError(f"--save {path}: {exc}") from None
+    if not os.path.isdir(directory):
+        raise CommandError(f"--save {path}: no such directory {directory}")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise CommandError(f"--save {path}: the directory {directory} is not writable")
+
+
 def train(args, comm):
+    if args.save:
+        check_save_path(args.save)
     ds = load_dataset(args)
     set_threads(args.threads)
     activation = args.activation[0] if len(args.activation) == 1 else args.activation

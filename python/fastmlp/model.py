@@ -11,9 +11,14 @@ import numpy as np
 
 from . import distributed, equations, model_file, optim, training
 from .backend import get_backend
-from .checks import all_finite, check_real, check_X, check_Y, is_int
+from .checks import all_finite, check_int, check_real, check_X, check_Y, is_int
 from .specs import (activation_spec, check_dtype, check_n_params, check_output, check_sizes,
                     parse_activations, weight_shapes)
+
+
+# load()'s cap on the parameters a file may declare: 2^28 (1 GiB of float32) unless the
+# caller allows more
+DEFAULT_MAX_LOAD_PARAMS = 2**28
 
 
 class MLP:
@@ -35,6 +40,15 @@ class MLP:
 
     def __init__(self, sizes, activation="sigmoid", output="softmax", loss=None,
                  backend="native", dtype="float32", seed=0):
+        self._configure(sizes, activation, output, loss, backend, dtype, seed)
+        self._weights, self._biases = [], []
+        for rows, fan_in in weight_shapes(self.sizes, self.activations):
+            w = self._rng.standard_normal((rows, fan_in)) / np.sqrt(fan_in)
+            self._weights.append(w.astype(self.dtype))
+            self._biases.append(np.zeros(rows, dtype=self.dtype))
+
+    def _configure(self, sizes, activation, output, loss, backend, dtype, seed):
+        """Everything but the weights, checked."""
         self.sizes = check_sizes(sizes)
         self.activations = parse_activations(activation, len(self.sizes) - 2)
         self.output, self.loss_name = check_output(output, loss, self.sizes[-1])
@@ -47,11 +61,6 @@ class MLP:
         training.init_guards(self)
         self.optimizer = None   # the fastmlp.optim optimizer of the last fit or step
         self._rng = np.random.default_rng(seed)
-        self._weights, self._biases = [], []
-        for rows, fan_in in weight_shapes(self.sizes, self.activations):
-            w = self._rng.standard_normal((rows, fan_in)) / np.sqrt(fan_in)
-            self._weights.append(w.astype(self.dtype))
-            self._biases.append(np.zeros(rows, dtype=self.dtype))
 
     # ------------------------------------------------------------ attributes
 
@@ -245,21 +254,24 @@ class MLP:
                          () if opt is None else opt.buffers)
 
     @classmethod
-    def load(cls, path, backend=None):
+    def load(cls, path, backend=None, max_params=DEFAULT_MAX_LOAD_PARAMS):
         """Read a model written by save(); backend=None uses the one it was saved with.
 
         Never unpickles. A file that is not a complete fastmlp model of this format
         (truncated, corrupted, foreign, another format version, arrays of the wrong shape
-        or dtype, non-finite weights: the weights setter's check) raises ValueError naming
-        the file and the problem."""
+        or dtype, non-finite weights: the weights setter's check), not a regular file, or
+        declaring more than max_params weights and biases raises ValueError naming the file
+        and the problem. Memory: about the weights' size (no initial weights are drawn)."""
         def build(config, weights, biases, buffers):
-            net = cls(config["sizes"], activation=config["activations"],
-                      output=config["output"], loss=config["loss"],
-                      backend=config["backend"] if backend is None else backend,
-                      dtype=config["dtype"], seed=config["seed"])
-            net.weights, net.biases = weights, biases
+            net = cls.__new__(cls)
+            net._configure(config["sizes"], config["activations"], config["output"],
+                           config["loss"], config["backend"] if backend is None else backend,
+                           config["dtype"], config["seed"])
+            shapes = weight_shapes(net.sizes, net.activations)
+            net._weights = net._checked_params(weights, "weights", shapes)
+            net._biases = net._checked_params(biases, "biases", [s[:1] for s in shapes])
             net._rng.bit_generator.state = config["rng_state"]
             if config.get("optimizer") is not None:
                 net.optimizer = optim.from_config(config["optimizer"], buffers)
             return net
-        return model_file.read(path, build)
+        return model_file.read(path, build, check_int(max_params, "max_params", minimum=1))

@@ -5,10 +5,13 @@ array is read, so a truncated, corrupted, foreign or hostile file is refused wit
 ValueError naming the file and the problem.
 """
 import contextlib
+import glob
 import json
 import math
 import os
+import stat
 import tempfile
+import time
 import zipfile
 
 import numpy as np
@@ -20,22 +23,57 @@ FORMAT_VERSION = 1
 CONFIG_KEYS = {"sizes", "activations", "output", "loss", "dtype", "backend", "seed", "rng_state"}
 # optional: "optimizer", the optimizer's config() (hyperparameters, schedule, state), whose
 # buffers are the arrays opt{i}_{j}: buffer j of parameter array i (weights, then biases)
+# A temporary file of ours older than this was left by a save that was killed: removed.
+STALE_SECONDS = 3600
+
+
+def _umask():
+    """The process's umask, read without changing it where the system tells it."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)   # elsewhere: the only portable way to read it
+    os.umask(mask)
+    return mask
+
+
+def target_path(path):
+    """Where save() writes `path` (str, bytes or os.PathLike): ".npz" appended when missing,
+    as NumPy does, and through a symbolic link to the file it names."""
+    path = os.fsdecode(os.fspath(path))
+    if not os.path.basename(path):
+        raise ValueError(f"path: expected a file name, got {path!r}")
+    if not path.endswith(".npz"):
+        path += ".npz"
+    return os.path.realpath(path) if os.path.islink(path) else path
+
+
+def _remove_stale_temporaries(path):
+    """Temporary files of our own naming for `path` that a killed save left behind."""
+    for tmp in glob.glob(glob.escape(path) + ".*.tmp"):
+        with contextlib.suppress(OSError):
+            if time.time() - os.stat(tmp).st_mtime > STALE_SECONDS:
+                os.unlink(tmp)
 
 
 def write(path, config, weights, biases, buffers=()):
-    """Write `config` (a dict with CONFIG_KEYS) and the arrays to `path` (".npz" appended
-    when missing, as NumPy does), under a temporary name in the same directory renamed
-    over `path` at the end: a crash mid-save leaves the old file (or none), never half a
-    model. `buffers`: per parameter array, its optimizer buffers."""
+    """Write `config` (a dict with CONFIG_KEYS) and the arrays to target_path(path), under
+    a temporary name in the same directory renamed over it at the end: a crash mid-save
+    leaves the old file (or none), never half a model. The file gets the permissions the
+    umask gives a new file. `buffers`: per parameter array, its optimizer buffers."""
     arrays = {f"W{l}": w for l, w in enumerate(weights)}
     arrays.update({f"b{l}": b for l, b in enumerate(biases)})
     arrays.update({f"opt{i}_{j}": a for i, bufs in enumerate(buffers) for j, a in enumerate(bufs)})
-    path = os.fspath(path)
-    if not path.endswith(".npz"):
-        path += ".npz"
+    path = target_path(path)
+    _remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
                                prefix=os.path.basename(path) + ".", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())   # mkstemp's 0600 is for its secrecy, not ours
         with os.fdopen(fd, "wb") as f:
             np.savez(f, format_version=np.int64(FORMAT_VERSION),
                      config=np.array(json.dumps(config)), **arrays)
@@ -48,12 +86,14 @@ def write(path, config, weights, biases, buffers=()):
         raise
 
 
-def read(path, build):
+def read(path, build, max_params):
     """build(config, weights, biases, buffers) from a file written by write() (the config's
     "activations" as specs, buffers flat: parameter by parameter); a ValueError naming the
-    file for anything else, or when build refuses what it read (non-finite weights, say)."""
+    file for anything else, for a file that is not a regular one, for a model of more
+    than max_params weights and biases (checked on the headers, before reading them), or
+    when build refuses what it read (non-finite weights, say)."""
     try:
-        return build(*_read(path))
+        return build(*_read(path, max_params))
     except FileNotFoundError:
         raise
     # (zipfile raises NotImplementedError / RuntimeError for archive features it lacks)
@@ -65,10 +105,12 @@ def read(path, build):
                          f"{exc})") from exc
 
 
-def _read(path):
+def _read(path, max_params):
     def fail(problem):
         raise ValueError(f"{path!r}: {problem}")
     with open(path, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):   # /dev/zero reads forever
+            fail("is not a regular file")
         if not zipfile.is_zipfile(fh):
             fail("is not a fastmlp model file (not an .npz archive)")
         headers = _npz_headers(fh, fail)
@@ -89,6 +131,10 @@ def _read(path):
             sizes = check_sizes(config["sizes"])
             activations = [activation_spec(*a) for a in config["activations"]]
             shapes = weight_shapes(sizes, parse_activations(activations, len(sizes) - 2))
+            n_params = sum(rows * fan_in + rows for rows, fan_in in shapes)
+            if n_params > max_params:
+                fail(f"declares {n_params} parameters; expected at most max_params="
+                     f"{max_params} (pass a larger max_params to load it)")
             dtype = np.dtype(check_dtype(config["dtype"]))
             expected = {f"W{l}": shape for l, shape in enumerate(shapes)}
             expected.update({f"b{l}": shape[:1] for l, shape in enumerate(shapes)})

@@ -158,6 +158,13 @@ def resolve_optimizer(net, optimizer, lr, weight_decay):
     return current if current is not None and current.same_settings(candidate) else candidate
 
 
+def check_lr_fits(net, optimizer):
+    """The learning rate is not 0 in the net's dtype (1e-46 is, in float32: no training)."""
+    if np.dtype(net.dtype).type(optimizer.lr) == 0:
+        raise ValueError(f"lr: {optimizer.lr!r} is 0 in {net.dtype}; expected a rate that "
+                         f"{net.dtype} can hold")
+
+
 # ---------------------------------------------------------------- one step
 
 def step(net, X, Y, lr=None, weight_decay=None, optimizer=None):
@@ -169,6 +176,7 @@ def step(net, X, Y, lr=None, weight_decay=None, optimizer=None):
     if optimizer is None and lr is None:
         raise TypeError("lr: expected a real number (a learning rate, or optimizer=...), got None")
     optimizer = resolve_optimizer(net, optimizer, lr, weight_decay)
+    check_lr_fits(net, optimizer)
     with exclusive(net, "step"):
         lr = optimizer.current_lr()
         _snapshot(net, optimizer)
@@ -205,6 +213,7 @@ def checked_fit_args(net, X, Y, epochs, batch_size, lr, weight_decay, optimizer,
         X = check_X(net, X)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     optimizer = resolve_optimizer(net, optimizer, lr, weight_decay)
+    check_lr_fits(net, optimizer)
     validation = None
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
