@@ -200,3 +200,37 @@ def test_readme_sklearn_example_runs(capsys):
     example = text.split("## scikit-learn estimators", 1)[1].split("```python\n", 1)[1]
     exec(compile(example.split("```", 1)[0], "README.md", "exec"), {})
     assert float(capsys.readouterr().out.rsplit("test accuracy ", 1)[1]) > 0.9
+
+
+@pytest.mark.parametrize("params, error, match", [
+    ({"max_iter": float("inf")}, ValueError, r"^max_iter: expected an integer >= 1"),
+    ({"max_iter": True}, ValueError, r"^max_iter: expected an integer >= 1"),
+    ({"alpha": "x"}, TypeError, r"^alpha: expected a real number"),
+    ({"tol": None}, TypeError, r"^tol: expected a real number"),
+    ({"learning_rate_init": None}, TypeError, r"^learning_rate_init: expected a real number"),
+    ({"learning_rate_init": float("inf")}, ValueError, r"^learning_rate_init: expected a finite"),
+    ({"n_iter_no_change": 2.5}, ValueError, r"^n_iter_no_change: expected an integer >= 1"),
+    ({"early_stopping": "yes"}, TypeError, r"^early_stopping: expected True or False"),
+    ({"warm_start": "x"}, TypeError, r"^warm_start: expected True or False"),
+])
+def test_estimator_parameters_are_checked_under_their_own_names(params, error, match):
+    """Issue 21, item 7: the core API's checks, reporting scikit-learn's parameter names."""
+    from fastmlp.sklearn import MLPClassifier
+    X = np.random.default_rng(0).standard_normal((20, 3))
+    with pytest.raises(error, match=match):
+        MLPClassifier(hidden_layer_sizes=(4,), backend="numpy", **params).fit(X, np.arange(20) % 2)
+
+
+def test_the_regressor_learns_targets_past_1e154():
+    """Issue 21, item 5: their squares overflow float64; the standardisation does not."""
+    from fastmlp.sklearn import MLPRegressor
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 2))
+    y = (X[:, 0] + 3) * 1e200
+    reg = MLPRegressor(hidden_layer_sizes=(8,), max_iter=20, backend="numpy",
+                       random_state=0).fit(X, y)
+    pred = reg.predict(X)
+    assert np.all(np.isfinite(pred))
+    # R² on the targets in units of 1e200 (scikit-learn's r2_score squares them itself)
+    residual, total = ((pred - y) / 1e200) ** 2, ((y - y.mean()) / 1e200) ** 2
+    assert 1 - residual.sum() / total.sum() > 0.5

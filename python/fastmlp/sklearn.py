@@ -33,6 +33,7 @@ from sklearn.utils.multiclass import (_check_partial_fit_first_call, check_class
                                       type_of_target, unique_labels)
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
+from .checks import check_int, check_real, is_int
 from .model import MLP
 
 try:  # scikit-learn >= 1.6
@@ -93,20 +94,22 @@ class _BaseMLP(BaseEstimator):
         if incremental and self.early_stopping:
             raise ValueError("early_stopping: partial_fit does not support early_stopping=True")
 
-        def check(name, ok, expected):
-            if not ok:
-                raise ValueError(f"{name}: expected {expected}, got {getattr(self, name)!r}")
-        check("alpha", np.isfinite(self.alpha) and self.alpha >= 0, "a number >= 0")
-        check("learning_rate_init", self.learning_rate_init > 0, "a number > 0")
-        check("max_iter", int(self.max_iter) == self.max_iter and self.max_iter >= 1,
-              "an integer >= 1")
-        check("batch_size", self.batch_size == "auto" or (
-            isinstance(self.batch_size, (int, np.integer)) and self.batch_size >= 1),
-            "'auto' or an integer >= 1")
-        check("tol", self.tol >= 0, "a number >= 0")
-        check("validation_fraction", 0 < self.validation_fraction < 1, "a fraction in (0, 1)")
-        check("n_iter_no_change", self.n_iter_no_change >= 1, "an integer >= 1")
-        check("dtype", self.dtype in ("float32", "float64"), "'float32' or 'float64'")
+        check_real(self.alpha, "alpha", 0)
+        check_real(self.learning_rate_init, "learning_rate_init", 0, strict=True)
+        check_int(self.max_iter, "max_iter", minimum=1)
+        if not (self.batch_size == "auto" or (is_int(self.batch_size) and self.batch_size >= 1)):
+            raise ValueError(f"batch_size: expected 'auto' or an integer >= 1, got "
+                             f"{self.batch_size!r}")
+        check_real(self.tol, "tol", 0)
+        if not 0 < check_real(self.validation_fraction, "validation_fraction") < 1:
+            raise ValueError(f"validation_fraction: expected a fraction in (0, 1), got "
+                             f"{self.validation_fraction!r}")
+        check_int(self.n_iter_no_change, "n_iter_no_change", minimum=1)
+        for name in ("shuffle", "verbose", "warm_start", "early_stopping"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name}: expected True or False, got {getattr(self, name)!r}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype: expected 'float32' or 'float64', got {self.dtype!r}")
 
     # -- data -------------------------------------------------------------------------
 
@@ -346,8 +349,12 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         if first:
             self.out_activation_ = "identity"
             self.n_outputs_ = Y.shape[1]
-            self._y_mean = Y.mean(axis=0)
-            std = Y.std(axis=0)
+            # mean and standard deviation of Y / its largest magnitude, scaled back: the
+            # squares of targets past ~1e154 would overflow float64
+            peak = np.max(np.abs(Y), axis=0) if len(Y) else np.ones(Y.shape[1])
+            peak = np.where(peak > 0, peak, 1.0)
+            self._y_mean = (Y / peak).mean(axis=0) * peak
+            std = (Y / peak).std(axis=0) * peak
             self._y_scale = np.where(std > 0, std, 1.0)
         return np.ascontiguousarray((Y - self._y_mean) / self._y_scale, dtype=self.dtype)
 
