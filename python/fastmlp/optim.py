@@ -201,18 +201,10 @@ class Optimizer:
         """One update of one parameter array, in place, by the backend's kernel."""
         raise NotImplementedError
 
-    # the state, flat, for all-or-nothing training and for the model file
     def state_arrays(self):
+        """The buffers, flat (parameter by parameter): what training's all-or-nothing
+        snapshot copies and the model file stores."""
         return [b for bufs in self.buffers for b in bufs]
-
-    def snapshot(self):
-        return dict(self.state), [b.copy() for b in self.state_arrays()]
-
-    def restore(self, snap):
-        state, arrays = snap
-        self.state = dict(state)
-        for dst, src in zip(self.state_arrays(), arrays):
-            np.copyto(dst, src)
 
 
 class SGD(Optimizer):
