@@ -1,10 +1,12 @@
 """Nothing lost: failed, interrupted or diverging steps and epochs are undone; save() is
 atomic; load() refuses anything but a complete model; predict() is thread-safe and one
 model trains in one thread at a time. Both backends (the native epoch runs in C++)."""
+import contextlib
 import io
 import json
 import os
 import pickle
+import sys
 import threading
 import zipfile
 
@@ -307,10 +309,13 @@ def test_a_native_workspace_in_use_is_refused_with_the_same_exception_class():
     weights, biases = native_training.params(net)
     busy_errors, done = [], threading.Event()
 
-    def train():   # a long C++ epoch with the GIL released
+    def train():   # long C++ epochs with the GIL released, until a step has collided
         try:
-            for _ in range(3):
-                ws.epoch(weights, biases, Xw, yw, None, 64, 0.01, 0.0)
+            for _ in range(50):
+                if busy_errors:
+                    break
+                with contextlib.suppress(RuntimeError):   # the step held it: try again
+                    ws.epoch(weights, biases, Xw, yw, None, 64, 0.01, 0.0)
         finally:
             done.set()
     worker = threading.Thread(target=train)
@@ -640,3 +645,87 @@ def test_cli_checks_the_save_path_before_training(capsys, tmp_path):
     status = cli.main(["train", "--backend", "numpy", "--save", str(tmp_path / "missing" / "x.npz")])
     out, err = capsys.readouterr()
     assert status == 1 and "no such directory" in err and "epoch" not in out
+
+
+# ---- an interrupt anywhere in the training guard (issue 21, item 3) ----
+
+def guard_lines():
+    from fastmlp import training
+    code = training.exclusive.__wrapped__.__code__
+    return code, sorted({line for _, _, line in code.co_lines()
+                         if line is not None and line > code.co_firstlineno})
+
+
+def interrupted_at(code, line, call):
+    """call() with a KeyboardInterrupt raised as `line` of `code` is about to run (once) ->
+    the interrupt, or None when the line never ran."""
+    fired = []
+
+    def local(frame, event, arg):
+        if event == "line" and frame.f_lineno == line and not fired:
+            fired.append(line)
+            raise KeyboardInterrupt
+        return local
+
+    def tracer(frame, event, arg):
+        return local if frame.f_code is code else None
+    sys.settrace(tracer)
+    try:
+        call()
+    except KeyboardInterrupt as exc:
+        return exc
+    finally:
+        sys.settrace(None)
+    assert not fired, "an interrupt raised in the guard was swallowed"
+    return None
+
+
+@backends
+@pytest.mark.parametrize("method", ["fit", "step", "assign"])
+def test_an_interrupt_at_any_line_of_the_training_guard_leaves_the_model_free(backend, method):
+    code, lines = guard_lines()
+    calls = {"fit": lambda net: net.fit(X, LABELS, epochs=2, batch_size=8, lr=0.1),
+             "step": lambda net: net.step(X, LABELS, 0.1),
+             "assign": lambda net: setattr(net, "weights", [w.copy() for w in net.weights])}
+    interrupted = 0
+    for line in lines:
+        net = new_net(backend)
+        exc = interrupted_at(code, line, lambda: calls[method](net))
+        interrupted += exc is not None
+        if exc is not None and method == "fit":
+            assert hasattr(exc, "history"), f"no .history after an interrupt at line {line}"
+        net.step(X, LABELS, 0.1)   # never "being trained by another thread" afterwards
+        net.fit(X, LABELS, epochs=1, batch_size=8, lr=0.1)
+    assert interrupted >= 4   # the guard's lines do run and were interrupted
+
+
+def test_the_interrupt_injection_would_catch_a_guard_that_leaks_its_lock(monkeypatch):
+    """The check can fail: the previous guard (release in a finally after a plain
+    assignment) leaves the lock held when interrupted between its lines."""
+    import contextlib
+    import threading
+    from fastmlp import training
+
+    @contextlib.contextmanager
+    def leaky(net, caller):
+        if not net._training_lock.acquire(blocking=False):
+            raise RuntimeError(f"{caller}: this model is being trained by another thread")
+        net._holder = None
+        try:
+            yield
+        finally:
+            net._holder = None
+            net._training_lock.release()
+    monkeypatch.setattr(training, "exclusive", leaky)
+    code = leaky.__wrapped__.__code__
+    lines = sorted({line for _, _, line in code.co_lines()
+                    if line is not None and line > code.co_firstlineno})
+    stuck = 0
+    for line in lines:
+        net = new_net("numpy")
+        interrupted_at(code, line, lambda: net.step(X, LABELS, 0.1))
+        try:
+            net.step(X, LABELS, 0.1)
+        except RuntimeError:
+            stuck += 1
+    assert stuck >= 1

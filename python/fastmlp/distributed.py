@@ -38,7 +38,7 @@ import traceback
 import numpy as np
 
 from . import backend
-from .training import checked_fit_args, train_epochs
+from .training import History, checked_fit_args, train_epochs
 
 COMM_METHODS = ("Get_rank", "Get_size", "Allreduce", "Bcast", "allgather", "bcast", "Abort",
                 "Split_type")
@@ -256,4 +256,4 @@ def _fit(net, comm, X, Y, epochs, batch_size, optimizer, validation, patience,
         return loss_sum / len(Xv), score_sum   # checked_fit_args refuses an empty set
 
     return train_epochs(net, Y, epochs, math.ceil(len(X) / batch_size), optimizer, run_epoch,
-                        evaluate, validation, patience, shuffle, progress)
+                        evaluate, validation, patience, shuffle, progress, History())

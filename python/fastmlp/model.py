@@ -129,7 +129,7 @@ class MLP:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        for name in ("_training_lock", "_trainer", "_snapshot", "_snapshot_state"):
+        for name in ("_training_lock", "_intents", "_holder", "_snapshot", "_snapshot_state"):
             state.pop(name, None)   # a lock and the undo buffers: rebuilt on demand
         state["_kernels"] = self.backend   # the table by name: it holds a module
         return state

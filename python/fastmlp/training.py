@@ -7,6 +7,7 @@ same for every backend, and fastmlp.distributed reuses it over MPI.
 """
 import contextlib
 import math
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -84,27 +85,72 @@ def _report(progress, bar, history):
 # is not finite) is undone from a snapshot taken before it.
 
 def init_guards(net):
-    """The lock that makes training exclusive, and who holds it (a thread id or None)."""
-    net._training_lock, net._trainer = threading.Lock(), None
+    """The lock that makes training exclusive, the intents to train (one per guarded call,
+    by id), and the intent that holds the lock."""
+    net._training_lock, net._intents, net._holder = threading.Lock(), {}, None
+
+
+class _Intent:
+    """A call's intent to train a net: its thread, and the frame that trains (the one that
+    entered the guard). While that frame is on its thread's stack the call is under way;
+    once it is not, the call has ended, however it ended."""
+
+    __slots__ = ("thread", "frame")
+
+    def __init__(self):
+        self.thread = threading.get_ident()
+        frame = sys._getframe(2)   # past exclusive() itself
+        while frame is not None and frame.f_code.co_filename == contextlib.__file__:
+            frame = frame.f_back   # past contextmanager's __enter__
+        self.frame = frame
+
+    def under_way(self):
+        top = (sys._getframe() if self.thread == threading.get_ident()
+               else sys._current_frames().get(self.thread))   # None: the thread has ended
+        while top is not None:
+            if top is self.frame:
+                return True
+            top = top.f_back
+        return False
 
 
 @contextlib.contextmanager
 def exclusive(net, caller):
-    """Hold the net's training lock, or raise RuntimeError at once if another thread does."""
-    if not net._training_lock.acquire(blocking=False):
-        raise RuntimeError(f"{caller}: this model is being trained by another thread; train "
-                           f"a model from one thread at a time (predict() may run meanwhile)")
-    net._trainer = threading.get_ident()
+    """Hold the net's training lock, or raise RuntimeError at once if another call does.
+
+    An interrupt (Ctrl-C) can land between any two lines here, even between taking the
+    lock and the finally that gives it back, and leave the lock held. So a call that finds
+    the lock taken trains anyway when no other intent to train is still under way: the
+    holder was interrupted, and the lock is released on its behalf."""
+    intent = _Intent()
+    net._intents[id(intent)] = intent
     try:
+        if not net._training_lock.acquire(blocking=False):
+            others = [i for i in list(net._intents.values()) if i is not intent]
+            if any(i.under_way() for i in others):
+                raise RuntimeError(f"{caller}: this model is being trained by another thread; "
+                                   f"train a model from one thread at a time (predict() may "
+                                   f"run meanwhile)")
+            for stale in others:
+                net._intents.pop(id(stale), None)
+            with contextlib.suppress(RuntimeError):   # released by another breaker already
+                net._training_lock.release()
+            if not net._training_lock.acquire(blocking=False):
+                raise RuntimeError(f"{caller}: this model is being trained by another thread")
+        net._holder = intent
         yield
     finally:
-        net._trainer = None
-        net._training_lock.release()
+        net._intents.pop(id(intent), None)
+        if net._holder is intent:
+            net._holder = None
+            net._training_lock.release()
 
 
 def training_here(net):
-    """This thread holds the net's training lock (fit's progress callback, say)."""
-    return net._trainer == threading.get_ident()
+    """This call's thread holds the net's training lock, in a call still under way (fit's
+    progress callback, say)."""
+    holder = net._holder
+    return holder is not None and holder.thread == threading.get_ident() and holder.under_way()
 
 
 def _snapshot(net, optimizer):
@@ -276,15 +322,21 @@ def fit(net, X, Y, epochs=30, batch_size=10, lr=None, weight_decay=None, optimiz
         return trainer.evaluate(net, Xv, Yv, optimizer.l2_penalty)
 
     rng_state = net._rng.bit_generator.state
+    history = History()
     try:
         with exclusive(net, "fit"):
-            return train_epochs(net, Y, epochs, math.ceil(len(X) / batch_size), optimizer,
-                                run_epoch, evaluate, validation, patience, shuffle, progress)
+            train_epochs(net, Y, epochs, math.ceil(len(X) / batch_size), optimizer, run_epoch,
+                         evaluate, validation, patience, shuffle, progress, history)
     except NonFiniteInputError:
         # The first epoch found NaN or infinity in X and was undone: leave the net exactly
         # as an up-front check would have (its shuffle not drawn).
         net._rng.bit_generator.state = rng_state
         raise nonfinite_X(net) from None
+    except BaseException as exc:   # an interrupt in the guard too: the History goes along
+        if not hasattr(exc, "history"):
+            exc.history = history
+        raise
+    return history
 
 
 def _guarded_epoch(net, optimizer, epoch, run, history):
@@ -315,35 +367,41 @@ def _guarded_epoch(net, optimizer, epoch, run, history):
 
 
 def train_epochs(net, Y, epochs, n_batches, optimizer, run_epoch, evaluate, validation,
-                 patience, shuffle, progress):
+                 patience, shuffle, progress, history):
     """fit()'s epochs with `optimizer` (the net's once an epoch has completed), given
-    run_epoch(order, lr, bar) -> (Σ J_batch · rows, score_sum) of one pass over the rows in `order` (None: row
-    order) at learning rate lr, and evaluate(Xv, Yv) -> (J, score_sum)."""
-    history = History()
+    run_epoch(order, lr, bar) -> (Σ J_batch · rows, score_sum) of one pass over the rows
+    in `order` (None: row order) at learning rate lr, and evaluate(Xv, Yv) -> (J,
+    score_sum); fills `history` (and returns it). Any exception leaving it carries the
+    completed epochs' History as `.history`."""
     n = len(Y)
     stopping = _EarlyStopping(patience)
-    for epoch in range(epochs):
-        start = time.perf_counter()
-        bar = _epoch_bar(progress, epoch, epochs, n_batches)
-        order = net._rng.permutation(n) if shuffle else None
-        lr = optimizer.current_lr()
-        loss_sum, score_sum = _guarded_epoch(net, optimizer, epoch,
-                                             lambda: run_epoch(order, lr, bar), history)
-        net.optimizer = optimizer
-        history.lr.append(lr)
-        history.loss.append(loss_sum / n)
-        history.accuracy.append(score_from_sum(net, score_sum, Y))
-        if validation is not None:
-            val_loss, val_score = evaluate(*validation)
-            history.val_loss.append(val_loss)
-            history.val_accuracy.append(score_from_sum(net, val_score, validation[1]))
-            stopping.record(net, history, epoch, val_loss)
-        optimizer.epoch_ended(n, history.val_loss[-1] if validation else history.loss[-1])
-        history.seconds.append(time.perf_counter() - start)
-        _report(progress, bar, history)
-        if stopping.should_stop():
-            if epoch < epochs - 1:
-                history.stopped_epoch = epoch
-            break
+    try:
+        for epoch in range(epochs):
+            start = time.perf_counter()
+            bar = _epoch_bar(progress, epoch, epochs, n_batches)
+            order = net._rng.permutation(n) if shuffle else None
+            lr = optimizer.current_lr()
+            loss_sum, score_sum = _guarded_epoch(net, optimizer, epoch,
+                                                 lambda: run_epoch(order, lr, bar), history)
+            net.optimizer = optimizer
+            history.lr.append(lr)
+            history.loss.append(loss_sum / n)
+            history.accuracy.append(score_from_sum(net, score_sum, Y))
+            if validation is not None:
+                val_loss, val_score = evaluate(*validation)
+                history.val_loss.append(val_loss)
+                history.val_accuracy.append(score_from_sum(net, val_score, validation[1]))
+                stopping.record(net, history, epoch, val_loss)
+            optimizer.epoch_ended(n, history.val_loss[-1] if validation else history.loss[-1])
+            history.seconds.append(time.perf_counter() - start)
+            _report(progress, bar, history)
+            if stopping.should_stop():
+                if epoch < epochs - 1:
+                    history.stopped_epoch = epoch
+                break
+    except BaseException as exc:   # also an interrupt between epochs: the History goes along
+        if not hasattr(exc, "history"):
+            exc.history = history
+        raise
     stopping.restore_best(net, history)
     return history
