@@ -8,11 +8,13 @@ import os
 import pickle
 import sys
 import threading
+import warnings
 import zipfile
 
 import numpy as np
 import pytest
 
+import fastmlp
 from fastmlp import MLP, native_training, numpy_training
 from fastmlp.model_file import FORMAT_VERSION
 
@@ -729,3 +731,37 @@ def test_the_interrupt_injection_would_catch_a_guard_that_leaks_its_lock(monkeyp
         except RuntimeError:
             stuck += 1
     assert stuck >= 1
+
+
+# ---- a fit that ends silently useless (issue 21, "Also") ----
+
+def test_fit_warns_when_every_relu_is_dead_or_the_output_is_constant():
+    """Unscaled features in the thousands with relu and lr 0.1: the hidden layer dies in
+    the first epoch and the model outputs the majority class for everything; fit says so,
+    with the remedy. A scaled copy of the same data trains without a warning."""
+    rng = np.random.default_rng(0)
+    Xu = np.abs(rng.standard_normal((300, 10))) * 1000
+    yu = (Xu[:, 0] > np.median(Xu[:, 0])).astype(int)
+    net = MLP([10, 32, 2], activation="relu", backend="numpy", seed=0)
+    with pytest.warns(fastmlp.TrainingWarning) as record:
+        net.fit(Xu, yu, epochs=3, batch_size=32, lr=0.1)
+    messages = " | ".join(str(w.message) for w in record)
+    assert "every unit of hidden layer 0 outputs 0" in messages
+    assert "scale X" in messages
+    Xs = (Xu - Xu.mean(axis=0)) / Xu.std(axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fastmlp.TrainingWarning)
+        MLP([10, 32, 2], activation="relu", backend="numpy", seed=0).fit(
+            Xs, yu, epochs=10, batch_size=32, lr=0.1)
+
+
+def test_fit_warns_when_the_output_is_the_same_for_every_row():
+    from fastmlp.training import warn_if_untrained
+    net = MLP([3, 4, 2], activation="tanh", backend="numpy", seed=0)
+    net.weights = [np.zeros_like(w) for w in net.weights]   # a constant function
+    X3 = np.random.default_rng(0).standard_normal((10, 3))
+    with pytest.warns(fastmlp.TrainingWarning, match="the same for every row"):
+        warn_if_untrained(net, X3)
+    with warnings.catch_warnings():   # identical rows may well give one output
+        warnings.simplefilter("error", fastmlp.TrainingWarning)
+        warn_if_untrained(net, np.ones((10, 3)))

@@ -9,7 +9,7 @@ from . import autograd, backend, data, native_core
 from .backend import BACKENDS, KERNEL_NAMES, get_backend
 from .gradcheck import gradcheck
 from .model import MLP
-from .training import History
+from .training import History, TrainingWarning
 
 
 def build_info():
@@ -50,6 +50,6 @@ def get_num_threads():
     return native_core.load().get_num_threads()
 
 
-__all__ = ["BACKENDS", "KERNEL_NAMES", "History", "MLP", "autograd", "build_info", "data",
-           "get_backend", "get_include", "get_num_threads", "gradcheck", "set_isa",
-           "set_num_threads", "__version__"]
+__all__ = ["BACKENDS", "KERNEL_NAMES", "History", "MLP", "TrainingWarning", "autograd",
+           "build_info", "data", "get_backend", "get_include", "get_num_threads", "gradcheck",
+           "set_isa", "set_num_threads", "__version__"]

@@ -10,17 +10,46 @@ import math
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import List, Optional
 
 import numpy as np
 
-from . import optim
+from . import equations, optim
 from .checks import (NonFiniteInputError, check_int, check_real, check_X, check_Y, nonfinite_X,
                      in_range)
-from .equations import score_from_sum
 
 DEFAULT_LR = 0.5   # plain SGD's, when neither lr nor an optimizer is given
+# rows of the training set that warn_if_untrained looks at
+CHECKED_ROWS = 1000
+
+
+class TrainingWarning(UserWarning):
+    """fit() ended with a model that cannot have learned: a dead layer, or one output for
+    every row."""
+
+
+def warn_if_untrained(net, X):
+    """Warn, with the remedy, when fit() ended with a model that cannot have learned: every
+    ReLU of a hidden layer outputs 0 for every row (no gradient reaches below it again), or
+    the output is the same for every row of a training set whose rows differ (one class,
+    or one value, for everything). Looks at the first CHECKED_ROWS rows."""
+    X = X[:CHECKED_ROWS]
+    if len(X) < 2 or not np.ptp(X, axis=0).any():
+        return
+    layers = equations.forward(net._kernels, net, X)
+    remedy = "scale X (to mean 0, variance 1) or lower the learning rate"
+    for l, (act, _) in enumerate(net.activations):
+        if act == "relu" and not layers[l][2].any():
+            warnings.warn(f"fit: every unit of hidden layer {l} outputs 0 for every row (dead "
+                          f"ReLUs: no gradient reaches them again); {remedy}", TrainingWarning,
+                          stacklevel=3)
+            return
+    z = layers[-1][1]
+    if not np.ptp(z, axis=0).any():
+        warnings.warn(f"fit: the model's output is the same for every row (one class, or one "
+                      f"value, for everything); {remedy}", TrainingWarning, stacklevel=3)
 
 
 @dataclass
@@ -336,6 +365,8 @@ def fit(net, X, Y, epochs=30, batch_size=10, lr=None, weight_decay=None, optimiz
         if not hasattr(exc, "history"):
             exc.history = history
         raise
+    if history.loss:
+        warn_if_untrained(net, X)
     return history
 
 
@@ -386,11 +417,12 @@ def train_epochs(net, Y, epochs, n_batches, optimizer, run_epoch, evaluate, vali
             net.optimizer = optimizer
             history.lr.append(lr)
             history.loss.append(loss_sum / n)
-            history.accuracy.append(score_from_sum(net, score_sum, Y))
+            history.accuracy.append(equations.score_from_sum(net, score_sum, Y))
             if validation is not None:
                 val_loss, val_score = evaluate(*validation)
                 history.val_loss.append(val_loss)
-                history.val_accuracy.append(score_from_sum(net, val_score, validation[1]))
+                history.val_accuracy.append(
+                    equations.score_from_sum(net, val_score, validation[1]))
                 stopping.record(net, history, epoch, val_loss)
             optimizer.epoch_ended(n, history.val_loss[-1] if validation else history.loss[-1])
             history.seconds.append(time.perf_counter() - start)
