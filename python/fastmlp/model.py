@@ -101,7 +101,10 @@ class MLP:
         with training.exclusive(self, name):
             setattr(self, attr, checked)
 
-    def _checked_params(self, values, name, shapes):
+    def _checked_params(self, values, name, shapes, copy=True):
+        """`values` checked against `shapes`, as C-contiguous arrays of the dtype: copies
+        (the caller's arrays stay theirs), or, with copy=False, the arrays themselves when
+        they are already that (load's, fresh from the file)."""
         values = list(values)
         if len(values) != len(shapes):
             raise ValueError(f"{name}: expected {len(shapes)} arrays, got {len(values)}")
@@ -114,7 +117,8 @@ class MLP:
                 raise TypeError(f"{name}[{i}]: expected real numbers, got dtype {v.dtype}")
             if not all_finite(v):
                 raise ValueError(f"{name}[{i}]: contains NaN or infinity")
-            out.append(np.array(v, dtype=self.dtype, order="C"))
+            out.append(np.array(v, dtype=self.dtype, order="C") if copy
+                       else np.asarray(v, dtype=self.dtype, order="C"))
         return out
 
     @property
@@ -261,15 +265,17 @@ class MLP:
         (truncated, corrupted, foreign, another format version, arrays of the wrong shape
         or dtype, non-finite weights: the weights setter's check), not a regular file, or
         declaring more than max_params weights and biases raises ValueError naming the file
-        and the problem. Memory: about the weights' size (no initial weights are drawn)."""
+        and the problem. Memory and time: about the weights' size and one read of them (no
+        initial weights are drawn, nothing is copied)."""
         def build(config, weights, biases, buffers):
             net = cls.__new__(cls)
             net._configure(config["sizes"], config["activations"], config["output"],
                            config["loss"], config["backend"] if backend is None else backend,
                            config["dtype"], config["seed"])
             shapes = weight_shapes(net.sizes, net.activations)
-            net._weights = net._checked_params(weights, "weights", shapes)
-            net._biases = net._checked_params(biases, "biases", [s[:1] for s in shapes])
+            net._weights = net._checked_params(weights, "weights", shapes, copy=False)
+            net._biases = net._checked_params(biases, "biases", [s[:1] for s in shapes],
+                                              copy=False)
             net._rng.bit_generator.state = config["rng_state"]
             if config.get("optimizer") is not None:
                 net.optimizer = optim.from_config(config["optimizer"], buffers)
