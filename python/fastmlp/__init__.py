@@ -5,8 +5,11 @@ C++ kernels (fastmlp._core) with a NumPy twin (fastmlp.reference); pick one with
 """
 __version__ = "0.1.0"   # the one place the version is written (pyproject reads it)
 
+import os
+
 from . import autograd, backend, data, native_core
 from .backend import BACKENDS, KERNEL_NAMES, get_backend
+from .checks import check_int
 from .gradcheck import gradcheck
 from .model import MLP
 from .training import History, TrainingWarning
@@ -20,7 +23,6 @@ def build_info():
 def get_include():
     """The directory holding fastmlp/cython_kernels.pxd, for building Cython code that
     cimports the kernels (like numpy.get_include()): include_dirs=[fastmlp.get_include()]."""
-    import os
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -36,8 +38,6 @@ def set_isa(name):
 def set_num_threads(n):
     """Threads used by the native kernels (threadpoolctl's OpenMP limit works too). Once
     called, fit(comm=...) keeps this count instead of choosing one per MPI rank."""
-    import os
-    from .checks import check_int
     limit = 4 * (os.cpu_count() or 1)   # more only queue on the cores, and stay alive
     n = check_int(n, "n", minimum=1)
     if n > limit:
