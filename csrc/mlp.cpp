@@ -182,17 +182,18 @@ void backward_layer(Workspace<T>& ws, T* const* w, const T* x, std::size_t n, st
   }
 }
 
-// One update of `count` elements of a parameter array by a rule other than plain SGD, from
-// their gradient; `number` is the update's count (Adam's t), state0/state1 the rule's
-// buffers at the same elements.
+// One update of a rows x cols block (row stride ld) of a parameter array by a rule other
+// than plain SGD, from its gradient g; `number` is the update's count (Adam's t),
+// state0/state1 the rule's buffers at the same place.
 template <class T>
 void apply_update(const Update<T>& up, long long number, T* p, T* state0, T* state1, const T* g,
-                  std::size_t count, double weight_decay) {
+                  std::size_t rows, std::size_t cols, std::size_t ld, double weight_decay) {
   if (up.rule == Rule::momentum)
-    momentum_update(p, state0, g, count, up.lr, up.momentum, up.nesterov, weight_decay);
+    momentum_update_block(p, state0, g, rows, cols, ld, up.lr, up.momentum, up.nesterov,
+                          weight_decay);
   else
-    adam_update(p, state0, state1, g, count, up.lr, up.beta1, up.beta2, up.eps, weight_decay,
-                up.decoupled, number);
+    adam_update_block(p, state0, state1, g, rows, cols, ld, up.lr, up.beta1, up.beta2, up.eps,
+                      weight_decay, up.decoupled, number);
 }
 
 // What the block callback of weight_gradient_blocks needs to update W(l) by a rule.
@@ -210,11 +211,10 @@ struct WeightBlockUpdate {
     const auto& b = *static_cast<const WeightBlockUpdate*>(context);
     const Update<T>& up = *b.up;
     T* const* second = up.state[2];  // Adam's v, or null
-    for (std::size_t i = i0; i < i1; ++i) {
-      const std::size_t at = i * b.fan_in + j0;
-      apply_update(up, b.number, b.w + at, up.state[0][b.layer] + at,
-                   second ? second[b.layer] + at : nullptr, b.dw + at, j1 - j0, up.weight_decay);
-    }
+    const std::size_t at = i0 * b.fan_in + j0;
+    apply_update(up, b.number, b.w + at, up.state[0][b.layer] + at,
+                 second ? second[b.layer] + at : nullptr, b.dw + at, i1 - i0, j1 - j0, b.fan_in,
+                 up.weight_decay);
   }
 };
 
@@ -246,7 +246,7 @@ void backward_and_update(Workspace<T>& ws, T* const* w, T* const* b, const T* x,
                            std::ptrdiff_t(fan_in), 1, in_rows, n, fan_in, rows,
                            &WeightBlockUpdate<T>::run, &block);
     apply_update(up, number, b[l], up.state[1][l], up.state[3] ? up.state[3][l] : nullptr,
-                 ws.db.data(), rows, 0.0);
+                 ws.db.data(), 1, rows, rows, 0.0);
   }
 }
 

@@ -104,8 +104,8 @@ struct Workspace {
 // (update.h) on each array. Weight decay applies to the weights only.
 enum class Rule : int { sgd, momentum, adam };
 
-template <class T>
-struct Update {
+// The rule and its settings, apart from where its state lives.
+struct UpdateRule {
   Rule rule = Rule::sgd;
   double lr = 0.0;
   double weight_decay = 0.0;  // SGD and Adam: L2 added to the gradient; AdamW: decoupled
@@ -115,6 +115,10 @@ struct Update {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   bool decoupled = false;
   long long step = 0;  // updates applied before this call (Adam's t counts from step + 1)
+};
+
+template <class T>
+struct Update : UpdateRule {
   // Per layer: momentum: velocity of W(l) in state[0], of b(l) in state[1]; Adam: m of
   // W(l), b(l) in state[0], state[1], v in state[2], state[3]. Each shaped like its array.
   T* const* state[4] = {nullptr, nullptr, nullptr, nullptr};

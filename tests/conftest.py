@@ -62,3 +62,19 @@ def run_in_threads(work, count, timeout=60):
     for t in threads:
         t.join(timeout)
     return errors
+
+
+def fail_at_call(monkeypatch, owner, name, call, exception=KeyboardInterrupt, after=False):
+    """Replace owner.name (for the test) so that its `call`-th call raises `exception`:
+    before it runs, or once it has run (after=True: its work done, then a failure)."""
+    original, calls = getattr(owner, name), []
+
+    def failing(*args):
+        calls.append(1)
+        if len(calls) == call and not after:
+            raise exception
+        result = original(*args)
+        if len(calls) == call:
+            raise exception
+        return result
+    monkeypatch.setattr(owner, name, failing)

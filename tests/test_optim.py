@@ -9,7 +9,7 @@ import pytest
 import fastmlp
 from fastmlp import MLP, optim
 
-from conftest import MLP_BACKENDS
+from conftest import MLP_BACKENDS, fail_at_call
 
 rng = np.random.default_rng(0)
 X = rng.standard_normal((48, 6))
@@ -249,13 +249,8 @@ def test_a_step_that_fails_after_updating_leaves_the_optimizer_state_untouched(
     net.step(X, LABELS, optimizer=opt)
     before = params_of(net) + [a.copy() for a in opt.state_arrays()]
     state = dict(opt.state)
-    trainer = net._kernels.training
-    original = trainer.step
-
-    def failing(*args):
-        original(*args)    # weights, buffers and the update count have moved ...
-        raise MemoryError  # ... and then something fails
-    monkeypatch.setattr(trainer, "step", failing)
+    # weights, buffers and the update count have moved, and then something fails
+    fail_at_call(monkeypatch, net._kernels.training, "step", 1, MemoryError, after=True)
     with pytest.raises(MemoryError):
         net.step(X, LABELS, optimizer=opt)
     for a, b in zip(before, params_of(net) + opt.state_arrays()):
@@ -269,16 +264,8 @@ def test_an_interrupted_epoch_leaves_the_state_of_the_last_completed_one(backend
                                                                         monkeypatch):
     net, reference = new_net(backend), new_net(backend)
     reference.fit(X, LABELS, epochs=2, batch_size=16, optimizer=OPTIMIZERS[name]())
-    trainer, calls = net._kernels.training, []
-    original = trainer.epoch
-
-    def interrupted(*args):   # epoch 3 runs (weights and state move), then is interrupted
-        calls.append(1)
-        result = original(*args)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return result
-    monkeypatch.setattr(trainer, "epoch", interrupted)
+    # epoch 3 runs (weights and state move), then is interrupted
+    fail_at_call(monkeypatch, net._kernels.training, "epoch", 3, after=True)
     opt = OPTIMIZERS[name]()
     with pytest.raises(KeyboardInterrupt, match="interrupted in epoch 3"):
         net.fit(X, LABELS, epochs=3, batch_size=16, optimizer=opt)

@@ -18,7 +18,7 @@ import fastmlp
 from fastmlp import MLP, native_training, numpy_training
 from fastmlp.model_file import FORMAT_VERSION
 
-from conftest import MLP_BACKENDS, run_in_threads
+from conftest import MLP_BACKENDS, fail_at_call, run_in_threads
 
 rng = np.random.default_rng(0)
 X = rng.standard_normal((40, 4))
@@ -188,26 +188,9 @@ def test_the_native_step_finds_a_nonfinite_input_anywhere_in_a_row(isa, dtype):
 def test_keyboard_interrupt_mid_epoch_leaves_the_last_completed_epoch(backend, monkeypatch):
     net = new_net(backend)
     if backend == "native":   # the epoch is one C++ call: interrupted as it returns
-        original = native_training.epoch
-        calls = []
-
-        def interrupted(*args):
-            calls.append(1)
-            result = original(*args)
-            if len(calls) == 3:
-                raise KeyboardInterrupt
-            return result
-        monkeypatch.setattr(native_training, "epoch", interrupted)
+        fail_at_call(monkeypatch, native_training, "epoch", 3, after=True)
     else:                     # the Python loop: interrupted after a few steps of epoch 3
-        original = numpy_training.train_batch
-        calls = []
-
-        def interrupted(*args):
-            calls.append(1)
-            if len(calls) == 2 * 5 + 3:
-                raise KeyboardInterrupt
-            return original(*args)
-        monkeypatch.setattr(numpy_training, "train_batch", interrupted)
+        fail_at_call(monkeypatch, numpy_training, "train_batch", 2 * 5 + 3)
     with pytest.raises(KeyboardInterrupt, match=r"^fit: interrupted in epoch 3; the model holds its weights as of epoch 2$") as info:
         net.fit(X, LABELS, epochs=5, batch_size=8, lr=0.1)
     assert len(info.value.history.loss) == 2
@@ -218,13 +201,8 @@ def test_keyboard_interrupt_mid_epoch_leaves_the_last_completed_epoch(backend, m
 def test_any_failure_inside_a_step_undoes_it(backend, monkeypatch):
     net = new_net(backend)
     before = params_of(net)
-    if backend == "native":
-        original = native_training.step
-
-        def failing(*args):
-            original(*args)   # the weights have moved ...
-            raise MemoryError  # ... and then something fails
-        monkeypatch.setattr(native_training, "step", failing)
+    if backend == "native":   # the weights have moved, and then something fails
+        fail_at_call(monkeypatch, native_training, "step", 1, MemoryError, after=True)
     else:
         table = net._kernels
         calls = []

@@ -185,12 +185,7 @@ py::tuple result(const Network& net, StepResult r) {
 // The update rule of a step or epoch, as Python gives it (python/fastmlp/native_training.py
 // builds it from a fastmlp.optim optimizer): before the dtype is known.
 struct UpdateArgs {
-  Rule rule = Rule::sgd;
-  double lr = 0.0, weight_decay = 0.0, penalty = 0.0, momentum = 0.0;
-  bool nesterov = false;
-  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-  bool decoupled = false;
-  long long step = 0;
+  UpdateRule settings;
   py::object state;  // one (per-weight arrays, per-bias arrays) pair per buffer of the rule
 };
 
@@ -198,7 +193,8 @@ UpdateArgs update_args(double lr, double weight_decay, const std::string& rule,
                        const py::object& penalty, double momentum, bool nesterov,
                        const py::object& betas, double eps, bool decoupled, long long step,
                        const py::object& state) {
-  UpdateArgs up;
+  UpdateArgs args;
+  UpdateRule& up = args.settings;
   if (rule == "sgd") up.rule = Rule::sgd;
   else if (rule == "momentum") up.rule = Rule::momentum;
   else if (rule == "adam") up.rule = Rule::adam;
@@ -221,8 +217,8 @@ UpdateArgs update_args(double lr, double weight_decay, const std::string& rule,
   up.eps = eps;
   up.decoupled = decoupled;
   up.step = step;
-  up.state = state;
-  return up;
+  args.state = state;
+  return args;
 }
 
 class TrainingWorkspace {
@@ -289,18 +285,8 @@ class TrainingWorkspace {
   template <class T>
   static Update<T> typed_update(Typed<T>& t, const UpdateArgs& args) {
     Update<T> up;
-    up.rule = args.rule;
-    up.lr = args.lr;
-    up.weight_decay = args.weight_decay;
-    up.penalty = args.penalty;
-    up.momentum = args.momentum;
-    up.nesterov = args.nesterov;
-    up.beta1 = args.beta1;
-    up.beta2 = args.beta2;
-    up.eps = args.eps;
-    up.decoupled = args.decoupled;
-    up.step = args.step;
-    const std::size_t buffers = args.rule == Rule::sgd ? 0 : args.rule == Rule::momentum ? 1 : 2;
+    static_cast<UpdateRule&>(up) = args.settings;
+    const std::size_t buffers = up.rule == Rule::sgd ? 0 : up.rule == Rule::momentum ? 1 : 2;
     if (!py::isinstance<py::sequence>(args.state) || py::len(args.state) != buffers)
       throw py::value_error("state: expected " + std::to_string(buffers) +
                             " (weights, biases) pair(s) of buffers for this rule");

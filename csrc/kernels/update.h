@@ -35,6 +35,18 @@ template <class T>
 void adam_update(T* w, T* m, T* v, const T* dw, std::size_t n, double lr, double beta1,
                  double beta2, double eps, double weight_decay, bool decoupled, long long step);
 
+// The same two updates of a block of rows x cols elements at row stride ld in each array
+// (the part of W that a product block has just finished), on the calling thread, with the
+// constants computed once for the block.
+template <class T>
+void momentum_update_block(T* w, T* velocity, const T* dw, std::size_t rows, std::size_t cols,
+                           std::size_t ld, double lr, double momentum, bool nesterov,
+                           double weight_decay);
+template <class T>
+void adam_update_block(T* w, T* m, T* v, const T* dw, std::size_t rows, std::size_t cols,
+                       std::size_t ld, double lr, double beta1, double beta2, double eps,
+                       double weight_decay, bool decoupled, long long step);
+
 // Whether every v[i] (n of them) is finite: neither NaN nor ±inf.
 template <class T>
 bool all_finite(const T* v, std::size_t n);

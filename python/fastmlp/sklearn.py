@@ -33,9 +33,9 @@ from sklearn.utils.multiclass import (_check_partial_fit_first_call, check_class
                                       type_of_target, unique_labels)
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
+from . import training
 from .checks import check_int, check_real, is_int
 from .model import MLP
-from .training import TrainingWarning, warn_if_untrained
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data
@@ -162,11 +162,9 @@ class _BaseMLP(BaseEstimator):
         batch_size = min(32, n) if self.batch_size == "auto" else min(self.batch_size, n)
         for _ in range(1 if incremental else self.max_iter):
             try:
-                with warnings.catch_warnings():   # said once, after the last epoch
-                    warnings.simplefilter("ignore", TrainingWarning)
-                    history = self.net_.fit(X, Y, epochs=1, batch_size=batch_size,
-                                            lr=self.learning_rate_init,
-                                            weight_decay=self.alpha, shuffle=self.shuffle)
+                history = training.fit(self.net_, X, Y, epochs=1, batch_size=batch_size,
+                                       lr=self.learning_rate_init, weight_decay=self.alpha,
+                                       shuffle=self.shuffle, check_untrained=False)
             except FloatingPointError as exc:   # the net keeps its last finite weights
                 raise ValueError(f"learning_rate_init: training diverged with "
                                  f"learning_rate_init={self.learning_rate_init}; lower it or "
@@ -205,7 +203,7 @@ class _BaseMLP(BaseEstimator):
                               ConvergenceWarning)
         if self.early_stopping and best_params is not None:
             self._restore_params(best_params)
-        warn_if_untrained(self.net_, X)
+        training.warn_if_untrained(self.net_, X)   # once, after the last epoch
         return self
 
     def _copy_params(self):

@@ -151,21 +151,21 @@ def exclusive(net, caller):
     lock and the finally that gives it back, and leave the lock held. So a call that finds
     the lock taken trains anyway when no other intent to train is still under way: the
     holder was interrupted, and the lock is released on its behalf."""
+    busy = (f"{caller}: this model is being trained by another thread; train a model from "
+            f"one thread at a time (predict() may run meanwhile)")
     intent = _Intent()
     net._intents[id(intent)] = intent
     try:
         if not net._training_lock.acquire(blocking=False):
             others = [i for i in list(net._intents.values()) if i is not intent]
             if any(i.under_way() for i in others):
-                raise RuntimeError(f"{caller}: this model is being trained by another thread; "
-                                   f"train a model from one thread at a time (predict() may "
-                                   f"run meanwhile)")
+                raise RuntimeError(busy)
             for stale in others:
                 net._intents.pop(id(stale), None)
             with contextlib.suppress(RuntimeError):   # released by another breaker already
                 net._training_lock.release()
             if not net._training_lock.acquire(blocking=False):
-                raise RuntimeError(f"{caller}: this model is being trained by another thread")
+                raise RuntimeError(busy)
         net._holder = intent
         yield
     finally:
@@ -333,8 +333,10 @@ class _EarlyStopping:
 
 
 def fit(net, X, Y, epochs=30, batch_size=10, lr=None, weight_decay=None, optimizer=None,
-        validation_data=None, patience=None, shuffle=True, progress=False):
-    """Train `net` in this process; see MLP.fit.
+        validation_data=None, patience=None, shuffle=True, progress=False,
+        check_untrained=True):
+    """Train `net` in this process; see MLP.fit. check_untrained: warn_if_untrained at the
+    end (a caller that fits one epoch at a time checks once, after its last).
 
     NaN or infinity in X is a ValueError and leaves the net untouched on every backend. A
     backend whose epoch finds it as it reads each batch (FINDS_NONFINITE_X) saves fit()
@@ -365,7 +367,7 @@ def fit(net, X, Y, epochs=30, batch_size=10, lr=None, weight_decay=None, optimiz
         if not hasattr(exc, "history"):
             exc.history = history
         raise
-    if history.loss:
+    if check_untrained and history.loss:
         warn_if_untrained(net, X)
     return history
 
