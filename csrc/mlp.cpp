@@ -72,6 +72,12 @@ double score_sum(const Network& net, const T* z, const T* out, Targets<T> y, std
           total += diff * diff;
         }
         break;
+      case Output::exp:  // the prediction e^z, as the twin's np.exp computes it in T
+        for (std::size_t j = 0; j < k; ++j) {
+          double diff = static_cast<double>(std::exp(zi[j]) - yi[j]);
+          total += diff * diff;
+        }
+        break;
     }
   }
   return total;
@@ -87,12 +93,14 @@ double loss_and_delta(Workspace<T>& ws, Targets<T> y, std::size_t n) {
   const T* out = activations(ws, last);
   switch (net.loss) {
     case Loss::cross_entropy:
-      return y.labels ? softmax_cross_entropy(delta, z, y.labels, n, k)
-                      : softmax_cross_entropy(delta, z, y.values, n, k);
+      return y.labels ? softmax_cross_entropy(delta, z, y.labels, n, k, y.weights)
+                      : softmax_cross_entropy(delta, z, y.values, n, k, y.weights);
     case Loss::binary_cross_entropy:
-      return sigmoid_binary_cross_entropy(delta, z, y.values, n, k);
+      return sigmoid_binary_cross_entropy(delta, z, y.values, n, k, y.weights);
+    case Loss::poisson:
+      return poisson_loss(delta, z, y.values, n, k, y.weights);
     case Loss::quadratic: {
-      double loss = quadratic_loss(delta, out, y.values, n, k);
+      double loss = quadratic_loss(delta, out, y.values, n, k, y.weights);
       // the lecture's δ(L) = (a − y) ⊙ σ'(z(L)), with the 1/n of the batch mean
       if (net.output == Output::sigmoid) activation_backward(delta, z, out, n * k, Act::sigmoid, T(0));
       return loss;
@@ -260,8 +268,37 @@ Targets<T> gather_targets(Workspace<T>& ws, Targets<T> y, const std::int64_t* ro
     const auto row = static_cast<std::size_t>(rows[i]);
     if (y.labels) ws.label_batch[i] = y.labels[row];
     else std::memcpy(ws.y_batch.data() + i * k, y.values + row * k, k * sizeof(T));
+    if (y.weights) ws.weight_batch[i] = y.weights[row];
   }
-  return y.labels ? Targets<T>{ws.label_batch.data(), nullptr} : Targets<T>{nullptr, ws.y_batch.data()};
+  Targets<T> batch;
+  if (y.labels) batch.labels = ws.label_batch.data();
+  else batch.values = ws.y_batch.data();
+  if (y.weights) batch.weights = ws.weight_batch.data();
+  return batch;
+}
+
+// The targets of rows lo .. lo+n-1.
+template <class T>
+Targets<T> rows_from(Targets<T> y, std::size_t lo, std::size_t k) {
+  return {y.labels ? y.labels + lo : nullptr, y.values ? y.values + lo * k : nullptr,
+          y.weights ? y.weights + lo : nullptr};
+}
+
+// The rule of one batch: a per-sample weight decay divided by the batch's weight (Σ sample
+// weights in row order, in double, as numpy_training sums them; its rows without
+// weights). A batch of weight 0 has no decay.
+template <class T>
+Update<T> batch_rule(const Update<T>& up, Targets<T> y, std::size_t n) {
+  if (!up.decay_per_sample) return up;
+  double weight = 0.0;
+  if (y.weights)
+    for (std::size_t i = 0; i < n; ++i) weight += static_cast<double>(y.weights[i]);
+  else
+    weight = static_cast<double>(n);
+  Update<T> batch = up;
+  batch.weight_decay = weight > 0 ? up.weight_decay / weight : 0.0;
+  batch.penalty = weight > 0 ? up.penalty / weight : 0.0;
+  return batch;
 }
 
 // The batch x[rows[0..n)] and its targets, copied into the workspace as X[order][lo:hi]
@@ -282,8 +319,9 @@ std::pair<const T*, Targets<T>> gather_batch(Workspace<T>& ws, const T* x, Targe
 template <class T>
 StepResult step_on_rows(T* const* w, T* const* b, Workspace<T>& ws, const T* x,
                         const std::int64_t* x_rows, Targets<T> y, std::size_t n,
-                        const Update<T>& up, long long number) {
+                        const Update<T>& rule, long long number) {
   const Network& net = ws.net;
+  const Update<T> up = batch_rule(rule, y, n);
   const std::size_t last = net.n_layers() - 1;
   forward(ws, w, b, x, x_rows, n);
   StepResult result;
@@ -301,12 +339,12 @@ StepResult step_on_rows(T* const* w, T* const* b, Workspace<T>& ws, const T* x,
 
 // The Python model's names, in the order of the enums.
 const char* name_of(Output output) {
-  static const char* const names[] = {"softmax", "sigmoid", "identity"};
+  static const char* const names[] = {"softmax", "sigmoid", "identity", "exp"};
   return names[static_cast<int>(output)];
 }
 
 const char* name_of(Loss loss) {
-  static const char* const names[] = {"cross_entropy", "binary_cross_entropy", "quadratic"};
+  static const char* const names[] = {"cross_entropy", "binary_cross_entropy", "quadratic", "poisson"};
   return names[static_cast<int>(loss)];
 }
 
@@ -316,6 +354,7 @@ std::vector<Loss> losses_of(Output output) {
     case Output::softmax: return {Loss::cross_entropy};
     case Output::sigmoid: return {Loss::binary_cross_entropy, Loss::quadratic};
     case Output::identity: return {Loss::quadratic};
+    case Output::exp: return {Loss::poisson};
   }
   return {};
 }
@@ -340,7 +379,7 @@ void check_product(std::size_t a, std::size_t b, const char* what) {
 }  // namespace
 
 Output output_from_name(const std::string& name) {
-  const auto all = {Output::softmax, Output::sigmoid, Output::identity};
+  const auto all = {Output::softmax, Output::sigmoid, Output::identity, Output::exp};
   for (Output output : all)
     if (name == name_of(output)) return output;
   throw std::invalid_argument("output: expected one of " + tuple_repr(all) + ", got '" + name + "'");
@@ -427,6 +466,7 @@ Workspace<T>::Workspace(const Network& network, std::size_t batch)
   x_batch.resize(batch * net.sizes.front());
   y_batch.resize(batch * net.sizes.back());
   label_batch.resize(batch);
+  weight_batch.resize(batch);
 }
 
 template <class T>
@@ -479,7 +519,7 @@ StepResult train_epoch(T* const* w, T* const* b, Workspace<T>& ws, const T* x, T
   for (std::size_t lo = 0; lo < n_rows; lo += batch_size) {
     const std::size_t n = std::min(batch_size, n_rows - lo);
     ++number;
-    const Targets<T> y_lo{y.labels ? y.labels + lo : nullptr, y.values ? y.values + lo * k : nullptr};
+    const Targets<T> y_lo = rows_from(y, lo, k);
     // a shuffled batch: its rows of x are read where they lie, only the targets are gathered
     StepResult step = order != nullptr
                           ? step_on_rows(w, b, ws, x, order + lo, gather_targets(ws, y, order + lo, n),

@@ -29,8 +29,9 @@
 
 namespace fastmlp {
 
-enum class Output : int { softmax, sigmoid, identity };
-enum class Loss : int { cross_entropy, binary_cross_entropy, quadratic };
+// exp: the prediction is e^z (a log link, for counts); its loss is poisson.
+enum class Output : int { softmax, sigmoid, identity, exp };
+enum class Loss : int { cross_entropy, binary_cross_entropy, quadratic, poisson };
 
 // A hidden layer: an element-wise activation (with its leaky slope / ELU alpha), or
 // maxout with maxout_pieces > 0 linear pieces per unit (then act is unused).
@@ -73,11 +74,13 @@ template <class T>
 T require_finite(double value, const char* arg);
 
 // A batch's targets: class labels (n) for a softmax output, else an (n, K) matrix
-// (one-hot rows for softmax). Exactly one of the two is set.
+// (one-hot rows for softmax). Exactly one of the two is set. With sample weights (n finite
+// numbers >= 0), J is the weighted mean of the rows' losses (kernels/loss.h).
 template <class T>
 struct Targets {
   const std::int64_t* labels = nullptr;
   const T* values = nullptr;
+  const T* weights = nullptr;
 };
 
 // Buffers of one network for batches of up to max_batch rows; per layer l (row-major,
@@ -96,6 +99,7 @@ struct Workspace {
   std::vector<T> dw, db;
   std::vector<T> x_batch, y_batch;    // a gathered batch of rows
   std::vector<std::int64_t> label_batch;
+  std::vector<T> weight_batch;        // its sample weights
 };
 
 // How a step updates the weights and biases: torch.optim's rules (twin: python/fastmlp/
@@ -115,6 +119,9 @@ struct UpdateRule {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   bool decoupled = false;
   long long step = 0;  // updates applied before this call (Adam's t counts from step + 1)
+  // weight_decay and penalty are per unit of batch weight, as scikit-learn's alpha: each
+  // batch divides them by its rows' Σ sample weights (its row count without weights)
+  bool decay_per_sample = false;
 };
 
 template <class T>
@@ -127,7 +134,7 @@ struct Update : UpdateRule {
 struct StepResult {
   double loss = 0.0;  // J of the batch before the update, weight-decay penalty included
   // what the batch adds to the score: rows predicted right, or the residual sum of
-  // squares (identity output)
+  // squares (identity and exp outputs)
   double score_sum = 0.0;
   // false: a row of x holds NaN or inf. The step then stops before any weight changes (an
   // epoch stops at that batch, its earlier batches applied), and loss and score_sum mean
@@ -143,7 +150,7 @@ struct StepResult {
 // row-major, updated in place by `up` (plain SGD: w ← w − lr (dW + weight_decay w),
 // b ← b − lr db) with its state; up.step is this update's number minus one.
 // n <= ws.max_batch. score_sum as equations.score_sum: argmax z == label (softmax), every
-// output's (z >= 0) == (y >= 0.5) (sigmoid), Σ (out − y)² (identity). Also says whether
+// output's (z >= 0) == (y >= 0.5) (sigmoid), Σ (out − y)² (identity; e^z for exp). Also says whether
 // the loss is finite and the new parameters in range (see StepResult::finite).
 template <class T>
 StepResult train_step(T* const* w, T* const* b, Workspace<T>& ws, const T* x, Targets<T> y,

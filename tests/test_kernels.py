@@ -142,18 +142,68 @@ def _bce_bounds(args, out, dtype):
     return [reduction(dtype, k, scale), grad]
 
 
+def _counts(rng, shape, dtype):
+    """Logits of a Poisson rate and counts drawn near it (zeros included)."""
+    z = logits(rng, shape, dtype, scale=1.0)
+    return z, rng.poisson(np.exp(z.astype(np.float64))).astype(dtype)
+
+
+def _poisson_bounds(args, out, dtype):
+    """J sums k terms xlogy(y, y) − y z − y + e^z, each off by ~eps·(|terms|). dz = (e^z −
+    y)/n: two libms' e^z within a few ulps, then the difference cancels: absolute
+    4·eps·(e^z + y)/n."""
+    z, y = (a.astype(np.float64) for a in args[:2])
+    n, k = z.shape
+    ylogy = y * np.log(np.where(y > 0, y, 1))
+    scale = float(np.sum(np.abs(ylogy) + np.abs(y * z) + y + np.exp(z))) / max(n, 1)
+    grad = Bound(rtol=4 * eps_of(dtype), atol=4 * eps_of(dtype) * (np.exp(z) + y) / max(n, 1))
+    return [reduction(dtype, k, scale), grad]
+
+
+def _sample_weights(make_inputs):
+    """The inputs of an unweighted loss case and one sample weight per row: in [0, 3), a
+    quarter of them 0 (rows that do not count)."""
+    def make(rng, shape, dtype):
+        w = rng.random(shape[0]) * 3 * (rng.random(shape[0]) >= 0.25)
+        return (*make_inputs(rng, shape, dtype), w.astype(dtype))
+    return make
+
+
+def _weighted(bounds):
+    """The unweighted bounds, with every row's factor up to max(w)/mean(w) times 1/n (a
+    batch that has no weight: J and dz are exactly 0)."""
+    def weighted(args, out, dtype):
+        w = args[-1].astype(np.float64)
+        if w.sum() == 0:
+            return [exact(), exact()]
+        ratio = max(1.0, float(w.max() / w.mean()))
+        return [Bound(b.rtol, np.asarray(b.atol) * ratio) for b in bounds(args[:-1], out, dtype)]
+    return weighted
+
+
+def _quadratic_inputs(rng, shape, dtype):
+    return ref_sigmoid(logits(rng, shape, dtype)), rng.random(shape).astype(dtype)
+
+
+def _quadratic_bounds(args, out, dtype):
+    """J sums k non-negative squares (in float64 here, in the dtype in NumPy); da is exact,
+    and with weights one rounding of the factor off: 2 eps relative."""
+    return [reduction(dtype, args[0].shape[1], abs(out[0])), Bound(rtol=2 * eps_of(dtype))]
+
+
 def loss_cases():
     yield Case("softmax", "", lambda rng, s, dt: (logits(rng, s, dt, scale=5.0),),
                # every p of a row is divided by the row's sum of k terms
                lambda args, out, dt: [reduction(dt, args[0].shape[1], out[0])])
-    yield Case("softmax_cross_entropy", "labels", _labels, _softmax_ce_bounds)
-    yield Case("softmax_cross_entropy", "probabilities", _probabilities, _softmax_ce_bounds)
-    yield Case("sigmoid_binary_cross_entropy", "binary", _binary, _bce_bounds)
-    yield Case("sigmoid_binary_cross_entropy", "fractions", _fractions, _bce_bounds)
-    # J sums k non-negative squares (in float64 here, in the dtype in NumPy); da is exact.
-    yield Case("quadratic_loss", "",
-               lambda rng, s, dt: (ref_sigmoid(logits(rng, s, dt)), rng.random(s).astype(dt)),
-               lambda args, out, dt: [reduction(dt, args[0].shape[1], abs(out[0])), exact()])
+    losses = [("softmax_cross_entropy", "labels", _labels, _softmax_ce_bounds),
+              ("softmax_cross_entropy", "probabilities", _probabilities, _softmax_ce_bounds),
+              ("sigmoid_binary_cross_entropy", "binary", _binary, _bce_bounds),
+              ("sigmoid_binary_cross_entropy", "fractions", _fractions, _bce_bounds),
+              ("quadratic_loss", "", _quadratic_inputs, _quadratic_bounds),
+              ("poisson_loss", "counts", _counts, _poisson_bounds)]
+    for op, variant, make_inputs, bounds in losses:
+        yield Case(op, variant, make_inputs, bounds)
+        yield Case(op, f"{variant}_weighted", _sample_weights(make_inputs), _weighted(bounds))
 
 
 def _momentum_inputs(rng, shape, dtype, nesterov, weight_decay):

@@ -4,6 +4,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -179,6 +180,33 @@ template <class F>
 decltype(auto) with_float_type(FloatType ft, F&& f) {
   if (ft == FloatType::f32) return f(float{});
   return f(double{});
+}
+
+// sample_weight: None (every row counts once), or one finite weight >= 0 per row of the
+// batch: a 1-D array of n numbers in the dtype of `ref`. Returns it as a C array of T (empty
+// for None); `weights(...)` gives the kernels' pointer (null for None).
+template <class T>
+CArray<T> require_sample_weight(const py::object& obj, py::ssize_t n, const py::array& ref,
+                                const char* ref_arg) {
+  if (obj.is_none()) return CArray<T>();
+  py::array w = require_ndarray(obj, "sample_weight");
+  require_same_float_dtype(w, "sample_weight", require_float_dtype(ref, ref_arg), ref, ref_arg);
+  if (w.ndim() != 1 || w.shape(0) != n)
+    throw py::value_error("sample_weight: expected one weight per row, shape (" + std::to_string(n) +
+                          ",), got shape " + shape_str(w));
+  auto c = CArray<T>::ensure(w);
+  const T* v = c.data();
+  for (py::ssize_t i = 0; i < n; ++i)
+    if (!(v[i] >= T(0)) || !std::isfinite(v[i]))
+      throw py::value_error("sample_weight: expected finite weights >= 0, got " +
+                            std::string(py::str(py::float_(static_cast<double>(v[i])))) + " at row " +
+                            std::to_string(i));
+  return c;
+}
+
+template <class T>
+const T* weights(const CArray<T>& sample_weight) {
+  return sample_weight.size() == 0 ? nullptr : sample_weight.data();  // None, or no rows
 }
 
 // A read-only view of a float array through element strides. Byte strides that are not

@@ -166,10 +166,11 @@ py::array_t<T> new_array_like(const py::array& a) {
   return py::array_t<T>(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
 }
 
-// Loss kernels share one shape: (z or a, y) float (n, K) -> (J, gradient (n, K)).
+// Loss kernels share one shape: (z or a, y) float (n, K), optional sample weights (n) ->
+// (J, gradient (n, K)).
 template <class Kernel>
 py::tuple bind_float_target_loss(const py::object& z_obj, const py::object& y_obj,
-                                 const char* z_arg, Kernel kernel) {
+                                 const py::object& sample_weight, const char* z_arg, Kernel kernel) {
   py::array z = require_ndarray(z_obj, z_arg), y = require_ndarray(y_obj, "y");
   FloatType ft = require_float_dtype(z, z_arg);
   require_ndim(z, z_arg, 2, "(n, K)");
@@ -178,12 +179,13 @@ py::tuple bind_float_target_loss(const py::object& z_obj, const py::object& y_ob
   return with_float_type(ft, [&](auto tag) -> py::tuple {
     using T = decltype(tag);
     auto zc = CArray<T>::ensure(z), yc = CArray<T>::ensure(y);
+    auto sw = require_sample_weight<T>(sample_weight, z.shape(0), z, z_arg);
     auto grad = new_array<T>(z.shape(0), z.shape(1));
     double loss;
     {
       py::gil_scoped_release nogil;
       loss = kernel(grad.mutable_data(), zc.data(), yc.data(), static_cast<std::size_t>(z.shape(0)),
-                    static_cast<std::size_t>(z.shape(1)));
+                    static_cast<std::size_t>(z.shape(1)), weights(sw));
     }
     return py::make_tuple(loss, grad);
   });
@@ -429,7 +431,7 @@ void bind_elementwise(py::module_& m) {
 
   m.def(
       "softmax_cross_entropy",
-      [](const py::object& z_obj, const py::object& y_obj) {
+      [](const py::object& z_obj, const py::object& y_obj, const py::object& sample_weight) {
         py::array z = require_ndarray(z_obj, "z"), y = require_ndarray(y_obj, "y");
         FloatType ft = require_float_dtype(z, "z");
         require_ndim(z, "z", 2, "(n, K)");
@@ -444,12 +446,14 @@ void bind_elementwise(py::module_& m) {
           return with_float_type(ft, [&](auto tag) -> py::tuple {
             using T = decltype(tag);
             auto zc = CArray<T>::ensure(z);
+            auto sw = require_sample_weight<T>(sample_weight, n, z, "z");
             auto dz = new_array<T>(n, k);
             double loss;
             {
               py::gil_scoped_release nogil;
               loss = softmax_cross_entropy<T>(dz.mutable_data(), zc.data(), labels.data(),
-                                              static_cast<std::size_t>(n), static_cast<std::size_t>(k));
+                                              static_cast<std::size_t>(n), static_cast<std::size_t>(k),
+                                              weights(sw));
             }
             return py::make_tuple(loss, dz);
           });
@@ -457,33 +461,48 @@ void bind_elementwise(py::module_& m) {
         if (kind != 'f')
           throw py::type_error("y: expected integer labels (n,) or float targets (n, K), got dtype " +
                                std::string(py::str(y.dtype())));
-        return bind_float_target_loss(z, y, "z", [](auto* dz, const auto* zp, const auto* yp,
-                                                    std::size_t rows, std::size_t cols) {
-          return softmax_cross_entropy(dz, zp, yp, rows, cols);
+        return bind_float_target_loss(z, y, sample_weight, "z", [](auto* dz, const auto* zp, const auto* yp,
+                                                                   std::size_t rows, std::size_t cols,
+                                                                   const auto* w) {
+          return softmax_cross_entropy(dz, zp, yp, rows, cols, w);
         });
       },
-      py::arg("z"), py::arg("y"),
+      py::arg("z"), py::arg("y"), py::arg("sample_weight") = py::none(),
       "(J, dJ/dz) of softmax + cross-entropy; y integer labels (n,) or targets (n, K).");
 
   m.def(
       "sigmoid_binary_cross_entropy",
-      [](const py::object& z, const py::object& y) {
-        return bind_float_target_loss(z, y, "z", [](auto* dz, const auto* zp, const auto* yp,
-                                                    std::size_t rows, std::size_t cols) {
-          return sigmoid_binary_cross_entropy(dz, zp, yp, rows, cols);
-        });
+      [](const py::object& z, const py::object& y, const py::object& sample_weight) {
+        return bind_float_target_loss(z, y, sample_weight, "z",
+                                      [](auto* dz, const auto* zp, const auto* yp, std::size_t rows,
+                                         std::size_t cols, const auto* w) {
+                                        return sigmoid_binary_cross_entropy(dz, zp, yp, rows, cols, w);
+                                      });
       },
-      py::arg("z"), py::arg("y"), "(J, dJ/dz) of sigmoid + binary cross-entropy; y (n, K).");
+      py::arg("z"), py::arg("y"), py::arg("sample_weight") = py::none(), "(J, dJ/dz) of sigmoid + binary cross-entropy; y (n, K).");
 
   m.def(
       "quadratic_loss",
-      [](const py::object& a, const py::object& y) {
-        return bind_float_target_loss(a, y, "a", [](auto* da, const auto* ap, const auto* yp,
-                                                    std::size_t rows, std::size_t cols) {
-          return quadratic_loss(da, ap, yp, rows, cols);
-        });
+      [](const py::object& a, const py::object& y, const py::object& sample_weight) {
+        return bind_float_target_loss(a, y, sample_weight, "a",
+                                      [](auto* da, const auto* ap, const auto* yp, std::size_t rows,
+                                         std::size_t cols, const auto* w) {
+                                        return quadratic_loss(da, ap, yp, rows, cols, w);
+                                      });
       },
-      py::arg("a"), py::arg("y"), "(J, dJ/da) of the quadratic loss; y (n, K).");
+      py::arg("a"), py::arg("y"), py::arg("sample_weight") = py::none(), "(J, dJ/da) of the quadratic loss; y (n, K).");
+
+  m.def(
+      "poisson_loss",
+      [](const py::object& z, const py::object& y, const py::object& sample_weight) {
+        return bind_float_target_loss(z, y, sample_weight, "z",
+                                      [](auto* dz, const auto* zp, const auto* yp, std::size_t rows,
+                                         std::size_t cols, const auto* w) {
+                                        return poisson_loss(dz, zp, yp, rows, cols, w);
+                                      });
+      },
+      py::arg("z"), py::arg("y"), py::arg("sample_weight") = py::none(),
+      "(J, dJ/dz) of the half Poisson deviance of the prediction e^z; y (n, K) >= 0.");
 
   m.def(
       "sgd_update",

@@ -127,13 +127,16 @@ struct CheckedBatch {
   CArray<T> x;
   CArray<std::int64_t> labels;
   CArray<T> values;
+  CArray<T> sample_weight;
   Targets<T> targets;
   std::size_t n;
 };
 
-// x (n, s_1) of dtype T; y integer labels (n,) for a softmax output, or (n, K) of dtype T.
+// x (n, s_1) of dtype T; y integer labels (n,) for a softmax output, or (n, K) of dtype T;
+// sample_weight None or (n,) of dtype T, finite and >= 0.
 template <class T>
-CheckedBatch<T> batch(const Network& net, const py::object& x_obj, const py::object& y_obj) {
+CheckedBatch<T> batch(const Network& net, const py::object& x_obj, const py::object& y_obj,
+                      const py::object& sample_weight) {
   CheckedBatch<T> out;
   py::array x = require_ndarray(x_obj, "x"), y = require_ndarray(y_obj, "y");
   if (!x.dtype().equal(py::dtype::of<T>()))
@@ -145,6 +148,8 @@ CheckedBatch<T> batch(const Network& net, const py::object& x_obj, const py::obj
                           " columns (sizes[0]), got shape " + shape_str(x));
   out.x = CArray<T>::ensure(x);
   out.n = static_cast<std::size_t>(x.shape(0));
+  out.sample_weight = require_sample_weight<T>(sample_weight, x.shape(0), x, "x");
+  out.targets.weights = weights(out.sample_weight);
   const std::size_t k = net.sizes.back();
   const char kind = y.dtype().kind();
   if (kind == 'i' || kind == 'u') {
@@ -173,10 +178,11 @@ struct NonFiniteInput : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Hits count rows for classification (an int in Python) and are a sum of squares for identity.
+// Hits count rows for classification (an int in Python) and are a sum of squares for
+// regression (identity and exp outputs).
 py::tuple result(const Network& net, StepResult r) {
   if (!r.x_finite) throw NonFiniteInput("x: a row contains NaN or infinity");
-  py::object score_sum = net.output == Output::identity
+  py::object score_sum = net.output == Output::identity || net.output == Output::exp
                              ? py::object(py::float_(r.score_sum))
                              : py::object(py::int_(static_cast<long long>(r.score_sum)));
   return py::make_tuple(r.loss, score_sum);
@@ -192,7 +198,7 @@ struct UpdateArgs {
 UpdateArgs update_args(double lr, double weight_decay, const std::string& rule,
                        const py::object& penalty, double momentum, bool nesterov,
                        const py::object& betas, double eps, bool decoupled, long long step,
-                       const py::object& state) {
+                       const py::object& state, bool decay_per_sample) {
   UpdateArgs args;
   UpdateRule& up = args.settings;
   if (rule == "sgd") up.rule = Rule::sgd;
@@ -217,6 +223,7 @@ UpdateArgs update_args(double lr, double weight_decay, const std::string& rule,
   up.eps = eps;
   up.decoupled = decoupled;
   up.step = step;
+  up.decay_per_sample = decay_per_sample;
   args.state = state;
   return args;
 }
@@ -242,29 +249,33 @@ class TrainingWorkspace {
   py::tuple step(const py::object& weights, const py::object& biases, const py::object& x,
                  const py::object& y, double lr, double weight_decay, const std::string& rule,
                  const py::object& penalty, double momentum, bool nesterov, const py::object& betas,
-                 double eps, bool decoupled, long long step, const py::object& state) {
+                 double eps, bool decoupled, long long step, const py::object& state,
+                 bool decay_per_sample, const py::object& sample_weight) {
     const UpdateArgs up = update_args(lr, weight_decay, rule, penalty, momentum, nesterov, betas,
-                                      eps, decoupled, step, state);
-    if (f32_) return step_as(*f32_, weights, biases, x, y, up);
-    return step_as(*f64_, weights, biases, x, y, up);
+                                      eps, decoupled, step, state, decay_per_sample);
+    if (f32_) return step_as(*f32_, weights, biases, x, y, sample_weight, up);
+    return step_as(*f64_, weights, biases, x, y, sample_weight, up);
   }
 
   py::tuple epoch(const py::object& weights, const py::object& biases, const py::object& x,
                   const py::object& y, const py::object& order, long long batch_size, double lr,
                   double weight_decay, const std::string& rule, const py::object& penalty,
                   double momentum, bool nesterov, const py::object& betas, double eps,
-                  bool decoupled, long long step, const py::object& state) {
+                  bool decoupled, long long step, const py::object& state, bool decay_per_sample,
+                  const py::object& sample_weight) {
     const UpdateArgs up = update_args(lr, weight_decay, rule, penalty, momentum, nesterov, betas,
-                                      eps, decoupled, step, state);
-    if (f32_) return epoch_as(*f32_, weights, biases, x, y, order, batch_size, up);
-    return epoch_as(*f64_, weights, biases, x, y, order, batch_size, up);
+                                      eps, decoupled, step, state, decay_per_sample);
+    if (f32_) return epoch_as(*f32_, weights, biases, x, y, sample_weight, order, batch_size, up);
+    return epoch_as(*f64_, weights, biases, x, y, sample_weight, order, batch_size, up);
   }
 
   py::tuple gradients(const py::object& dws, const py::object& dbs, const py::object& weights,
                       const py::object& biases, const py::object& x, const py::object& y,
-                      const py::object& rows, double scale, double weight_decay) {
-    if (f32_) return gradients_as(*f32_, dws, dbs, weights, biases, x, y, rows, scale, weight_decay);
-    return gradients_as(*f64_, dws, dbs, weights, biases, x, y, rows, scale, weight_decay);
+                      const py::object& rows, double scale, double weight_decay,
+                      const py::object& sample_weight) {
+    if (f32_)
+      return gradients_as(*f32_, dws, dbs, weights, biases, x, y, sample_weight, rows, scale, weight_decay);
+    return gradients_as(*f64_, dws, dbs, weights, biases, x, y, sample_weight, rows, scale, weight_decay);
   }
 
  private:
@@ -312,12 +323,13 @@ class TrainingWorkspace {
   // Each call holds the Trainer's Claim from its start: the slots are shared between calls.
   template <class T>
   static py::tuple step_as(Typed<T>& t, const py::object& weights, const py::object& biases,
-                           const py::object& x, const py::object& y, const UpdateArgs& args) {
+                           const py::object& x, const py::object& y, const py::object& sample_weight,
+                           const UpdateArgs& args) {
     const typename Trainer<T>::Claim claim(t.trainer);
     ReleaseParams<T> release(t.slots), release_m(t.state_slots[0]), release_v(t.state_slots[1]);
     params(t.slots, t.trainer.net(), weights, biases);
     const Update<T> up = typed_update(t, args);
-    CheckedBatch<T> bt = batch<T>(t.trainer.net(), x, y);
+    CheckedBatch<T> bt = batch<T>(t.trainer.net(), x, y, sample_weight);
     StepResult r;
     {
       py::gil_scoped_release nogil;
@@ -329,13 +341,13 @@ class TrainingWorkspace {
 
   template <class T>
   static py::tuple epoch_as(Typed<T>& t, const py::object& weights, const py::object& biases,
-                            const py::object& x, const py::object& y, const py::object& order_obj,
-                            long long batch_size, const UpdateArgs& args) {
+                            const py::object& x, const py::object& y, const py::object& sample_weight,
+                            const py::object& order_obj, long long batch_size, const UpdateArgs& args) {
     const typename Trainer<T>::Claim claim(t.trainer);
     ReleaseParams<T> release(t.slots), release_m(t.state_slots[0]), release_v(t.state_slots[1]);
     params(t.slots, t.trainer.net(), weights, biases);
     const Update<T> up = typed_update(t, args);
-    CheckedBatch<T> bt = batch<T>(t.trainer.net(), x, y);
+    CheckedBatch<T> bt = batch<T>(t.trainer.net(), x, y, sample_weight);
     CArray<std::int64_t> order;
     if (!order_obj.is_none()) {
       py::array o = require_ndarray(order_obj, "order");
@@ -357,13 +369,14 @@ class TrainingWorkspace {
   template <class T>
   static py::tuple gradients_as(Typed<T>& t, const py::object& dws, const py::object& dbs,
                                 const py::object& weights, const py::object& biases,
-                                const py::object& x, const py::object& y, const py::object& rows_obj,
+                                const py::object& x, const py::object& y,
+                                const py::object& sample_weight, const py::object& rows_obj,
                                 double scale, double weight_decay) {
     const typename Trainer<T>::Claim claim(t.trainer);
     ReleaseParams<T> release(t.slots), release_grads(t.grad_slots);
     params(t.slots, t.trainer.net(), weights, biases);
     params(t.grad_slots, t.trainer.net(), dws, dbs, "dws", "dbs");
-    CheckedBatch<T> bt = batch<T>(t.trainer.net(), x, y);
+    CheckedBatch<T> bt = batch<T>(t.trainer.net(), x, y, sample_weight);
     CArray<std::int64_t> rows;
     std::size_t n = bt.n;
     if (!rows_obj.is_none()) {
@@ -399,8 +412,8 @@ void bind_training(py::module_& m) {
            py::arg("sizes"), py::arg("hidden"), py::arg("output"), py::arg("loss"), py::arg("dtype"),
            py::arg("max_batch"),
            "sizes [s_1, ..., s_L]; hidden: one (name, param) per hidden layer, ('maxout', k) "
-           "for maxout; output 'softmax' | 'sigmoid' | 'identity'; loss 'cross_entropy' | "
-           "'binary_cross_entropy' | 'quadratic'; dtype float32 | float64.")
+           "for maxout; output 'softmax' | 'sigmoid' | 'identity' | 'exp'; loss 'cross_entropy' | "
+           "'binary_cross_entropy' | 'quadratic' | 'poisson'; dtype float32 | float64.")
       .def_property_readonly("max_batch", &TrainingWorkspace::max_batch)
       .def_property_readonly("dtype", &TrainingWorkspace::dtype)
       .def("step", &TrainingWorkspace::step, py::arg("weights"), py::arg("biases"), py::arg("x"),
@@ -408,27 +421,33 @@ void bind_training(py::module_& m) {
            py::arg("rule") = "sgd", py::arg("penalty") = py::none(), py::arg("momentum") = 0.0,
            py::arg("nesterov") = false, py::arg("betas") = py::make_tuple(0.9, 0.999),
            py::arg("eps") = 1e-8, py::arg("decoupled") = false, py::arg("step") = 0,
-           py::arg("state") = py::tuple(),
+           py::arg("state") = py::tuple(), py::arg("decay_per_sample") = false,
+           py::arg("sample_weight") = py::none(),
            "One update of the weights and biases, in place, on the batch (x, y) -> (J before "
            "the update with the L2 penalty, score_sum, whether J and the new weights and "
            "biases are all finite). NonFiniteInputError, and no change, if a row of x is not "
            "finite. rule 'sgd' (plain), 'momentum' (momentum, nesterov) or 'adam' (betas, eps, "
            "decoupled: AdamW); penalty: the weight decay in J (default weight_decay); step: "
            "updates applied before; state: per buffer of the rule (momentum: velocity; adam: m, "
-           "v) a pair (arrays like the weights, arrays like the biases), updated in place.")
+           "v) a pair (arrays like the weights, arrays like the biases), updated in place; "
+           "decay_per_sample: weight_decay and penalty are divided by the batch's sum of "
+           "sample weights (scikit-learn's alpha); sample_weight: None or one weight >= 0 per "
+           "row, J then being the weighted mean loss.")
       .def("epoch", &TrainingWorkspace::epoch, py::arg("weights"), py::arg("biases"), py::arg("x"),
            py::arg("y"), py::arg("order"), py::arg("batch_size"), py::arg("lr"),
            py::arg("weight_decay"), py::kw_only(), py::arg("rule") = "sgd",
            py::arg("penalty") = py::none(), py::arg("momentum") = 0.0, py::arg("nesterov") = false,
            py::arg("betas") = py::make_tuple(0.9, 0.999), py::arg("eps") = 1e-8,
            py::arg("decoupled") = false, py::arg("step") = 0, py::arg("state") = py::tuple(),
+           py::arg("decay_per_sample") = false, py::arg("sample_weight") = py::none(),
            "One epoch: batches of batch_size rows of x[order] (order None: row order), one "
            "update each, as step -> (sum of J_batch * rows_batch, total score_sum). "
            "NonFiniteInputError at the first batch with a row of x that is not finite (the "
            "batches before it are applied).")
       .def("gradients", &TrainingWorkspace::gradients, py::arg("dws"), py::arg("dbs"),
            py::arg("weights"), py::arg("biases"), py::arg("x"), py::arg("y"), py::arg("rows"),
-           py::arg("scale"), py::arg("weight_decay"),
+           py::arg("scale"), py::arg("weight_decay"), py::kw_only(),
+           py::arg("sample_weight") = py::none(),
            "Gradients of J on the batch x[rows] (rows None: all of x), times scale, written into "
            "dws and dbs (arrays shaped like the weights and biases); the weights are not changed "
            "and weight decay is left to the update -> (J of the batch with the weight-decay "

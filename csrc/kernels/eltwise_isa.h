@@ -44,15 +44,19 @@ template <class T, Isa isa>
 void softmax_isa(T* p, const T* z, std::size_t n, std::size_t k);
 template <class T, Isa isa>
 double softmax_cross_entropy_labels_isa(T* dz, const T* z, const std::int64_t* labels,
-                                        std::size_t n, std::size_t k);
+                                        std::size_t n, std::size_t k, const T* weights);
 template <class T, Isa isa>
 double softmax_cross_entropy_targets_isa(T* dz, const T* z, const T* y, std::size_t n,
-                                         std::size_t k);
+                                         std::size_t k, const T* weights);
 template <class T, Isa isa>
 double sigmoid_binary_cross_entropy_isa(T* dz, const T* z, const T* y, std::size_t n,
-                                        std::size_t k);
+                                        std::size_t k, const T* weights);
 template <class T, Isa isa>
-double quadratic_loss_isa(T* da, const T* a, const T* y, std::size_t n, std::size_t k);
+double quadratic_loss_isa(T* da, const T* a, const T* y, std::size_t n, std::size_t k,
+                          const T* weights);
+template <class T, Isa isa>
+double poisson_loss_isa(T* dz, const T* z, const T* y, std::size_t n, std::size_t k,
+                        const T* weights);
 
 // Calls f(std::integral_constant<Isa, active_isa()>{}).
 template <class F>
@@ -79,12 +83,15 @@ decltype(auto) with_active_isa(F&& f) {
   template double sum_of_squares_isa<T, ISA>(const T*, std::size_t);                           \
   template void softmax_isa<T, ISA>(T*, const T*, std::size_t, std::size_t);                   \
   template double softmax_cross_entropy_labels_isa<T, ISA>(T*, const T*, const std::int64_t*,  \
-                                                           std::size_t, std::size_t);          \
+                                                           std::size_t, std::size_t, const T*); \
   template double softmax_cross_entropy_targets_isa<T, ISA>(T*, const T*, const T*,            \
-                                                            std::size_t, std::size_t);         \
+                                                            std::size_t, std::size_t, const T*); \
   template double sigmoid_binary_cross_entropy_isa<T, ISA>(T*, const T*, const T*,             \
-                                                           std::size_t, std::size_t);          \
-  template double quadratic_loss_isa<T, ISA>(T*, const T*, const T*, std::size_t, std::size_t);
+                                                           std::size_t, std::size_t, const T*); \
+  template double quadratic_loss_isa<T, ISA>(T*, const T*, const T*, std::size_t, std::size_t, \
+                                             const T*);                                        \
+  template double poisson_loss_isa<T, ISA>(T*, const T*, const T*, std::size_t, std::size_t,   \
+                                           const T*);
 #define FASTMLP_INSTANTIATE_ELTWISE(ISA)    \
   FASTMLP_INSTANTIATE_ELTWISE_FOR(float, ISA) \
   FASTMLP_INSTANTIATE_ELTWISE_FOR(double, ISA)

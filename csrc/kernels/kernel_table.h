@@ -25,17 +25,24 @@ struct KernelsFor {
   decltype(&fastmlp::maxout_forward<T>) maxout_forward;
   decltype(&fastmlp::maxout_backward<T>) maxout_backward;
   decltype(&fastmlp::softmax<T>) softmax;
+  // The losses without sample weights (the Cython API's signatures; unweighted<> below).
   // The two overloads of softmax_cross_entropy: integer labels or a target matrix.
   double (*softmax_cross_entropy_labels)(T*, const T*, const std::int64_t*, std::size_t,
                                          std::size_t);
   double (*softmax_cross_entropy_targets)(T*, const T*, const T*, std::size_t, std::size_t);
-  decltype(&fastmlp::sigmoid_binary_cross_entropy<T>) sigmoid_binary_cross_entropy;
-  decltype(&fastmlp::quadratic_loss<T>) quadratic_loss;
+  double (*sigmoid_binary_cross_entropy)(T*, const T*, const T*, std::size_t, std::size_t);
+  double (*quadratic_loss)(T*, const T*, const T*, std::size_t, std::size_t);
   decltype(&fastmlp::sgd_update<T>) sgd_update;
   // Added later: new entries go last, after every earlier one.
   decltype(&fastmlp::momentum_update<T>) momentum_update;
   decltype(&fastmlp::adam_update<T>) adam_update;
 };
+
+// A loss kernel as the table holds it: without sample weights.
+template <class T, class Y, double (*loss)(T*, const T*, const Y*, std::size_t, std::size_t, const T*)>
+double unweighted(T* grad, const T* in, const Y* y, std::size_t n, std::size_t k) {
+  return loss(grad, in, y, n, k, nullptr);
+}
 
 template <class T>
 constexpr KernelsFor<T> kernels_for() {
@@ -48,10 +55,10 @@ constexpr KernelsFor<T> kernels_for() {
           &fastmlp::maxout_forward<T>,
           &fastmlp::maxout_backward<T>,
           &fastmlp::softmax<T>,
-          &fastmlp::softmax_cross_entropy<T>,
-          &fastmlp::softmax_cross_entropy<T>,
-          &fastmlp::sigmoid_binary_cross_entropy<T>,
-          &fastmlp::quadratic_loss<T>,
+          &unweighted<T, std::int64_t, &fastmlp::softmax_cross_entropy<T>>,
+          &unweighted<T, T, &fastmlp::softmax_cross_entropy<T>>,
+          &unweighted<T, T, &fastmlp::sigmoid_binary_cross_entropy<T>>,
+          &unweighted<T, T, &fastmlp::quadratic_loss<T>>,
           &fastmlp::sgd_update<T>,
           &fastmlp::momentum_update<T>,
           &fastmlp::adam_update<T>};

@@ -12,40 +12,53 @@ void softmax(T* p, const T* z, std::size_t n, std::size_t k) {
 
 template <class T>
 double softmax_cross_entropy(T* dz, const T* z, const std::int64_t* labels, std::size_t n,
-                             std::size_t k) {
+                             std::size_t k, const T* weights) {
   return with_active_isa([&](auto isa) {
-    return softmax_cross_entropy_labels_isa<T, isa.value>(dz, z, labels, n, k);
+    return softmax_cross_entropy_labels_isa<T, isa.value>(dz, z, labels, n, k, weights);
   });
 }
 
 template <class T>
-double softmax_cross_entropy(T* dz, const T* z, const T* y, std::size_t n, std::size_t k) {
+double softmax_cross_entropy(T* dz, const T* z, const T* y, std::size_t n, std::size_t k,
+                             const T* weights) {
   return with_active_isa([&](auto isa) {
-    return softmax_cross_entropy_targets_isa<T, isa.value>(dz, z, y, n, k);
+    return softmax_cross_entropy_targets_isa<T, isa.value>(dz, z, y, n, k, weights);
   });
 }
 
 template <class T>
-double sigmoid_binary_cross_entropy(T* dz, const T* z, const T* y, std::size_t n, std::size_t k) {
+double sigmoid_binary_cross_entropy(T* dz, const T* z, const T* y, std::size_t n, std::size_t k,
+                                    const T* weights) {
   return with_active_isa([&](auto isa) {
-    return sigmoid_binary_cross_entropy_isa<T, isa.value>(dz, z, y, n, k);
+    return sigmoid_binary_cross_entropy_isa<T, isa.value>(dz, z, y, n, k, weights);
   });
 }
 
 template <class T>
-double quadratic_loss(T* da, const T* a, const T* y, std::size_t n, std::size_t k) {
+double quadratic_loss(T* da, const T* a, const T* y, std::size_t n, std::size_t k,
+                      const T* weights) {
   return with_active_isa(
-      [&](auto isa) { return quadratic_loss_isa<T, isa.value>(da, a, y, n, k); });
+      [&](auto isa) { return quadratic_loss_isa<T, isa.value>(da, a, y, n, k, weights); });
+}
+
+template <class T>
+double poisson_loss(T* dz, const T* z, const T* y, std::size_t n, std::size_t k,
+                    const T* weights) {
+  return with_active_isa(
+      [&](auto isa) { return poisson_loss_isa<T, isa.value>(dz, z, y, n, k, weights); });
 }
 
 #define FASTMLP_INSTANTIATE(T)                                                                \
   template void softmax<T>(T*, const T*, std::size_t, std::size_t);                          \
   template double softmax_cross_entropy<T>(T*, const T*, const std::int64_t*, std::size_t,   \
-                                           std::size_t);                                     \
-  template double softmax_cross_entropy<T>(T*, const T*, const T*, std::size_t, std::size_t); \
+                                           std::size_t, const T*);                           \
+  template double softmax_cross_entropy<T>(T*, const T*, const T*, std::size_t, std::size_t, \
+                                           const T*);                                        \
   template double sigmoid_binary_cross_entropy<T>(T*, const T*, const T*, std::size_t,       \
-                                                  std::size_t);                              \
-  template double quadratic_loss<T>(T*, const T*, const T*, std::size_t, std::size_t);
+                                                  std::size_t, const T*);                    \
+  template double quadratic_loss<T>(T*, const T*, const T*, std::size_t, std::size_t,        \
+                                    const T*);                                               \
+  template double poisson_loss<T>(T*, const T*, const T*, std::size_t, std::size_t, const T*);
 FASTMLP_INSTANTIATE(float)
 FASTMLP_INSTANTIATE(double)
 #undef FASTMLP_INSTANTIATE

@@ -122,9 +122,28 @@ def check_Y(net, Y, n):
         Y = np.ascontiguousarray(Y, dtype=net.dtype)
     if not all_finite(Y):
         raise ValueError(f"Y: contains NaN or infinity (or numbers beyond {net.dtype})")
-    if net.output != "identity" and n and (Y.min() < 0 or Y.max() > 1):
+    if net.output == "exp" and n and Y.min() < 0:
+        raise ValueError(f"Y: Poisson targets (output 'exp') must be >= 0, got {Y.min()}")
+    if net.output in ("softmax", "sigmoid") and n and (Y.min() < 0 or Y.max() > 1):
         raise ValueError(f"Y: {net.output} targets must be in [0, 1], got "
                          f"{Y.min()}..{Y.max()}")
     if net.output == "softmax" and not np.allclose(Y.sum(axis=1), 1, atol=1e-3):
         raise ValueError("Y: one-hot rows must sum to 1")
     return Y
+
+
+def check_sample_weight(net, sample_weight, n):
+    """None, or one finite weight >= 0 per row as a C-contiguous array of the net's dtype."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight)
+    if w.dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight: expected real numbers, got dtype {w.dtype}")
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight: expected one weight per row of X, shape ({n},), got "
+                         f"shape {w.shape}")
+    with np.errstate(over="ignore"):
+        w = np.ascontiguousarray(w, dtype=net.dtype)
+    if not all_finite(w) or (n and w.min() < 0):
+        raise ValueError("sample_weight: expected finite weights >= 0")
+    return w

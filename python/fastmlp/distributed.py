@@ -38,6 +38,7 @@ import traceback
 import numpy as np
 
 from . import backend
+from .specs import REGRESSION_OUTPUTS
 from .training import History, checked_fit_args, train_epochs
 
 COMM_METHODS = ("Get_rank", "Get_size", "Allreduce", "Bcast", "allgather", "bcast", "Abort",
@@ -187,12 +188,13 @@ def _evaluate_shard(net, comm, Xv, Yv, weight_decay):
 def _global_sums(net, comm, loss_sum, score_sum):
     """(Σ loss_sum, Σ score_sum) over the ranks, as rank 0 got them, so identical
     everywhere; score_sum in the model's type (a row count, or a sum of squares for
-    identity outputs)."""
+    regression outputs)."""
     MPI = _mpi()
     totals = np.array([loss_sum, score_sum], dtype=np.float64)
     comm.Allreduce(MPI.IN_PLACE, totals, op=MPI.SUM)
     comm.Bcast(totals, root=0)
-    score_sum = float(totals[1]) if net.output == "identity" else int(round(totals[1]))
+    score_sum = (float(totals[1]) if net.output in REGRESSION_OUTPUTS
+                 else int(round(totals[1])))
     return float(totals[0]), score_sum
 
 

@@ -16,7 +16,7 @@ bitwise these functions run on the native kernel table.
 """
 import numpy as np
 
-from .specs import OUTPUT_ACTIVATION
+from .specs import OUTPUT_ACTIVATION, REGRESSION_OUTPUTS
 
 
 def forward(k, net, X):
@@ -37,13 +37,16 @@ def forward(k, net, X):
     return layers
 
 
-def loss_and_delta(k, net, z, out, Y):
-    """J of the batch (without weight decay) and δ(L) = ∂J/∂z(L)."""
+def loss_and_delta(k, net, z, out, Y, sample_weight=None):
+    """J of the batch (without weight decay) and δ(L) = ∂J/∂z(L); with sample_weight, J is
+    the weighted mean of the rows' losses."""
     if net.loss_name == "cross_entropy":
-        return k.softmax_cross_entropy(z, Y)
+        return k.softmax_cross_entropy(z, Y, sample_weight)
     if net.loss_name == "binary_cross_entropy":
-        return k.sigmoid_binary_cross_entropy(z, Y)
-    loss, d_out = k.quadratic_loss(out, Y)
+        return k.sigmoid_binary_cross_entropy(z, Y, sample_weight)
+    if net.loss_name == "poisson":
+        return k.poisson_loss(z, Y, sample_weight)
+    loss, d_out = k.quadratic_loss(out, Y, sample_weight)
     if net.output == "identity":
         return loss, d_out
     # the lecture's δ(L) = (a − y) ⊙ σ'(z(L)), with the 1/n of the batch mean
@@ -73,12 +76,12 @@ def backward(k, net, layers, delta):
     return dws, dbs
 
 
-def backprop(k, net, X, Y, scale=None):
+def backprop(k, net, X, Y, scale=None, sample_weight=None):
     """Forward, loss, backward on one batch -> (J without weight decay, score_sum, list of
     ∂J/∂W, list of ∂J/∂b); with `scale`, the gradients of scale·J."""
     layers = forward(k, net, X)
     _, z, out, _ = layers[-1]
-    loss, delta = loss_and_delta(k, net, z, out, Y)
+    loss, delta = loss_and_delta(k, net, z, out, Y, sample_weight)
     if scale is not None:
         delta = delta * delta.dtype.type(scale)
     return (loss, score_sum(net, z, out, Y)) + backward(k, net, layers, delta)
@@ -93,9 +96,10 @@ def weight_penalty(net, weight_decay):
 
 def score_sum(net, z, out, Y):
     """What a batch adds to the score: rows predicted right (classification), or the
-    residual sum of squares (identity, for R²)."""
-    if net.output == "identity":
-        return float(np.sum(np.square(out - Y, dtype=np.float64)))
+    residual sum of squares (regression: identity and exp outputs, for R²)."""
+    if net.output in REGRESSION_OUTPUTS:
+        pred = np.exp(z) if net.output == "exp" else out
+        return float(np.sum(np.square(pred - Y, dtype=np.float64)))
     if net.output == "softmax":
         labels = Y if Y.ndim == 1 else Y.argmax(axis=1)
         return int(np.count_nonzero(z.argmax(axis=1) == labels))
@@ -104,9 +108,9 @@ def score_sum(net, z, out, Y):
 
 def score_from_sum(net, total, Y):
     """The score from the score_sum total over targets Y: accuracy, or R² = 1 −
-    SS_res/SS_tot over all outputs for an identity output."""
+    SS_res/SS_tot over all outputs for a regression output."""
     n = len(Y)
-    if net.output != "identity":
+    if net.output not in REGRESSION_OUTPUTS:
         return total / n if n else 0.0
     return r2(total, float(np.sum(np.square(Y - Y.mean(axis=0), dtype=np.float64))))
 

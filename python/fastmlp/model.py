@@ -11,10 +11,22 @@ import numpy as np
 
 from . import distributed, equations, model_file, optim, training
 from .backend import get_backend
-from .checks import all_finite, check_int, check_real, check_X, check_Y, is_int
+from .checks import (all_finite, check_int, check_real, check_sample_weight, check_X, check_Y,
+                     is_int)
 from .specs import (activation_spec, check_dtype, check_n_params, check_output, check_sizes,
                     parse_activations, weight_shapes)
 
+
+# The initialisers of MLP(init=...): (rng, rows, fan_in) -> W(l) in float64.
+INITS = {
+    "lecun_normal": lambda rng, rows, fan_in: rng.standard_normal((rows, fan_in)) / np.sqrt(fan_in),
+    "glorot_uniform": lambda rng, rows, fan_in: rng.uniform(
+        -1, 1, (rows, fan_in)) * np.sqrt(6 / (fan_in + rows)),
+    "glorot_normal": lambda rng, rows, fan_in: rng.standard_normal(
+        (rows, fan_in)) * np.sqrt(2 / (fan_in + rows)),
+    "he_normal": lambda rng, rows, fan_in: rng.standard_normal((rows, fan_in)) * np.sqrt(2 / fan_in),
+    "he_uniform": lambda rng, rows, fan_in: rng.uniform(-1, 1, (rows, fan_in)) * np.sqrt(6 / fan_in),
+}
 
 # load()'s cap on the parameters a file may declare: 2^28 (1 GiB of float32) unless the
 # caller allows more
@@ -28,23 +40,30 @@ class MLP:
     activation  one spec for every hidden layer or a list, one per hidden layer; a spec is
                 a name from specs.HIDDEN_ACTIVATIONS or (name, param): ("leaky_relu", 0.2),
                 ("elu", 1.0), ("maxout", 3) (k pieces per unit; default 0.1, 1.0, 2)
-    output      "softmax", "sigmoid" or "identity"
+    output      "softmax", "sigmoid", "identity", or "exp" (predicts e^z: Poisson
+                regression of counts)
     loss        None picks the output's natural loss (cross_entropy, binary_cross_entropy,
-                quadratic); "quadratic" is also allowed with a sigmoid output
+                quadratic, poisson); "quadratic" is also allowed with a sigmoid output
     backend     "native" (the C++ kernels, the default) or "numpy" (the reference); it can be
                 reassigned later (net.backend = "numpy"), the weights stay
     dtype       "float32" or "float64"; inputs are converted to it
-    seed        seeds the one Generator that draws the initial weights (N(0, 1/fan_in) in
-                float64, then cast) and every shuffle of fit()
+    seed        seeds the one Generator that draws the initial weights (in float64, then
+                cast) and every shuffle of fit()
+    init        how the initial weights are drawn (biases start at 0): "lecun_normal",
+                N(0, 1/fan_in), the lecture's; "glorot_uniform", U(±√(6/(fan_in+fan_out)));
+                "glorot_normal", N(0, 2/(fan_in+fan_out)); "he_normal", N(0, 2/fan_in);
+                "he_uniform", U(±√(6/fan_in)). fan_out counts the rows of W (a maxout
+                layer's pieces too).
     """
 
     def __init__(self, sizes, activation="sigmoid", output="softmax", loss=None,
-                 backend="native", dtype="float32", seed=0):
+                 backend="native", dtype="float32", seed=0, init="lecun_normal"):
         self._configure(sizes, activation, output, loss, backend, dtype, seed)
+        if init not in INITS:
+            raise ValueError(f"init: expected one of {tuple(INITS)}, got {init!r}")
         self._weights, self._biases = [], []
         for rows, fan_in in weight_shapes(self.sizes, self.activations):
-            w = self._rng.standard_normal((rows, fan_in)) / np.sqrt(fan_in)
-            self._weights.append(w.astype(self.dtype))
+            self._weights.append(INITS[init](self._rng, rows, fan_in).astype(self.dtype))
             self._biases.append(np.zeros(rows, dtype=self.dtype))
 
     def _configure(self, sizes, activation, output, loss, backend, dtype, seed):
@@ -152,41 +171,48 @@ class MLP:
         return z, out
 
     def forward(self, X):
-        """Output activations a(L), shape (n, K): class probabilities for softmax/sigmoid."""
+        """Output activations a(L), shape (n, K): class probabilities for softmax/sigmoid;
+        e^z for an exp output."""
         z, out = self._output_layer(check_X(self, X))
-        return self._kernels.softmax(z) if self.output == "softmax" else out
+        if self.output == "softmax":
+            return self._kernels.softmax(z)
+        return np.exp(z) if self.output == "exp" else out
 
-    def loss(self, X, Y, weight_decay=0.0):
-        """J = the mean loss over the rows of X + (weight_decay/2) Σ W²."""
+    def loss(self, X, Y, weight_decay=0.0, sample_weight=None):
+        """J = the mean loss over the rows of X (weighted by sample_weight, when given) +
+        (weight_decay/2) Σ W²."""
         X = check_X(self, X)
         Y = check_Y(self, Y, len(X))
         weight_decay = check_real(weight_decay, "weight_decay", 0)
-        return self._kernels.training.evaluate(self, X, Y, weight_decay)[0]
+        sample_weight = check_sample_weight(self, sample_weight, len(X))
+        return self._kernels.training.evaluate(self, X, Y, weight_decay, sample_weight)[0]
 
-    def gradients(self, X, Y, weight_decay=0.0):
+    def gradients(self, X, Y, weight_decay=0.0, sample_weight=None):
         """(list of ∂J/∂W(l), list of ∂J/∂b(l)) by backpropagation, weight decay included."""
         X = check_X(self, X)
         Y = check_Y(self, Y, len(X))
         weight_decay = check_real(weight_decay, "weight_decay", 0)
+        sample_weight = check_sample_weight(self, sample_weight, len(X))
         dws = [np.empty_like(w) for w in self._weights]
         dbs = [np.empty_like(b) for b in self._biases]
-        self._kernels.training.gradients(self, X, Y, None, 1.0, 0.0, dws, dbs)
+        self._kernels.training.gradients(self, X, Y, None, 1.0, 0.0, dws, dbs, sample_weight)
         if weight_decay:
             dws = [dw + np.dtype(self.dtype).type(weight_decay) * w
                    for dw, w in zip(dws, self._weights)]
         return dws, dbs
 
-    def step(self, X, Y, lr=None, weight_decay=None, optimizer=None):
+    def step(self, X, Y, lr=None, weight_decay=None, optimizer=None, sample_weight=None):
         """One update on the batch (X, Y); returns the batch loss J before the update.
 
         lr alone: plain SGD (weight_decay 0 unless given). optimizer: a fastmlp.optim
         optimizer or its name, as in fit(). All or nothing: if the step fails or is
         interrupted, or its loss or new weights are not finite (FloatingPointError: a
         diverging run), the weights and the optimizer's state stay as they were."""
-        return training.step(self, X, Y, lr, weight_decay, optimizer)
+        return training.step(self, X, Y, lr, weight_decay, optimizer, sample_weight)
 
     def fit(self, X, Y, epochs=30, batch_size=10, lr=None, weight_decay=None, optimizer=None,
-            validation_data=None, patience=None, shuffle=True, progress=False, comm=None):
+            validation_data=None, patience=None, shuffle=True, progress=False, comm=None,
+            sample_weight=None):
         """Train by mini-batch gradient descent for `epochs` passes over (X, Y); returns a
         History.
 
@@ -204,7 +230,8 @@ class MLP:
         holding the weights of its best epoch. progress=True shows a tqdm bar per epoch (a
         printed line when tqdm is missing); a callable is called with the History after
         every epoch. comm, an MPI communicator (mpi4py), trains data-parallel over its
-        ranks: see fastmlp.distributed.
+        ranks: see fastmlp.distributed. sample_weight (one weight >= 0 per row) makes each
+        batch's loss the weighted mean of its rows' losses.
 
         NaN or infinity in X is a ValueError and leaves the net untouched. Nothing is lost:
         an epoch that fails, is interrupted (KeyboardInterrupt) or diverges
@@ -216,20 +243,27 @@ class MLP:
                     optimizer=optimizer, validation_data=validation_data, patience=patience,
                     shuffle=shuffle, progress=progress)
         if comm is not None:
+            if sample_weight is not None:
+                raise ValueError("sample_weight: not supported with comm (MPI training)")
             return distributed.fit(self, X, Y, comm, **args)
-        return training.fit(self, X, Y, **args)
+        return training.fit(self, X, Y, **args, sample_weight=sample_weight)
 
     def predict(self, X):
         """Class labels (n,) for softmax; 0/1 (n, K) for sigmoid (σ(z) ≥ 0.5 exactly where
-        z ≥ 0); values (n, K) for identity. A single sigmoid/identity output gives (n,)."""
+        z ≥ 0); values (n, K) for identity, e^z for exp. A single sigmoid, identity or exp
+        output gives (n,)."""
         z, out = self._output_layer(check_X(self, X))
         if self.output == "softmax":
             return z.argmax(axis=1)
-        pred = (z >= 0).astype(np.int64) if self.output == "sigmoid" else out
+        if self.output == "sigmoid":
+            pred = (z >= 0).astype(np.int64)
+        else:
+            pred = np.exp(z) if self.output == "exp" else out
         return pred[:, 0] if self.sizes[-1] == 1 else pred
 
     def score(self, X, Y):
-        """Accuracy (a sigmoid row counts when all its outputs are right); R² for identity."""
+        """Accuracy (a sigmoid row counts when all its outputs are right); R² for identity
+        and exp outputs."""
         X = check_X(self, X)
         Y = check_Y(self, Y, len(X))
         z, out = self._output_layer(X)

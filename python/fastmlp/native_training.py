@@ -58,16 +58,16 @@ def params(net):
     return net.weights, net.biases
 
 
-def gradients(net, X, Y, rows, scale, weight_decay, dws, dbs):
+def gradients(net, X, Y, rows, scale, weight_decay, dws, dbs, sample_weight=None):
     weights, biases = params(net)
     n = len(X) if rows is None else len(rows)
     return workspace(net, n).gradients(dws, dbs, weights, biases, X, Y, rows, scale,
-                                       weight_decay)
+                                       weight_decay, sample_weight=sample_weight)
 
 
-def update(net, dws, dbs, optimizer, lr):
+def update(net, dws, dbs, optimizer, lr, weight_decay=None):
     params(net)   # the native kernels write in place: C-contiguous arrays of the dtype
-    numpy_training.update(net, dws, dbs, optimizer, lr)
+    numpy_training.update(net, dws, dbs, optimizer, lr, weight_decay)
 
 
 def _rule(net, optimizer):
@@ -88,25 +88,27 @@ def _rule(net, optimizer):
              for arrays in zip(*optimizer.buffers)]
     return weights, biases, dict(rule, weight_decay=optimizer.weight_decay,
                                  penalty=optimizer.l2_penalty,
+                                 decay_per_sample=optimizer.decay_per_sample,
                                  step=optimizer.state["step"], state=state)
 
 
-def step(net, X, Y, optimizer, lr):
+def step(net, X, Y, optimizer, lr, sample_weight=None):
     """The C++ step also says whether J and the new weights are finite; NonFiniteInputError,
     and no change, if a row of X holds NaN or infinity."""
     weights, biases, rule = _rule(net, optimizer)
-    result = _checking_X(workspace(net, len(X)).step, weights, biases, X, Y, lr, **rule)
+    result = _checking_X(workspace(net, len(X)).step, weights, biases, X, Y, lr, **rule,
+                         sample_weight=sample_weight)
     optimizer.state["step"] += 1
     return result
 
 
-def epoch(net, X, Y, order, batch_size, optimizer, lr, bar):
+def epoch(net, X, Y, order, batch_size, optimizer, lr, bar, sample_weight=None):
     """NonFiniteInputError at the first batch with a row of X that holds NaN or infinity
     (the batches before it are applied); `bar` advances once, by the epoch's batches."""
     weights, biases, rule = _rule(net, optimizer)
     batch_size = min(batch_size, len(X))   # the same batches, and no larger workspace
     result = _checking_X(workspace(net, batch_size).epoch, weights, biases, X, Y, order,
-                         batch_size, lr, **rule)
+                         batch_size, lr, **rule, sample_weight=sample_weight)
     n_batches = -(-len(X) // batch_size)
     optimizer.state["step"] += n_batches
     if bar is not None:

@@ -5,17 +5,22 @@ Every backend's training module has these functions with these meanings; the bac
 table (fastmlp.backend) says which one a net uses, and fit, step, MLP.gradients, MPI
 training and the estimators reach training only through it:
 
-    gradients(net, X, Y, rows, scale, weight_decay, dws, dbs) -> (J, score_sum)
+    gradients(net, X, Y, rows, scale, weight_decay, dws, dbs, sample_weight=None)
+        -> (J, score_sum)
     update(net, dws, dbs, optimizer, lr)
-    step(net, X, Y, optimizer, lr) -> (J, score_sum, finite)
-    epoch(net, X, Y, order, batch_size, optimizer, lr, bar) -> (Σ J_batch · rows, score_sum)
-    evaluate(net, X, Y, weight_decay) -> (J, score_sum)
+    step(net, X, Y, optimizer, lr, sample_weight=None) -> (J, score_sum, finite)
+    epoch(net, X, Y, order, batch_size, optimizer, lr, bar, sample_weight=None)
+        -> (Σ J_batch · rows, score_sum)
+    evaluate(net, X, Y, weight_decay, sample_weight=None) -> (J, score_sum)
 
 `optimizer` is a fastmlp.optim optimizer (its state is updated in place: buffers and
 update count), `lr` the learning rate its schedule gives the current epoch. J includes the
 L2 penalty (weight_decay, or the optimizer's l2_penalty) and is measured before the
 update; score_sum is what the rows add to the score: rows predicted right, or the
-residual sum of squares for an identity output.
+residual sum of squares for a regression output. sample_weight (None, or one weight >= 0
+per row of X, an array of the net's dtype) makes J the weighted mean of the rows' losses
+(fastmlp.reference.loss), and sizes each batch for an optimizer whose weight decay is per
+sample (Optimizer.batch_decay).
 FINDS_NONFINITE_X says whether step and epoch find NaN or infinity in X themselves
 (raising checks.NonFiniteInputError), so their caller need not check X first.
 """
@@ -27,7 +32,7 @@ from .checks import in_range
 FINDS_NONFINITE_X = False
 
 
-def gradients(net, X, Y, rows, scale, weight_decay, dws, dbs):
+def gradients(net, X, Y, rows, scale, weight_decay, dws, dbs, sample_weight=None):
     """The gradients of J on the batch X[rows] (rows None: all of X), times `scale`, into
     the arrays dws and dbs (shaped like the weights and biases); the weights are not
     changed and weight decay is left to the update -> (J with the weight-decay penalty,
@@ -38,43 +43,56 @@ def gradients(net, X, Y, rows, scale, weight_decay, dws, dbs):
                 g.fill(0)
             return equations.weight_penalty(net, weight_decay), 0
         X, Y = X[rows], Y[rows]
-    loss, score_sum, gw, gb = equations.backprop(net._kernels, net, X, Y, scale)
+        sample_weight = None if sample_weight is None else sample_weight[rows]
+    loss, score_sum, gw, gb = equations.backprop(net._kernels, net, X, Y, scale, sample_weight)
     for dst, src in zip(dws + dbs, gw + gb):
         dst[...] = src
     return loss + equations.weight_penalty(net, weight_decay), score_sum
 
 
-def update(net, dws, dbs, optimizer, lr):
+def update(net, dws, dbs, optimizer, lr, weight_decay=None):
     """One update of every weight and bias by the optimizer, with the given gradients (the
-    weights decayed by its weight_decay, the biases not)."""
-    decays = [optimizer.weight_decay] * len(dws) + [0.0] * len(dbs)
+    weights decayed by weight_decay, by default the optimizer's; the biases not)."""
+    if weight_decay is None:
+        weight_decay = optimizer.weight_decay
+    decays = [weight_decay] * len(dws) + [0.0] * len(dbs)
     optimizer.update(net._kernels, net.weights + net.biases, dws + dbs, decays, lr)
 
 
-def train_batch(net, X, Y, optimizer, lr):
+def batch_weight(n, sample_weight):
+    """A batch's size for a per-sample weight decay: Σ of its sample weights, added in row
+    order in float64 as the C++ trainer adds them; its row count without weights."""
+    return float(n) if sample_weight is None else sum(sample_weight.astype(float).tolist())
+
+
+def train_batch(net, X, Y, optimizer, lr, sample_weight=None):
     """One update on checked inputs -> (J before the update, score_sum)."""
-    loss, score_sum, dws, dbs = equations.backprop(net._kernels, net, X, Y)
-    loss += equations.weight_penalty(net, optimizer.l2_penalty)
-    update(net, dws, dbs, optimizer, lr)
+    weight_decay, penalty = optimizer.batch_decay(batch_weight(len(X), sample_weight))
+    loss, score_sum, dws, dbs = equations.backprop(net._kernels, net, X, Y,
+                                                   sample_weight=sample_weight)
+    loss += equations.weight_penalty(net, penalty)
+    update(net, dws, dbs, optimizer, lr, weight_decay)
     return loss, score_sum
 
 
-def step(net, X, Y, optimizer, lr):
+def step(net, X, Y, optimizer, lr, sample_weight=None):
     """train_batch, and whether J and every new weight and bias are finite."""
-    loss, score_sum = train_batch(net, X, Y, optimizer, lr)
+    loss, score_sum = train_batch(net, X, Y, optimizer, lr, sample_weight)
     finite = math.isfinite(loss) and in_range(net.weights + net.biases)
     return loss, score_sum, finite
 
 
-def epoch(net, X, Y, order, batch_size, optimizer, lr, bar):
+def epoch(net, X, Y, order, batch_size, optimizer, lr, bar, sample_weight=None):
     """One train_batch per batch of X[order] (order None: row order); `bar` (a tqdm bar or
     None) advances per batch."""
     Xs, Ys = (X, Y) if order is None else (X[order], Y[order])
+    Ws = sample_weight if order is None or sample_weight is None else sample_weight[order]
     n = len(X)
     loss_sum, score_sum = 0.0, 0
     for lo in range(0, n, batch_size):
         hi = min(lo + batch_size, n)
-        loss, batch_score = train_batch(net, Xs[lo:hi], Ys[lo:hi], optimizer, lr)
+        loss, batch_score = train_batch(net, Xs[lo:hi], Ys[lo:hi], optimizer, lr,
+                                        None if Ws is None else Ws[lo:hi])
         loss_sum += loss * (hi - lo)
         score_sum += batch_score
         if bar is not None:
@@ -82,11 +100,11 @@ def epoch(net, X, Y, order, batch_size, optimizer, lr, bar):
     return loss_sum, score_sum
 
 
-def evaluate(net, X, Y, weight_decay):
+def evaluate(net, X, Y, weight_decay, sample_weight=None):
     """J and score_sum of checked inputs in one forward pass."""
     k = net._kernels
     _, z, out, _ = equations.forward(k, net, X)[-1]
-    loss, _ = equations.loss_and_delta(k, net, z, out, Y)
+    loss, _ = equations.loss_and_delta(k, net, z, out, Y, sample_weight)
     return loss + equations.weight_penalty(net, weight_decay), equations.score_sum(net, z, out, Y)
 
 

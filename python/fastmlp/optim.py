@@ -16,7 +16,9 @@ continues it exactly.
 
 Weight decay never applies to biases. SGD and Adam add weight_decay·W to the gradient (L2,
 which also adds (weight_decay/2)·ΣW² to the reported loss J); AdamW decays the weights
-directly (decoupled, not part of J).
+directly (decoupled, not part of J). With decay_per_sample=True the weight decay is
+per sample, as scikit-learn's alpha: each batch divides it by its size (the sum of its
+sample weights, when fit has them).
 
 Schedules set the learning rate of each epoch from the optimizer's `lr`, at the start of
 the epoch; fit's History records it (`history.lr`).
@@ -131,9 +133,12 @@ class Optimizer:
     buffer_names = ()   # per weight and bias array, in the order the update kernel takes
     decoupled = False
 
-    def __init__(self, lr, weight_decay, schedule):
+    def __init__(self, lr, weight_decay, schedule, decay_per_sample):
         self.lr = check_real(lr, "lr", 0, strict=True)
         self.weight_decay = check_real(weight_decay, "weight_decay", 0)
+        if not isinstance(decay_per_sample, (bool, np.bool_)):
+            raise TypeError(f"decay_per_sample: expected True or False, got {decay_per_sample!r}")
+        self.decay_per_sample = bool(decay_per_sample)
         if schedule is not None and not isinstance(schedule, Schedule):
             raise TypeError(f"schedule: expected a fastmlp.optim schedule or None, got "
                             f"{schedule!r}")
@@ -147,6 +152,11 @@ class Optimizer:
 
     def hyperparameters(self):
         raise NotImplementedError
+
+    def _per_sample(self):
+        """decay_per_sample among the hyperparameters, when it is set (the settings of
+        optimizers without it read as they always did)."""
+        return {"decay_per_sample": True} if self.decay_per_sample else {}
 
     def config(self):
         """Everything but the buffers, as JSON-able values (for save and for comparing)."""
@@ -165,6 +175,16 @@ class Optimizer:
     def l2_penalty(self):
         """The weight decay that is part of the loss J (none for decoupled decay)."""
         return 0.0 if self.decoupled else self.weight_decay
+
+    def batch_decay(self, batch_weight):
+        """(weight decay, L2 penalty in J) of a batch whose sample weights sum to
+        batch_weight (its row count without weights): the optimizer's own, or, per sample,
+        divided by batch_weight (none for a batch of weight 0)."""
+        if not self.decay_per_sample:
+            return self.weight_decay, self.l2_penalty
+        if batch_weight == 0:
+            return 0.0, 0.0
+        return self.weight_decay / batch_weight, self.l2_penalty / batch_weight
 
     def current_lr(self):
         """The learning rate of the epoch about to run (or running)."""
@@ -214,7 +234,8 @@ class SGD(Optimizer):
 
     name = "sgd"
 
-    def __init__(self, lr, momentum=0.0, nesterov=False, weight_decay=0.0, schedule=None):
+    def __init__(self, lr, momentum=0.0, nesterov=False, weight_decay=0.0, schedule=None,
+                 decay_per_sample=False):
         self.momentum = check_real(momentum, "momentum", 0)
         if self.momentum >= 1:
             raise ValueError(f"momentum: expected a number in [0, 1), got {momentum!r}")
@@ -224,11 +245,11 @@ class SGD(Optimizer):
             raise ValueError("nesterov: Nesterov momentum needs momentum > 0")
         self.nesterov = bool(nesterov)
         self.buffer_names = ("velocity",) if self.momentum else ()
-        super().__init__(lr, weight_decay, schedule)
+        super().__init__(lr, weight_decay, schedule, decay_per_sample)
 
     def hyperparameters(self):
         return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,
-                "weight_decay": self.weight_decay}
+                "weight_decay": self.weight_decay, **self._per_sample()}
 
     def apply(self, kernels, param, grad, buffers, lr, weight_decay):
         if self.momentum:
@@ -246,7 +267,7 @@ class Adam(Optimizer):
     buffer_names = ("m", "v")
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 schedule=None):
+                 schedule=None, decay_per_sample=False):
         if not (isinstance(betas, (tuple, list)) and len(betas) == 2
                 and all(is_real(b) for b in betas)):
             raise TypeError(f"betas: expected a pair of numbers, got {betas!r}")
@@ -255,11 +276,11 @@ class Adam(Optimizer):
                 raise ValueError(f"betas[{i}]: expected a number in [0, 1), got {beta!r}")
         self.betas = (float(betas[0]), float(betas[1]))
         self.eps = check_real(eps, "eps", 0, strict=True)
-        super().__init__(lr, weight_decay, schedule)
+        super().__init__(lr, weight_decay, schedule, decay_per_sample)
 
     def hyperparameters(self):
         return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps,
-                "weight_decay": self.weight_decay}
+                "weight_decay": self.weight_decay, **self._per_sample()}
 
     def apply(self, kernels, param, grad, buffers, lr, weight_decay):
         kernels.adam_update(param, grad, buffers[0], buffers[1], lr, *self.betas, self.eps,
@@ -274,8 +295,8 @@ class AdamW(Adam):
     decoupled = True
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 schedule=None):
-        super().__init__(lr, betas, eps, weight_decay, schedule)
+                 schedule=None, decay_per_sample=False):
+        super().__init__(lr, betas, eps, weight_decay, schedule, decay_per_sample)
 
 
 OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, AdamW)}

@@ -15,10 +15,15 @@ OUTPUT_LOSSES = {
     "softmax": ("cross_entropy",),
     "sigmoid": ("binary_cross_entropy", "quadratic"),
     "identity": ("quadratic",),
+    "exp": ("poisson",),
 }
-# the element-wise activation linear_forward applies in the output layer; softmax is
-# applied by its own kernel (its loss kernel takes the logits z)
-OUTPUT_ACTIVATION = {"softmax": "identity", "sigmoid": "sigmoid", "identity": "identity"}
+# the element-wise activation linear_forward applies in the output layer; softmax and exp
+# are applied outside it (their loss kernels take the logits z; exp predicts e^z, a log
+# link for counts)
+OUTPUT_ACTIVATION = {"softmax": "identity", "sigmoid": "sigmoid", "identity": "identity",
+                     "exp": "identity"}
+# outputs that predict values (scored by R²) rather than classes
+REGRESSION_OUTPUTS = ("identity", "exp")
 DTYPES = ("float32", "float64")
 # More parameters than this is a mistake in `sizes` (16 GiB of float32), not a model.
 MAX_PARAMS = 2**32

@@ -17,8 +17,8 @@ from typing import List, Optional
 import numpy as np
 
 from . import equations, optim
-from .checks import (NonFiniteInputError, check_int, check_real, check_X, check_Y, nonfinite_X,
-                     in_range)
+from .checks import (NonFiniteInputError, check_int, check_real, check_sample_weight, check_X,
+                     check_Y, nonfinite_X, in_range)
 
 DEFAULT_LR = 0.5   # plain SGD's, when neither lr nor an optimizer is given
 # rows of the training set that warn_if_untrained looks at
@@ -242,12 +242,13 @@ def check_lr_fits(net, optimizer):
 
 # ---------------------------------------------------------------- one step
 
-def step(net, X, Y, lr=None, weight_decay=None, optimizer=None):
+def step(net, X, Y, lr=None, weight_decay=None, optimizer=None, sample_weight=None):
     """One update on the batch (X, Y); returns the batch loss J before the update. All
     or nothing: see MLP.step."""
     trainer = net._kernels.training
     X = check_X(net, X, finite=not trainer.FINDS_NONFINITE_X)
     Y = check_Y(net, Y, len(X))
+    sample_weight = check_sample_weight(net, sample_weight, len(X))
     if optimizer is None and lr is None:
         raise TypeError("lr: expected a real number (a learning rate, or optimizer=...), got None")
     optimizer = resolve_optimizer(net, optimizer, lr, weight_decay)
@@ -256,7 +257,7 @@ def step(net, X, Y, lr=None, weight_decay=None, optimizer=None):
         lr = optimizer.current_lr()
         _snapshot(net, optimizer)
         try:
-            loss, _, finite = trainer.step(net, X, Y, optimizer, lr)
+            loss, _, finite = trainer.step(net, X, Y, optimizer, lr, sample_weight)
         except NonFiniteInputError:
             raise nonfinite_X(net) from None   # found before any weight changed
         except BaseException:
@@ -334,7 +335,7 @@ class _EarlyStopping:
 
 def fit(net, X, Y, epochs=30, batch_size=10, lr=None, weight_decay=None, optimizer=None,
         validation_data=None, patience=None, shuffle=True, progress=False,
-        check_untrained=True):
+        check_untrained=True, sample_weight=None):
     """Train `net` in this process; see MLP.fit. check_untrained: warn_if_untrained at the
     end (a caller that fits one epoch at a time checks once, after its last).
 
@@ -345,9 +346,10 @@ def fit(net, X, Y, epochs=30, batch_size=10, lr=None, weight_decay=None, optimiz
     X, Y, epochs, batch_size, optimizer, validation, patience = checked_fit_args(
         net, X, Y, epochs, batch_size, lr, weight_decay, optimizer, validation_data, patience,
         shuffle, progress, epoch_checks_X=trainer.FINDS_NONFINITE_X)
+    sample_weight = check_sample_weight(net, sample_weight, len(X))
 
     def run_epoch(order, lr, bar):
-        return trainer.epoch(net, X, Y, order, batch_size, optimizer, lr, bar)
+        return trainer.epoch(net, X, Y, order, batch_size, optimizer, lr, bar, sample_weight)
 
     def evaluate(Xv, Yv):
         return trainer.evaluate(net, Xv, Yv, optimizer.l2_penalty)

@@ -6,7 +6,8 @@ from .activation import (ACTIVATIONS, DEFAULT_PARAM, activation_backward,
                          activation_derivative, activation_forward, maxout_backward,
                          maxout_forward)
 from .gemm import linear_backward, linear_forward, matmul
-from .loss import quadratic_loss, sigmoid_binary_cross_entropy, softmax, softmax_cross_entropy
+from .loss import (poisson_loss, quadratic_loss, sigmoid_binary_cross_entropy, softmax,
+                   softmax_cross_entropy)
 from .update import adam_update, momentum_update, sgd_update
 
 KERNELS = {
@@ -22,6 +23,7 @@ KERNELS = {
     "softmax_cross_entropy": softmax_cross_entropy,
     "sigmoid_binary_cross_entropy": sigmoid_binary_cross_entropy,
     "quadratic_loss": quadratic_loss,
+    "poisson_loss": poisson_loss,
     "sgd_update": sgd_update,
     "momentum_update": momentum_update,
     "adam_update": adam_update,
