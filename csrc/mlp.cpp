@@ -200,7 +200,9 @@ void apply_update(const Update<T>& up, long long number, T* p, T* state0, T* sta
     momentum_update_block(p, state0, g, rows, cols, ld, up.lr, up.momentum, up.nesterov,
                           weight_decay);
   else
-    adam_update_block(p, state0, state1, g, rows, cols, ld, up.lr, up.beta1, up.beta2, up.eps,
+    adam_update_block(p, state0, state1, g, rows, cols, ld, up.lr, up.beta1, up.beta2,
+                      up.sklearn_eps ? up.eps / std::sqrt(1.0 - std::pow(up.beta2, static_cast<double>(number)))
+                                     : up.eps,
                       weight_decay, up.decoupled, number);
 }
 

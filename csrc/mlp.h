@@ -117,6 +117,9 @@ struct UpdateRule {
   double momentum = 0.0;
   bool nesterov = false;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  // Adam as scikit-learn has it: eps added to √v before the bias correction, i.e. torch's
+  // formula with eps / √(1 − β2^t) (python/fastmlp/optim.py Adam.step_eps)
+  bool sklearn_eps = false;
   bool decoupled = false;
   long long step = 0;  // updates applied before this call (Adam's t counts from step + 1)
   // weight_decay and penalty are per unit of batch weight, as scikit-learn's alpha: each

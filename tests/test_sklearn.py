@@ -20,13 +20,10 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 
 BACKENDS = MLP_BACKENDS
 
-# Small and quick, but enough epochs for the accuracy/R² thresholds of the checks.
-CHECK_PARAMS = dict(hidden_layer_sizes=(16,), max_iter=30, random_state=0)
-
-
 def estimators():
+    """Each estimator with its default parameters (scikit-learn's), on each backend."""
     backends = ["numpy"] if native_skip_reason() else ["numpy", "native"]
-    return [cls(backend=b, **CHECK_PARAMS) for b in backends for cls in (MLPClassifier, MLPRegressor)]
+    return [cls(backend=b) for b in backends for cls in (MLPClassifier, MLPRegressor)]
 
 
 # No check is expected to fail. scikit-learn itself skips a few, for reasons of this

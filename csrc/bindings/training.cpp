@@ -197,8 +197,8 @@ struct UpdateArgs {
 
 UpdateArgs update_args(double lr, double weight_decay, const std::string& rule,
                        const py::object& penalty, double momentum, bool nesterov,
-                       const py::object& betas, double eps, bool decoupled, long long step,
-                       const py::object& state, bool decay_per_sample) {
+                       const py::object& betas, double eps, bool sklearn_eps, bool decoupled,
+                       long long step, const py::object& state, bool decay_per_sample) {
   UpdateArgs args;
   UpdateRule& up = args.settings;
   if (rule == "sgd") up.rule = Rule::sgd;
@@ -221,6 +221,7 @@ UpdateArgs update_args(double lr, double weight_decay, const std::string& rule,
     if (!(beta >= 0.0 && beta < 1.0)) throw py::value_error("betas: expected numbers in [0, 1)");
   if (!(eps > 0.0) || !std::isfinite(eps)) throw py::value_error("eps: expected a finite number > 0");
   up.eps = eps;
+  up.sklearn_eps = sklearn_eps;
   up.decoupled = decoupled;
   up.step = step;
   up.decay_per_sample = decay_per_sample;
@@ -249,10 +250,10 @@ class TrainingWorkspace {
   py::tuple step(const py::object& weights, const py::object& biases, const py::object& x,
                  const py::object& y, double lr, double weight_decay, const std::string& rule,
                  const py::object& penalty, double momentum, bool nesterov, const py::object& betas,
-                 double eps, bool decoupled, long long step, const py::object& state,
+                 double eps, bool sklearn_eps, bool decoupled, long long step, const py::object& state,
                  bool decay_per_sample, const py::object& sample_weight) {
     const UpdateArgs up = update_args(lr, weight_decay, rule, penalty, momentum, nesterov, betas,
-                                      eps, decoupled, step, state, decay_per_sample);
+                                      eps, sklearn_eps, decoupled, step, state, decay_per_sample);
     if (f32_) return step_as(*f32_, weights, biases, x, y, sample_weight, up);
     return step_as(*f64_, weights, biases, x, y, sample_weight, up);
   }
@@ -261,10 +262,11 @@ class TrainingWorkspace {
                   const py::object& y, const py::object& order, long long batch_size, double lr,
                   double weight_decay, const std::string& rule, const py::object& penalty,
                   double momentum, bool nesterov, const py::object& betas, double eps,
-                  bool decoupled, long long step, const py::object& state, bool decay_per_sample,
+                  bool sklearn_eps, bool decoupled, long long step, const py::object& state,
+                  bool decay_per_sample,
                   const py::object& sample_weight) {
     const UpdateArgs up = update_args(lr, weight_decay, rule, penalty, momentum, nesterov, betas,
-                                      eps, decoupled, step, state, decay_per_sample);
+                                      eps, sklearn_eps, decoupled, step, state, decay_per_sample);
     if (f32_) return epoch_as(*f32_, weights, biases, x, y, sample_weight, order, batch_size, up);
     return epoch_as(*f64_, weights, biases, x, y, sample_weight, order, batch_size, up);
   }
@@ -420,7 +422,7 @@ void bind_training(py::module_& m) {
            py::arg("y"), py::arg("lr"), py::arg("weight_decay"), py::kw_only(),
            py::arg("rule") = "sgd", py::arg("penalty") = py::none(), py::arg("momentum") = 0.0,
            py::arg("nesterov") = false, py::arg("betas") = py::make_tuple(0.9, 0.999),
-           py::arg("eps") = 1e-8, py::arg("decoupled") = false, py::arg("step") = 0,
+           py::arg("eps") = 1e-8, py::arg("sklearn_eps") = false, py::arg("decoupled") = false, py::arg("step") = 0,
            py::arg("state") = py::tuple(), py::arg("decay_per_sample") = false,
            py::arg("sample_weight") = py::none(),
            "One update of the weights and biases, in place, on the batch (x, y) -> (J before "
@@ -438,7 +440,7 @@ void bind_training(py::module_& m) {
            py::arg("weight_decay"), py::kw_only(), py::arg("rule") = "sgd",
            py::arg("penalty") = py::none(), py::arg("momentum") = 0.0, py::arg("nesterov") = false,
            py::arg("betas") = py::make_tuple(0.9, 0.999), py::arg("eps") = 1e-8,
-           py::arg("decoupled") = false, py::arg("step") = 0, py::arg("state") = py::tuple(),
+           py::arg("sklearn_eps") = false, py::arg("decoupled") = false, py::arg("step") = 0, py::arg("state") = py::tuple(),
            py::arg("decay_per_sample") = false, py::arg("sample_weight") = py::none(),
            "One epoch: batches of batch_size rows of x[order] (order None: row order), one "
            "update each, as step -> (sum of J_batch * rows_batch, total score_sum). "

@@ -80,9 +80,26 @@ def nonfinite_X(net):
     return ValueError(f"X: contains NaN or infinity (or numbers beyond {net.dtype})")
 
 
-def check_X(net, X, finite=True):
+def is_sparse(X):
+    """A scipy.sparse matrix or array (told without importing scipy)."""
+    return hasattr(X, "tocsr") and hasattr(X, "nnz")
+
+
+def check_X(net, X, finite=True, sparse=False):
     """X as a C-contiguous (n, sizes[0]) array of the net's dtype; finite=False leaves the
-    NaN and infinity check to the caller (the native step and epoch do it as they read X)."""
+    NaN and infinity check to the caller (the native step and epoch do it as they read X).
+    sparse=True: a scipy.sparse X is kept sparse, as CSR of the net's dtype (rows are then
+    read a batch at a time, dense_rows), its stored values checked here."""
+    if is_sparse(X):
+        if not sparse:
+            raise TypeError("X: a scipy.sparse matrix is not accepted here; pass X.toarray(), "
+                            "or train with fit(), which reads it a few batches at a time")
+        if X.ndim != 2 or X.shape[1] != net.sizes[0]:
+            raise ValueError(f"X: expected a 2-D array (n, {net.sizes[0]}), got shape {X.shape}")
+        X = X.tocsr().astype(net.dtype)
+        if not all_finite(X.data):
+            raise nonfinite_X(net)
+        return X
     X = np.asarray(X)
     if X.dtype.kind not in "biuf":
         raise TypeError(f"X: expected real numbers, got dtype {X.dtype}")
@@ -147,3 +164,17 @@ def check_sample_weight(net, sample_weight, n):
     if not all_finite(w) or (n and w.min() < 0):
         raise ValueError("sample_weight: expected finite weights >= 0")
     return w
+
+
+def dense_rows(X, rows, dtype):
+    """Rows `rows` (indices or a slice) of X, dense sparse or not, as a C-contiguous array."""
+    block = X[rows]
+    block = block.toarray() if is_sparse(block) else block
+    return np.ascontiguousarray(block, dtype=dtype)
+
+
+def rows_per_chunk(X, batch_size, chunk_bytes=16 << 20):
+    """How many rows of a sparse X to make dense at a time: whole batches (so the batches are
+    those of a dense epoch), about chunk_bytes of them."""
+    row_bytes = X.shape[1] * X.dtype.itemsize
+    return max(1, chunk_bytes // max(row_bytes * batch_size, 1)) * batch_size

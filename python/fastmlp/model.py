@@ -189,17 +189,24 @@ class MLP:
 
     def gradients(self, X, Y, weight_decay=0.0, sample_weight=None):
         """(list of ∂J/∂W(l), list of ∂J/∂b(l)) by backpropagation, weight decay included."""
+        return self.loss_and_gradients(X, Y, weight_decay, sample_weight)[1:]
+
+    def loss_and_gradients(self, X, Y, weight_decay=0.0, sample_weight=None):
+        """(J, list of ∂J/∂W(l), list of ∂J/∂b(l)) from one forward and one backward pass
+        (one C++ call on the native backend): what a full-batch optimizer such as L-BFGS
+        asks for at each point."""
         X = check_X(self, X)
         Y = check_Y(self, Y, len(X))
         weight_decay = check_real(weight_decay, "weight_decay", 0)
         sample_weight = check_sample_weight(self, sample_weight, len(X))
         dws = [np.empty_like(w) for w in self._weights]
         dbs = [np.empty_like(b) for b in self._biases]
-        self._kernels.training.gradients(self, X, Y, None, 1.0, 0.0, dws, dbs, sample_weight)
+        loss, _ = self._kernels.training.gradients(self, X, Y, None, 1.0, weight_decay, dws,
+                                                   dbs, sample_weight)
         if weight_decay:
             dws = [dw + np.dtype(self.dtype).type(weight_decay) * w
                    for dw, w in zip(dws, self._weights)]
-        return dws, dbs
+        return loss, dws, dbs
 
     def step(self, X, Y, lr=None, weight_decay=None, optimizer=None, sample_weight=None):
         """One update on the batch (X, Y); returns the batch loss J before the update.

@@ -78,6 +78,7 @@ def _rule(net, optimizer):
     optimizer.attach(weights + biases)
     if isinstance(optimizer, Adam):
         rule = dict(rule="adam", betas=optimizer.betas, eps=optimizer.eps,
+                    sklearn_eps=optimizer.eps_style == "sklearn",
                     decoupled=optimizer.decoupled)
     elif optimizer.momentum:
         rule = dict(rule="momentum", momentum=optimizer.momentum, nesterov=optimizer.nesterov)

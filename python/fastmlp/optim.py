@@ -259,15 +259,25 @@ class SGD(Optimizer):
             kernels.sgd_update(param, grad, lr, weight_decay)
 
 
+EPS_STYLES = ("torch", "sklearn")
+
+
 class Adam(Optimizer):
     """torch.optim.Adam: m ← β1·m + (1−β1)·g, v ← β2·v + (1−β2)·g², W ← W −
-    lr/(1−β1^t) · m / (√v/√(1−β2^t) + eps); g = ∂J/∂W + weight_decay·W (L2)."""
+    lr/(1−β1^t) · m / (√v/√(1−β2^t) + eps); g = ∂J/∂W + weight_decay·W (L2).
+
+    eps_style="sklearn" adds eps to √v before the bias correction, as scikit-learn (and the
+    Adam paper's efficient form) does: W ← W − lr·√(1−β2^t)/(1−β1^t) · m / (√v + eps),
+    which is torch's formula with eps/√(1−β2^t) for eps."""
 
     name = "adam"
     buffer_names = ("m", "v")
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 schedule=None, decay_per_sample=False):
+                 schedule=None, decay_per_sample=False, eps_style="torch"):
+        if eps_style not in EPS_STYLES:
+            raise ValueError(f"eps_style: expected one of {EPS_STYLES}, got {eps_style!r}")
+        self.eps_style = eps_style
         if not (isinstance(betas, (tuple, list)) and len(betas) == 2
                 and all(is_real(b) for b in betas)):
             raise TypeError(f"betas: expected a pair of numbers, got {betas!r}")
@@ -280,11 +290,20 @@ class Adam(Optimizer):
 
     def hyperparameters(self):
         return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps,
-                "weight_decay": self.weight_decay, **self._per_sample()}
+                "weight_decay": self.weight_decay, **self._per_sample(),
+                **({"eps_style": self.eps_style} if self.eps_style != "torch" else {})}
+
+    def step_eps(self, step):
+        """The eps of torch's formula at update number `step`: eps itself, or for
+        eps_style="sklearn" eps/√(1−β2^step) (in double, as the C++ trainer computes it)."""
+        if self.eps_style == "torch":
+            return self.eps
+        return self.eps / math.sqrt(1.0 - math.pow(self.betas[1], step))
 
     def apply(self, kernels, param, grad, buffers, lr, weight_decay):
-        kernels.adam_update(param, grad, buffers[0], buffers[1], lr, *self.betas, self.eps,
-                            weight_decay, self.decoupled, self.state["step"])
+        step = self.state["step"]
+        kernels.adam_update(param, grad, buffers[0], buffers[1], lr, *self.betas,
+                            self.step_eps(step), weight_decay, self.decoupled, step)
 
 
 class AdamW(Adam):
@@ -295,8 +314,8 @@ class AdamW(Adam):
     decoupled = True
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 schedule=None, decay_per_sample=False):
-        super().__init__(lr, betas, eps, weight_decay, schedule, decay_per_sample)
+                 schedule=None, decay_per_sample=False, eps_style="torch"):
+        super().__init__(lr, betas, eps, weight_decay, schedule, decay_per_sample, eps_style)
 
 
 OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, AdamW)}

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import equations, optim
 from .checks import (NonFiniteInputError, check_int, check_real, check_sample_weight, check_X,
-                     check_Y, nonfinite_X, in_range)
+                     check_Y, dense_rows, in_range, is_sparse, nonfinite_X, rows_per_chunk)
 
 DEFAULT_LR = 0.5   # plain SGD's, when neither lr nor an optimizer is given
 # rows of the training set that warn_if_untrained looks at
@@ -35,7 +35,7 @@ def warn_if_untrained(net, X):
     ReLU of a hidden layer outputs 0 for every row (no gradient reaches below it again), or
     the output is the same for every row of a training set whose rows differ (one class,
     or one value, for everything). Looks at the first CHECKED_ROWS rows."""
-    X = X[:CHECKED_ROWS]
+    X = dense_rows(X, slice(0, CHECKED_ROWS), net.dtype)
     if len(X) < 2 or not np.ptp(X, axis=0).any():
         return
     layers = equations.forward(net._kernels, net, X)
@@ -275,18 +275,20 @@ def step(net, X, Y, lr=None, weight_decay=None, optimizer=None, sample_weight=No
 # ---------------------------------------------------------------- epochs
 
 def checked_fit_args(net, X, Y, epochs, batch_size, lr, weight_decay, optimizer,
-                     validation_data, patience, shuffle, progress, epoch_checks_X=False):
+                     validation_data, patience, shuffle, progress, epoch_checks_X=False,
+                     sparse=False):
     """fit()'s arguments checked and converted: (X, Y, epochs, batch_size, optimizer,
     validation (Xv, Yv) or None, patience). epoch_checks_X: the first epoch will find any
     NaN or infinity in X itself (the native one does, as it reads each batch), so no pass
-    over X is spent on it here unless no epoch runs."""
-    X = check_X(net, X, finite=not epoch_checks_X)
-    Y = check_Y(net, Y, len(X))
-    if len(X) == 0:
+    over X is spent on it here unless no epoch runs. sparse: a scipy.sparse X is taken (as
+    CSR; see check_X)."""
+    X = check_X(net, X, finite=not epoch_checks_X, sparse=sparse)
+    Y = check_Y(net, Y, X.shape[0])
+    if X.shape[0] == 0:
         raise ValueError("X: expected at least one row to train on")
     epochs = check_int(epochs, "epochs", minimum=0)
     if epochs == 0 and epoch_checks_X:
-        X = check_X(net, X)
+        X = check_X(net, X, sparse=sparse)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     optimizer = resolve_optimizer(net, optimizer, lr, weight_decay)
     check_lr_fits(net, optimizer)
@@ -341,15 +343,29 @@ def fit(net, X, Y, epochs=30, batch_size=10, lr=None, weight_decay=None, optimiz
 
     NaN or infinity in X is a ValueError and leaves the net untouched on every backend. A
     backend whose epoch finds it as it reads each batch (FINDS_NONFINITE_X) saves fit()
-    a pass over all of X."""
+    a pass over all of X.
+
+    A scipy.sparse X (CSR or CSC) is never made dense whole: each epoch makes dense a few
+    batches of its rows at a time (about 16 MiB), the same batches as a dense X would give."""
     trainer = net._kernels.training
     X, Y, epochs, batch_size, optimizer, validation, patience = checked_fit_args(
         net, X, Y, epochs, batch_size, lr, weight_decay, optimizer, validation_data, patience,
-        shuffle, progress, epoch_checks_X=trainer.FINDS_NONFINITE_X)
-    sample_weight = check_sample_weight(net, sample_weight, len(X))
+        shuffle, progress, epoch_checks_X=trainer.FINDS_NONFINITE_X, sparse=True)
+    sample_weight = check_sample_weight(net, sample_weight, X.shape[0])
 
     def run_epoch(order, lr, bar):
-        return trainer.epoch(net, X, Y, order, batch_size, optimizer, lr, bar, sample_weight)
+        if not is_sparse(X):
+            return trainer.epoch(net, X, Y, order, batch_size, optimizer, lr, bar, sample_weight)
+        rows = np.arange(X.shape[0]) if order is None else order
+        chunk = rows_per_chunk(X, batch_size)
+        loss_sum, score_sum = 0.0, 0
+        for lo in range(0, len(rows), chunk):
+            part = rows[lo:lo + chunk]
+            loss, score = trainer.epoch(net, dense_rows(X, part, net.dtype), Y[part], None,
+                                        batch_size, optimizer, lr, bar,
+                                        None if sample_weight is None else sample_weight[part])
+            loss_sum, score_sum = loss_sum + loss, score_sum + score
+        return loss_sum, score_sum
 
     def evaluate(Xv, Yv):
         return trainer.evaluate(net, Xv, Yv, optimizer.l2_penalty)
@@ -358,7 +374,7 @@ def fit(net, X, Y, epochs=30, batch_size=10, lr=None, weight_decay=None, optimiz
     history = History()
     try:
         with exclusive(net, "fit"):
-            train_epochs(net, Y, epochs, math.ceil(len(X) / batch_size), optimizer, run_epoch,
+            train_epochs(net, Y, epochs, math.ceil(X.shape[0] / batch_size), optimizer, run_epoch,
                          evaluate, validation, patience, shuffle, progress, history)
     except NonFiniteInputError:
         # The first epoch found NaN or infinity in X and was undone: leave the net exactly
