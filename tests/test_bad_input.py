@@ -115,7 +115,7 @@ METHOD_CASES = [
     ("fit_validation_shape", lambda n: n.fit(X, LABELS, validation_data=(X[:, :2], LABELS)), ValueError, r"^X: expected 4 features"),
     ("fit_validation_type", lambda n: n.fit(X, LABELS, validation_data=X), TypeError, r"^validation_data: expected a pair"),
     ("fit_patience_without_validation", lambda n: n.fit(X, LABELS, patience=2), ValueError, r"^patience: early stopping needs validation_data"),
-    ("fit_shuffle", lambda n: n.fit(X, LABELS, shuffle="yes"), TypeError, r"^shuffle: expected True or False"),
+    ("fit_shuffle", lambda n: n.fit(X, LABELS, shuffle="yes"), TypeError, r"^shuffle: expected True, False or a callable"),
     # weights and biases
     ("weights_count", lambda n: setattr(n, "weights", n.weights[:1]), ValueError, r"^weights: expected 2 arrays, got 1"),
     ("weights_shape", lambda n: setattr(n, "weights", [np.zeros((5, 3)), np.zeros((3, 5))]), ValueError, r"^weights\[0\]: expected shape \(5, 4\), got \(5, 3\)"),

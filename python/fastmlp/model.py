@@ -230,7 +230,8 @@ class MLP:
         with the same optimizer (the object, or the name with the same settings) continues
         its state, and save() writes it.
 
-        Each epoch shuffles the rows with the net's generator (unless shuffle=False) and
+        Each epoch shuffles the rows with the net's generator (unless shuffle=False; a
+        callable shuffle(n) gives each epoch's permutation of range(n) instead) and
         takes one update per batch of `batch_size` rows (the last batch may be smaller).
         validation_data=(Xv, Yv) is scored after every epoch. With `patience`, training
         stops once val_loss has not improved for `patience` epochs, and the net ends up

@@ -38,6 +38,7 @@ try:
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelBinarizer
     from sklearn.utils import check_random_state
+    from sklearn.utils import shuffle as sklearn_shuffle
     from sklearn.utils._param_validation import Interval, Options, StrOptions
     from sklearn.utils.class_weight import compute_sample_weight
     from sklearn.utils.multiclass import (_check_partial_fit_first_call, type_of_target,
@@ -198,7 +199,7 @@ class _BaseMLP(BaseEstimator):
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
         sample_weight = self._weighted_by_class(y, sample_weight, incremental)
-        Y = self._encode(y)
+        Y = self._encode(y, first)
         self._random_state = check_random_state(self.random_state)
         if first:
             self._initialize(X, Y)
@@ -239,10 +240,6 @@ class _BaseMLP(BaseEstimator):
             weights.append(self._random_state.uniform(-bound, bound, (fan_in, fan_out)).T)
             biases.append(self._random_state.uniform(-bound, bound, fan_out))
         self.net_.weights, self.net_.biases = weights, biases
-        # the net's shuffles, seeded from random_state after the weights (as scikit-learn
-        # draws its shuffles after them)
-        self.net_.seed = int(self._random_state.randint(np.iinfo(np.int32).max))
-        self.net_._rng = np.random.default_rng(self.net_.seed)
         self.n_iter_ = 0
         self.t_ = 0
         self._sgd = None
@@ -287,6 +284,7 @@ class _BaseMLP(BaseEstimator):
                                  "'validation_fraction' or the size of your dataset.")
         n = X.shape[0]
         batch_size = self._batch_size(n)
+        self._sample_idx = np.arange(n)
         self.n_iter_ = 0
         try:
             for _ in range(self.max_iter):
@@ -314,7 +312,8 @@ class _BaseMLP(BaseEstimator):
         self._carry_velocity()
         try:
             history = training.fit(self.net_, X, Y, epochs=1, batch_size=batch_size,
-                                   optimizer=self._sgd, shuffle=self.shuffle,
+                                   optimizer=self._sgd,
+                                   shuffle=self._shuffled if self.shuffle else False,
                                    check_untrained=False, sample_weight=sample_weight)
         except FloatingPointError as exc:   # the net keeps its last finite weights
             raise ValueError(f"Solver produced non-finite parameter weights. The input data "
@@ -326,6 +325,11 @@ class _BaseMLP(BaseEstimator):
         self.loss_curve_.append(self.loss_)
         if self.verbose:
             print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
+
+    def _shuffled(self, n):
+        """scikit-learn's shuffle of an epoch: its previous order permuted by random_state."""
+        self._sample_idx = sklearn_shuffle(self._sample_idx, random_state=self._random_state)
+        return self._sample_idx
 
     def _carry_velocity(self):
         """scikit-learn's momentum keeps the rate inside the velocity (v ← μv − lr·g, W ← W +
@@ -511,7 +515,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                                  f"{self.classes_}. 'y' has {classes}.")
         return X, y
 
-    def _encode(self, y):
+    def _encode(self, y, first):
         Y = self._label_binarizer.transform(y)
         self.out_activation_ = ("softmax" if self._label_binarizer.y_type_ == "multiclass"
                                 else "logistic")
@@ -572,10 +576,17 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     loss="squared_error": identity outputs and half the squared error; loss="poisson": the
     exp output (predictions e^z) and half the Poisson deviance, for counts (y >= 0).
+
+    scale_targets=True (fastmlp's extension, squared_error only) trains on targets shifted
+    and scaled to mean 0 and standard deviation 1 per column (their statistics from the
+    first fit / partial_fit), and predict maps back: targets of any size (even past 1e154,
+    whose squares overflow float64) then train with the same learning rate; loss_curve_ is
+    in the scaled units.
     """
 
     _parameter_constraints = {**_BaseMLP._parameter_constraints,
-                              "loss": [StrOptions({"squared_error", "poisson"})]}
+                              "loss": [StrOptions({"squared_error", "poisson"})],
+                              "scale_targets": ["boolean"]}
 
     def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
                  solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
@@ -583,7 +594,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 backend="native", dtype=None):
+                 backend="native", dtype=None, scale_targets=False):
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
             learning_rate=learning_rate, learning_rate_init=learning_rate_init,
@@ -594,6 +605,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
             backend=backend, dtype=dtype)
         self.loss = loss
+        self.scale_targets = scale_targets
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
@@ -602,11 +614,25 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             y = column_or_1d(y, warn=True)
         return X, y
 
-    def _encode(self, y):
+    def _encode(self, y, first):
         self.out_activation_ = "exp" if self.loss == "poisson" else "identity"
-        Y = y.reshape(len(y), -1)
+        Y = y.reshape(len(y), -1).astype(np.float64)
         self.n_outputs_ = Y.shape[1]
-        return Y
+        if self.scale_targets and self.loss == "poisson":
+            raise ValueError("scale_targets: Poisson targets are counts; they cannot be shifted")
+        if first:   # later partial_fit and warm_start calls keep the first fit's scaling
+            self._y_mean, self._y_scale = self._target_scaling(Y)
+        return (Y - self._y_mean) / self._y_scale
+
+    def _target_scaling(self, Y):
+        """(mean, standard deviation) per column with scale_targets, else (0, 1). Computed
+        on Y / its largest magnitude, scaled back: squares of targets past ~1e154 overflow."""
+        if not self.scale_targets or len(Y) == 0:
+            return np.zeros(Y.shape[1]), np.ones(Y.shape[1])
+        peak = np.max(np.abs(Y), axis=0)
+        peak = np.where(peak > 0, peak, 1.0)
+        std = (Y / peak).std(axis=0) * peak
+        return (Y / peak).mean(axis=0) * peak, np.where(std > 0, std, 1.0)
 
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch of the solver over X, y (the network is created on the first call)."""
@@ -614,8 +640,12 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def predict(self, X):
         p = self._forward(X)
+        if self.scale_targets:
+            p = p * self._y_scale + self._y_mean
         return p[:, 0] if self.n_outputs_ == 1 else p
 
     def _score_encoded(self, X, Y, sample_weight):
-        return r2_score(Y[:, 0] if self.n_outputs_ == 1 else Y, self.predict(X),
-                        sample_weight=sample_weight)
+        # R² of each column is unchanged when targets and predictions share its scaling
+        p = self._forward(X)
+        return r2_score(Y[:, 0] if self.n_outputs_ == 1 else Y,
+                        p[:, 0] if self.n_outputs_ == 1 else p, sample_weight=sample_weight)

@@ -304,8 +304,8 @@ def checked_fit_args(net, X, Y, epochs, batch_size, lr, weight_decay, optimizer,
         patience = check_int(patience, "patience", minimum=1)
         if validation_data is None:
             raise ValueError("patience: early stopping needs validation_data")
-    if not isinstance(shuffle, (bool, np.bool_)):
-        raise TypeError(f"shuffle: expected True or False, got {shuffle!r}")
+    if not (isinstance(shuffle, (bool, np.bool_)) or callable(shuffle)):
+        raise TypeError(f"shuffle: expected True, False or a callable, got {shuffle!r}")
     if not (isinstance(progress, (bool, np.bool_)) or callable(progress)):
         raise TypeError(f"progress: expected True, False or a callable, got {progress!r}")
     return X, Y, epochs, batch_size, optimizer, validation, patience
@@ -417,6 +417,18 @@ def _guarded_epoch(net, optimizer, epoch, run, history):
     return loss_sum, score_sum
 
 
+def epoch_order(net, shuffle, n):
+    """The order of an epoch's rows: a permutation from the net's generator (shuffle=True),
+    row order (False, None returned), or the caller's: shuffle(n), a permutation of range(n)
+    (how the scikit-learn estimators draw scikit-learn's own shuffles)."""
+    if callable(shuffle):
+        order = np.asarray(shuffle(n))
+        if order.shape != (n,) or not np.array_equal(np.sort(order), np.arange(n)):
+            raise ValueError(f"shuffle: the callable must return a permutation of range({n})")
+        return order
+    return net._rng.permutation(n) if shuffle else None
+
+
 def train_epochs(net, Y, epochs, n_batches, optimizer, run_epoch, evaluate, validation,
                  patience, shuffle, progress, history):
     """fit()'s epochs with `optimizer` (the net's once an epoch has completed), given
@@ -430,7 +442,7 @@ def train_epochs(net, Y, epochs, n_batches, optimizer, run_epoch, evaluate, vali
         for epoch in range(epochs):
             start = time.perf_counter()
             bar = _epoch_bar(progress, epoch, epochs, n_batches)
-            order = net._rng.permutation(n) if shuffle else None
+            order = epoch_order(net, shuffle, n)
             lr = optimizer.current_lr()
             loss_sum, score_sum = _guarded_epoch(net, optimizer, epoch,
                                                  lambda: run_epoch(order, lr, bar), history)
