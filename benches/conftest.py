@@ -12,6 +12,7 @@ SETTLE_SECONDS = 0.3
 
 _results = collections.defaultdict(dict)   # group -> {name: (median seconds, work items)}
 _baselines = {}                            # group -> its baseline's name, if not "numpy"
+_tables = collections.defaultdict(list)    # title -> lines a bench wants printed at the end
 
 
 @pytest.fixture
@@ -40,10 +41,23 @@ def record_measured():
     return run
 
 
+@pytest.fixture
+def table():
+    """table(title, line): a line of a table printed at the end of the run (for numbers
+    that are not times: scores, errors)."""
+    def add(title, line):
+        _tables[title].append(line)
+    return add
+
+
 def pytest_terminal_summary(terminalreporter):
+    tr = terminalreporter
+    for title, lines in _tables.items():
+        tr.section(title)
+        for line in lines:
+            tr.write_line(line)
     if not _results:
         return
-    tr = terminalreporter
     tr.section("fastmlp: ratios in this run (baseline = numpy unless the group says; "
                "> 1 means faster)")
     for group in sorted(_results):

@@ -38,7 +38,6 @@ try:
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelBinarizer
     from sklearn.utils import check_random_state
-    from sklearn.utils import shuffle as sklearn_shuffle
     from sklearn.utils._param_validation import Interval, Options, StrOptions
     from sklearn.utils.class_weight import compute_sample_weight
     from sklearn.utils.multiclass import (_check_partial_fit_first_call, type_of_target,
@@ -206,7 +205,7 @@ class _BaseMLP(BaseEstimator):
         elif Y.shape[1] != self.n_outputs_:
             raise ValueError(f"y: expected {self.n_outputs_} outputs as in the previous fit, "
                              f"got {Y.shape[1]}")
-        Y = np.ascontiguousarray(Y, dtype=self.net_.dtype)
+        Y = self._targets(Y)
         if not is_sparse(X):
             X = np.ascontiguousarray(X, dtype=self.net_.dtype)
         if self.solver == "lbfgs":
@@ -222,6 +221,13 @@ class _BaseMLP(BaseEstimator):
     def _weighted_by_class(self, y, sample_weight, incremental):
         """sample_weight, times the class weights (the classifier's class_weight)."""
         return sample_weight
+
+    def _targets(self, Y):
+        """The encoded targets as the network trains on them: class labels for a softmax
+        output (the cheaper loss kernel), else a matrix of its dtype."""
+        if self.out_activation_ == "softmax":
+            return Y.argmax(axis=1)
+        return np.ascontiguousarray(Y, dtype=self.net_.dtype)
 
     def _initialize(self, X, Y):
         """A new network, its weights drawn as scikit-learn draws them (Glorot uniform from
@@ -327,8 +333,12 @@ class _BaseMLP(BaseEstimator):
             print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
 
     def _shuffled(self, n):
-        """scikit-learn's shuffle of an epoch: its previous order permuted by random_state."""
-        self._sample_idx = sklearn_shuffle(self._sample_idx, random_state=self._random_state)
+        """scikit-learn's shuffle of an epoch: its previous order permuted by random_state,
+        the draws of sklearn.utils.shuffle (without its argument checks, which cost more
+        than a small epoch)."""
+        permutation = np.arange(n)
+        self._random_state.shuffle(permutation)
+        self._sample_idx = self._sample_idx[permutation]
         return self._sample_idx
 
     def _carry_velocity(self):
@@ -561,7 +571,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._label_binarizer.inverse_transform(p[:, 0] if self.n_outputs_ == 1 else p)
 
     def _score_encoded(self, X, Y, sample_weight):
-        y = self._label_binarizer.inverse_transform(Y[:, 0] if self.n_outputs_ == 1 else Y)
+        if Y.ndim == 1:   # class labels
+            y = self.classes_[Y]
+        else:
+            y = self._label_binarizer.inverse_transform(Y[:, 0] if self.n_outputs_ == 1 else Y)
         return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
 
     def __sklearn_tags__(self):
