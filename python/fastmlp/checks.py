@@ -96,7 +96,7 @@ def check_X(net, X, finite=True, sparse=False):
                             "or train with fit(), which reads it a few batches at a time")
         if X.ndim != 2 or X.shape[1] != net.sizes[0]:
             raise ValueError(f"X: expected a 2-D array (n, {net.sizes[0]}), got shape {X.shape}")
-        X = X.tocsr().astype(net.dtype)
+        X = X.tocsr().astype(net.dtype, copy=False)   # no copy when it is that already
         if not all_finite(X.data):
             raise nonfinite_X(net)
         return X
@@ -167,7 +167,8 @@ def check_sample_weight(net, sample_weight, n):
 
 
 def dense_rows(X, rows, dtype):
-    """Rows `rows` (indices or a slice) of X, dense sparse or not, as a C-contiguous array."""
+    """Rows `rows` (indices or a slice) of X, a dense or scipy.sparse matrix, as a
+    C-contiguous array of `dtype`."""
     block = X[rows]
     block = block.toarray() if is_sparse(block) else block
     return np.ascontiguousarray(block, dtype=dtype)

@@ -17,16 +17,25 @@ from .specs import (activation_spec, check_dtype, check_n_params, check_output, 
                     parse_activations, weight_shapes)
 
 
-# The initialisers of MLP(init=...): (rng, rows, fan_in) -> W(l) in float64.
+# MLP(init=...): variance scaling. W(l) has mean 0 and variance 1/n, n from its fan-in and
+# fan-out (its rows): normal draws N(0, 1) / √n, or uniform ones U(−1, 1) · √(3/n).
 INITS = {
-    "lecun_normal": lambda rng, rows, fan_in: rng.standard_normal((rows, fan_in)) / np.sqrt(fan_in),
-    "glorot_uniform": lambda rng, rows, fan_in: rng.uniform(
-        -1, 1, (rows, fan_in)) * np.sqrt(6 / (fan_in + rows)),
-    "glorot_normal": lambda rng, rows, fan_in: rng.standard_normal(
-        (rows, fan_in)) * np.sqrt(2 / (fan_in + rows)),
-    "he_normal": lambda rng, rows, fan_in: rng.standard_normal((rows, fan_in)) * np.sqrt(2 / fan_in),
-    "he_uniform": lambda rng, rows, fan_in: rng.uniform(-1, 1, (rows, fan_in)) * np.sqrt(6 / fan_in),
+    "lecun_normal": ("normal", lambda fan_in, fan_out: fan_in),
+    "glorot_uniform": ("uniform", lambda fan_in, fan_out: (fan_in + fan_out) / 2),
+    "glorot_normal": ("normal", lambda fan_in, fan_out: (fan_in + fan_out) / 2),
+    "he_normal": ("normal", lambda fan_in, fan_out: fan_in / 2),
+    "he_uniform": ("uniform", lambda fan_in, fan_out: fan_in / 2),
 }
+
+
+def initial_weights(rng, init, rows, fan_in):
+    """W (rows, fan_in) in float64, drawn from rng by initialiser `init`."""
+    kind, n = INITS[init]
+    n = n(fan_in, rows)
+    if kind == "normal":
+        return rng.standard_normal((rows, fan_in)) / np.sqrt(n)
+    return rng.uniform(-1, 1, (rows, fan_in)) * np.sqrt(3 / n)
+
 
 # load()'s cap on the parameters a file may declare: 2^28 (1 GiB of float32) unless the
 # caller allows more
@@ -63,7 +72,7 @@ class MLP:
             raise ValueError(f"init: expected one of {tuple(INITS)}, got {init!r}")
         self._weights, self._biases = [], []
         for rows, fan_in in weight_shapes(self.sizes, self.activations):
-            self._weights.append(INITS[init](self._rng, rows, fan_in).astype(self.dtype))
+            self._weights.append(initial_weights(self._rng, init, rows, fan_in).astype(self.dtype))
             self._biases.append(np.zeros(rows, dtype=self.dtype))
 
     def _configure(self, sizes, activation, output, loss, backend, dtype, seed):
@@ -239,7 +248,8 @@ class MLP:
         printed line when tqdm is missing); a callable is called with the History after
         every epoch. comm, an MPI communicator (mpi4py), trains data-parallel over its
         ranks: see fastmlp.distributed. sample_weight (one weight >= 0 per row) makes each
-        batch's loss the weighted mean of its rows' losses.
+        batch's loss the weighted mean of its rows' losses. X may be a scipy.sparse matrix:
+        each epoch makes a few batches of its rows dense at a time (the same batches).
 
         NaN or infinity in X is a ValueError and leaves the net untouched. Nothing is lost:
         an epoch that fails, is interrupted (KeyboardInterrupt) or diverges

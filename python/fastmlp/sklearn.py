@@ -206,7 +206,9 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"y: expected {self.n_outputs_} outputs as in the previous fit, "
                              f"got {Y.shape[1]}")
         Y = self._targets(Y)
-        if not is_sparse(X):
+        if is_sparse(X):   # CSR of the net's dtype once: each epoch reads its rows
+            X = X.tocsr().astype(self.net_.dtype, copy=False)
+        else:
             X = np.ascontiguousarray(X, dtype=self.net_.dtype)
         if self.solver == "lbfgs":
             self._fit_lbfgs(X, Y, sample_weight)
