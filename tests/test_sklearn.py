@@ -341,3 +341,14 @@ def test_scaled_targets_learn_values_past_1e154(backend):
     assert 1 - residual.sum() / total.sum() > 0.5
     with pytest.raises(ValueError, match="scale_targets"):
         MLPRegressor(loss="poisson", scale_targets=True, backend=backend).fit(X, np.abs(y))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_warm_start_with_other_outputs_is_refused(backend):
+    X = np.random.default_rng(0).standard_normal((30, 3))
+    reg = MLPRegressor(hidden_layer_sizes=(4,), max_iter=2, warm_start=True,
+                       backend=backend).fit(X, X[:, :2])
+    with pytest.raises(ValueError, match="y: expected 2 outputs"):
+        reg.fit(X, X)
+    with pytest.raises(ValueError, match="y: expected 2 outputs"):
+        reg.partial_fit(X, X[:, 0])

@@ -202,9 +202,6 @@ class _BaseMLP(BaseEstimator):
         self._random_state = check_random_state(self.random_state)
         if first:
             self._initialize(X, Y)
-        elif Y.shape[1] != self.n_outputs_:
-            raise ValueError(f"y: expected {self.n_outputs_} outputs as in the previous fit, "
-                             f"got {Y.shape[1]}")
         Y = self._targets(Y)
         if is_sparse(X):   # CSR of the net's dtype once: each epoch reads its rows
             X = X.tocsr().astype(self.net_.dtype, copy=False)
@@ -236,6 +233,8 @@ class _BaseMLP(BaseEstimator):
         its random_state, bound sqrt(factor / (fan_in + fan_out)), factor 2 for a logistic
         network and 6 otherwise, biases too), and the fitted attributes reset."""
         dtype = self.dtype or X.dtype.name
+        self.out_activation_ = self._output_activation()
+        self.n_outputs_ = Y.shape[1]
         sizes = [X.shape[1], *self._hidden_sizes(), self.n_outputs_]
         output = OUTPUT_OF[self.out_activation_]
         self.net_ = MLP(sizes, activation=self._activation_spec(), output=output,
@@ -528,11 +527,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return X, y
 
     def _encode(self, y, first):
-        Y = self._label_binarizer.transform(y)
-        self.out_activation_ = ("softmax" if self._label_binarizer.y_type_ == "multiclass"
-                                else "logistic")
-        self.n_outputs_ = Y.shape[1]
-        return Y
+        return self._label_binarizer.transform(y)
+
+    def _output_activation(self):
+        return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
 
     def _weighted_by_class(self, y, sample_weight, incremental):
         if self.class_weight is None:
@@ -629,10 +627,14 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             y = column_or_1d(y, warn=True)
         return X, y
 
+    def _output_activation(self):
+        return "exp" if self.loss == "poisson" else "identity"
+
     def _encode(self, y, first):
-        self.out_activation_ = "exp" if self.loss == "poisson" else "identity"
         Y = y.reshape(len(y), -1).astype(np.float64)
-        self.n_outputs_ = Y.shape[1]
+        if not first and Y.shape[1] != self.n_outputs_:
+            raise ValueError(f"y: expected {self.n_outputs_} outputs as in the previous fit, "
+                             f"got {Y.shape[1]}")
         if self.scale_targets and self.loss == "poisson":
             raise ValueError("scale_targets: Poisson targets are counts; they cannot be shifted")
         if first:   # later partial_fit and warm_start calls keep the first fit's scaling
