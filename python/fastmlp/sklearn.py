@@ -24,6 +24,11 @@ n_iter_, coefs_, intercepts_...). The differences a scikit-learn user should kno
 import warnings
 
 import numpy as np
+
+try:
+    import sklearn  # noqa: F401  (the imports below would fail with a less helpful message)
+except ImportError as exc:
+    raise ImportError("fastmlp.sklearn needs scikit-learn: pip install 'fastmlp[sklearn]'") from exc
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
