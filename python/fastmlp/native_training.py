@@ -102,15 +102,17 @@ def step(net, X, Y, optimizer, lr):
 
 def epoch(net, X, Y, order, batch_size, optimizer, lr, bar):
     """NonFiniteInputError at the first batch with a row of X that holds NaN or infinity
-    (the batches before it are applied); `bar` advances once, by the epoch's batches."""
+    (the batches before it are applied); `bar` advances as the C++ epoch reports its
+    batches done (every 0.1 s), and to the end when it returns."""
     weights, biases, rule = _rule(net, optimizer)
     batch_size = min(batch_size, len(X))   # the same batches, and no larger workspace
+    progress = None if bar is None else (lambda done: bar.update(done - bar.n))
     result = _checking_X(workspace(net, batch_size).epoch, weights, biases, X, Y, order,
-                         batch_size, lr, **rule)
+                         batch_size, lr, progress=progress, **rule)
     n_batches = -(-len(X) // batch_size)
     optimizer.state["step"] += n_batches
     if bar is not None:
-        bar.update(n_batches)
+        bar.update(n_batches - bar.n)
     return result
 
 
