@@ -219,6 +219,17 @@ class MLP:
             return distributed.fit(self, X, Y, comm, **args)
         return training.fit(self, X, Y, **args)
 
+    def to_torch(self):
+        """This network as a torch.nn.Sequential (a copy, in its dtype); fastmlp.torch_io."""
+        from .torch_io import to_torch
+        return to_torch(self)
+
+    @classmethod
+    def from_torch(cls, seq, **kwargs):
+        """The MLP of an nn.Sequential of nn.Linear and activations; fastmlp.torch_io."""
+        from .torch_io import from_torch
+        return from_torch(seq, **kwargs)
+
     def predict(self, X):
         """Class labels (n,) for softmax; 0/1 (n, K) for sigmoid (σ(z) ≥ 0.5 exactly where
         z ≥ 0); values (n, K) for identity. A single sigmoid/identity output gives (n,)."""
