@@ -226,9 +226,13 @@ class MLP:
 
     @classmethod
     def from_torch(cls, seq, **kwargs):
-        """The MLP of an nn.Sequential of nn.Linear and activations; fastmlp.torch_io."""
-        from .torch_io import from_torch
-        return from_torch(seq, **kwargs)
+        """The MLP of an nn.Sequential of nn.Linear and activations (fastmlp.torch_io), in
+        its weights' dtype; kwargs go to MLP (backend, seed, loss)."""
+        from .torch_io import read_sequential
+        config, weights, biases = read_sequential(seq)
+        net = cls(**config, **kwargs)
+        net.weights, net.biases = weights, biases
+        return net
 
     def predict(self, X):
         """Class labels (n,) for softmax; 0/1 (n, K) for sigmoid (σ(z) ≥ 0.5 exactly where

@@ -5,7 +5,8 @@ The nn.Sequential is, per layer, nn.Linear(s_l, rows) holding W(l) and b(l) (tor
 Linear stores its weight as (out, in), as fastmlp does), then the activation: nn.Sigmoid,
 nn.Tanh, nn.ReLU, nn.LeakyReLU(slope), nn.ELU(alpha), nothing for identity, Maxout(k)
 (below) for maxout; the output layer ends in nn.Softmax(dim=1), nn.Sigmoid or nothing.
-So seq(X) is net.forward(X), in the net's dtype.
+So seq(X) is net.forward(X), in the net's dtype. A Linear without a bias reads back as
+zero biases.
 """
 try:
     import torch
@@ -96,11 +97,10 @@ def _output(modules, where):
                      f"nothing (identity)")
 
 
-def from_torch(seq, **kwargs):
-    """An MLP with the Linear layers and activations of `seq` (an nn.Sequential of
-    nn.Linear, each followed by at most one supported activation; see the module
-    docstring), in its weights' dtype; kwargs go to MLP (backend, seed, loss)."""
-    from .model import MLP
+def read_sequential(seq):
+    """What MLP.from_torch builds from `seq` (an nn.Sequential of nn.Linear, each followed
+    by at most one supported activation; see the module docstring): (MLP's sizes,
+    activation, output and dtype as keyword arguments, the weights, the biases)."""
     if not isinstance(seq, nn.Sequential):
         raise TypeError(f"seq: expected a torch.nn.Sequential, got {type(seq).__name__}")
     modules = list(seq)
@@ -140,7 +140,5 @@ def from_torch(seq, **kwargs):
                              f"features, got {rows} from seq[{i}]")
         activations.append(act if param is None else (act, param))
         sizes.append(rows // param if act == "maxout" else rows)
-    net = MLP(sizes, activation=activations, output=output,
-              dtype=names.pop(), **kwargs)
-    net.weights, net.biases = weights, biases
-    return net
+    config = dict(sizes=sizes, activation=activations, output=output, dtype=names.pop())
+    return config, weights, biases
