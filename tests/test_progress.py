@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from fastmlp import MLP
+from fastmlp import MLP, native_training
 
 from conftest import native_skip_reason
 
@@ -95,9 +95,10 @@ class RecordingBar:
     def __init__(self, interrupt_at=None):
         self.n, self.counts, self.interrupt_at = 0, [], interrupt_at
 
-    def update(self, k):
+    def update(self, k):   # the count after each advance
         self.n += k
-        self.counts.append(self.n)
+        if k:
+            self.counts.append(self.n)
         if len(self.counts) == self.interrupt_at:
             raise KeyboardInterrupt
 
@@ -119,15 +120,16 @@ def long_epoch_data():
 def test_a_reported_epoch_is_bitwise_the_silent_one(dtype, monkeypatch):
     X, y = long_epoch_data()
     silent, shown = native_net(dtype), native_net(dtype)
-    silent.fit(X, y, epochs=2, batch_size=1, lr=0.01)
+    silent.fit(X, y, epochs=2, batch_size=7, lr=0.01)
     bars = []
     monkeypatch.setattr("fastmlp.training._epoch_bar",
                         lambda *args: bars.append(RecordingBar()) or bars[-1])
-    shown.fit(X, y, epochs=2, batch_size=1, lr=0.01, progress=True)
+    monkeypatch.setattr(native_training, "PROGRESS_INTERVAL", 0.0)   # a report per batch
+    shown.fit(X, y, epochs=2, batch_size=7, lr=0.01, progress=True)
     for a, b in zip(silent.weights + silent.biases, shown.weights + shown.biases):
         np.testing.assert_array_equal(a, b)
-    assert all(bar.counts[-1] == 6000 for bar in bars)
-    assert any(len(bar.counts) >= 3 for bar in bars), [bar.counts for bar in bars]
+    n_batches = -(-6000 // 7)
+    assert [bar.counts for bar in bars] == [list(range(1, n_batches + 1))] * 2
 
 
 @requires_native
@@ -138,9 +140,10 @@ def test_an_interrupt_from_the_bar_mid_epoch_leaves_the_weights_as_they_were(mon
     before = [p.copy() for p in net.weights + net.biases]
     bar = RecordingBar(interrupt_at=2)
     monkeypatch.setattr("fastmlp.training._epoch_bar", lambda *args: bar)
+    monkeypatch.setattr(native_training, "PROGRESS_INTERVAL", 0.0)
     with pytest.raises(KeyboardInterrupt, match=r"^fit: interrupted in epoch 1; the model "
                                                 r"holds its weights as of fit\(\) started$"):
         net.fit(X, y, epochs=1, batch_size=1, lr=0.01, progress=True)
-    assert 0 < bar.counts[-1] < 6000   # stopped inside the C++ epoch
+    assert bar.counts == [1, 2]   # stopped inside the C++ epoch, at its second batch
     for a, b in zip(before, net.weights + net.biases):
         np.testing.assert_array_equal(a, b)

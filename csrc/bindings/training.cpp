@@ -223,17 +223,16 @@ UpdateArgs update_args(double lr, double weight_decay, const std::string& rule,
 }
 
 // progress(batches_done) called from an epoch running without the GIL: at most once per
-// PROGRESS_INTERVAL of wall time, so taking the GIL costs nothing measurable (a clock read
+// `interval` seconds of wall time, so taking the GIL costs nothing measurable (a clock read
 // per batch otherwise). A Python exception it raises (KeyboardInterrupt: Ctrl-C is handled
 // when Python code runs) stops the epoch; Python then undoes it. None: no calls.
-constexpr std::chrono::milliseconds PROGRESS_INTERVAL{100};
-
-BatchDone throttled(const py::object& progress) {
+BatchDone throttled(const py::object& progress, double interval) {
   if (progress.is_none()) return {};
   using clock = std::chrono::steady_clock;
-  return [&progress, last = clock::now()](std::size_t batches_done) mutable {
+  const auto every = std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(interval));
+  return [&progress, every, last = clock::now()](std::size_t batches_done) mutable {
     const auto now = clock::now();
-    if (now - last < PROGRESS_INTERVAL) return;
+    if (now - last < every) return;
     last = now;
     py::gil_scoped_acquire gil;
     progress(batches_done);
@@ -273,13 +272,16 @@ class TrainingWorkspace {
                   double weight_decay, const std::string& rule, const py::object& penalty,
                   double momentum, bool nesterov, const py::object& betas, double eps,
                   bool decoupled, long long step, const py::object& state,
-                  const py::object& progress) {
+                  const py::object& progress, double progress_interval) {
     const UpdateArgs up = update_args(lr, weight_decay, rule, penalty, momentum, nesterov, betas,
                                       eps, decoupled, step, state);
     if (!progress.is_none() && !PyCallable_Check(progress.ptr()))
       throw py::type_error("progress: expected a callable or None");
-    if (f32_) return epoch_as(*f32_, weights, biases, x, y, order, batch_size, up, progress);
-    return epoch_as(*f64_, weights, biases, x, y, order, batch_size, up, progress);
+    if (!(progress_interval >= 0.0 && progress_interval <= 3600.0))
+      throw py::value_error("progress_interval: expected seconds in [0, 3600]");
+    const BatchDone batch_done = throttled(progress, progress_interval);
+    if (f32_) return epoch_as(*f32_, weights, biases, x, y, order, batch_size, up, batch_done);
+    return epoch_as(*f64_, weights, biases, x, y, order, batch_size, up, batch_done);
   }
 
   py::tuple gradients(const py::object& dws, const py::object& dbs, const py::object& weights,
@@ -353,7 +355,7 @@ class TrainingWorkspace {
   static py::tuple epoch_as(Typed<T>& t, const py::object& weights, const py::object& biases,
                             const py::object& x, const py::object& y, const py::object& order_obj,
                             long long batch_size, const UpdateArgs& args,
-                            const py::object& progress) {
+                            const BatchDone& batch_done) {
     const typename Trainer<T>::Claim claim(t.trainer);
     ReleaseParams<T> release(t.slots), release_m(t.state_slots[0]), release_v(t.state_slots[1]);
     params(t.slots, t.trainer.net(), weights, biases);
@@ -372,7 +374,7 @@ class TrainingWorkspace {
     {
       py::gil_scoped_release nogil;
       r = t.trainer.epoch(claim, t.slots.w.data(), t.slots.b.data(), bt.x.data(), bt.targets, bt.n,
-                          order_data, batch_size, up, throttled(progress));
+                          order_data, batch_size, up, batch_done);
     }
     return result(t.trainer.net(), r);
   }
@@ -445,13 +447,13 @@ void bind_training(py::module_& m) {
            py::arg("penalty") = py::none(), py::arg("momentum") = 0.0, py::arg("nesterov") = false,
            py::arg("betas") = py::make_tuple(0.9, 0.999), py::arg("eps") = 1e-8,
            py::arg("decoupled") = false, py::arg("step") = 0, py::arg("state") = py::tuple(),
-           py::arg("progress") = py::none(),
+           py::arg("progress") = py::none(), py::arg("progress_interval") = 0.1,
            "One epoch: batches of batch_size rows of x[order] (order None: row order), one "
            "update each, as step -> (sum of J_batch * rows_batch, total score_sum). "
            "NonFiniteInputError at the first batch with a row of x that is not finite (the "
            "batches before it are applied). progress: None, or called with the number of "
-           "batches done, at most every 0.1 s; an exception it raises stops the epoch (the "
-           "batches before it are applied).")
+           "batches done, at most every progress_interval seconds; an exception it raises "
+           "stops the epoch (the batches before it are applied).")
       .def("gradients", &TrainingWorkspace::gradients, py::arg("dws"), py::arg("dbs"),
            py::arg("weights"), py::arg("biases"), py::arg("x"), py::arg("y"), py::arg("rows"),
            py::arg("scale"), py::arg("weight_decay"),
