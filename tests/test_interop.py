@@ -2,6 +2,7 @@
 output, against forward() / predict()."""
 import importlib
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -50,35 +51,41 @@ def test_onnx_export_computes_forward(activation, output, dtype, tmp_path):
     np.testing.assert_allclose(run_onnx(net, X, tmp_path), net.forward(X), **TOLERANCE[dtype])
 
 
-@pytest.mark.parametrize("labels", ["binary", "multiclass", "multilabel"])
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_onnx_export_of_a_classifier_gives_predict_proba(labels, tmp_path):
+def fitted(estimator, y, **params):
+    """fastmlp.sklearn's `estimator` fitted for a few epochs on 60 rows of 4 features ->
+    (it, the rows); skips without onnx or scikit-learn."""
     pytest.importorskip("onnx")
     pytest.importorskip("sklearn")
-    from fastmlp.sklearn import MLPClassifier
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((60, 4))
-    y = {"binary": np.where(X[:, 0] > 0, "yes", "no"),
-         "multiclass": np.array(["a", "b", "c"])[np.argmax(X[:, :3], axis=1)],
-         "multilabel": (X[:, :3] > 0).astype(int)}[labels]
-    clf = MLPClassifier(hidden_layer_sizes=(7,), activation="relu", max_iter=5,
-                        random_state=0).fit(X, y)
+    from sklearn.exceptions import ConvergenceWarning
+
+    import fastmlp.sklearn
+    X = np.random.default_rng(0).standard_normal((60, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)   # 5 epochs: on purpose
+        model = getattr(fastmlp.sklearn, estimator)(hidden_layer_sizes=(7,), max_iter=5,
+                                                     random_state=0, **params)
+        return model.fit(X, y(X)), X
+
+
+@pytest.mark.parametrize("labels", ["binary", "multiclass", "multilabel"])
+def test_onnx_export_of_a_classifier_gives_predict_proba(labels, tmp_path):
+    y = {"binary": lambda X: np.where(X[:, 0] > 0, "yes", "no"),
+         "multiclass": lambda X: np.array(["a", "b", "c"])[np.argmax(X[:, :3], axis=1)],
+         "multilabel": lambda X: (X[:, :3] > 0).astype(int)}[labels]
+    clf, X = fitted("MLPClassifier", y, activation="relu")
     X32 = X.astype(np.float32)
     np.testing.assert_allclose(run_onnx(clf, X32, tmp_path), clf.predict_proba(X32),
                                **TOLERANCE["float32"])
 
 
 @pytest.mark.parametrize("n_outputs", [1, 2])
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_onnx_export_of_a_regressor_gives_predict_in_the_targets_units(n_outputs, tmp_path):
-    pytest.importorskip("onnx")
-    pytest.importorskip("sklearn")
-    from fastmlp.sklearn import MLPRegressor
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((60, 4))
-    y = 1000 + 50 * X[:, :n_outputs] @ rng.standard_normal((n_outputs, n_outputs))
-    reg = MLPRegressor(hidden_layer_sizes=(7,), activation="elu", dtype="float64", max_iter=5,
-                       random_state=0).fit(X, y[:, 0] if n_outputs == 1 else y)
+    mix = np.random.default_rng(1).standard_normal((n_outputs, n_outputs))
+
+    def targets(X):   # far from mean 0, scale 1: the export must undo the scaling
+        Y = 1000 + 50 * X[:, :n_outputs] @ mix
+        return Y[:, 0] if n_outputs == 1 else Y
+    reg, X = fitted("MLPRegressor", targets, activation="elu", dtype="float64")
     Y = run_onnx(reg, X, tmp_path)
     np.testing.assert_allclose(Y[:, 0] if n_outputs == 1 else Y, reg.predict(X),
                                **TOLERANCE["float64"])

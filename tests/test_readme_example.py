@@ -1,4 +1,5 @@
-"""The README's API example runs as printed."""
+"""The README's API example runs as printed, without warnings."""
+import warnings
 from pathlib import Path
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -8,7 +9,9 @@ def test_readme_example_runs(tmp_path, monkeypatch, capsys):
     text = README.read_text()
     example = text.split("## Using it", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     monkeypatch.chdir(tmp_path)
-    exec(compile(example, str(README), "exec"), {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        exec(compile(example, str(README), "exec"), {})
     out = capsys.readouterr().out
     accuracy = float(out.split("test accuracy ", 1)[1].split(",")[0])
     assert accuracy >= 0.95
