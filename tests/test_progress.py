@@ -147,3 +147,20 @@ def test_an_interrupt_from_the_bar_mid_epoch_leaves_the_weights_as_they_were(mon
     assert bar.counts == [1, 2]   # stopped inside the C++ epoch, at its second batch
     for a, b in zip(before, net.weights + net.biases):
         np.testing.assert_array_equal(a, b)
+
+
+@requires_native
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(progress=3), TypeError, r"^progress: expected a callable or None$"),
+    (dict(progress=print, progress_interval=-1.0), ValueError, r"^progress_interval: expected seconds in \[0, 3600\]$"),
+    (dict(progress=print, progress_interval=float("nan")), ValueError, r"^progress_interval: expected"),
+])
+def test_the_native_epoch_refuses_a_bad_progress_argument(kwargs, error, match):
+    net = native_net("float64")
+    X, y = long_epoch_data()
+    before = [p.copy() for p in net.weights + net.biases]
+    ws = native_training.workspace(net, 10)
+    with pytest.raises(error, match=match):
+        ws.epoch(net.weights, net.biases, X[:20], y[:20], None, 10, 0.1, 0.0, **kwargs)
+    for a, b in zip(before, net.weights + net.biases):
+        np.testing.assert_array_equal(a, b)
