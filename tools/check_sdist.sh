@@ -4,6 +4,9 @@
 # installed package can be imported.
 #
 #   tools/check_sdist.sh            (from anywhere; uses /tmp/fastmlp-sdist-*)
+#
+# FASTMLP_TEST_EXTRA picks the extra installed for the tests (default: test, everything;
+# test-core on a machine where torch would come as a CUDA build of several GB).
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 source "$src/tools/dist_common.sh"
@@ -24,6 +27,6 @@ rm -rf "$unpacked/python"
 
 echo "== install from the sdist into a fresh venv and run its suite"
 fresh_venv "$work/venv"
-quiet_pip "$work/venv" "$sdist[test]"
+quiet_pip "$work/venv" "$sdist[${FASTMLP_TEST_EXTRA:-test}]"
 run_suite_installed "$work/venv" "$unpacked"
 echo "check_sdist: OK ($(basename "$sdist"))"
