@@ -8,13 +8,16 @@ whose speed drifts (a shared VM), runners timed a few seconds apart see differen
 machines, so test_epoch_interleaved also times the runners taking turns, round by round,
 and files those medians as groups of their own. test_optimizer_epoch times an epoch with
 each optimizer (plain SGD, SGD with momentum 0.9, Adam), native and PyTorch (its fused
-optimizers), taking turns; ratios against native plain SGD.
+optimizers), taking turns; ratios against native plain SGD. test_progress_bar_epoch times a
+native epoch with and without fit(progress=True)'s tqdm bar (the C++ epoch reporting its
+batches every 0.1 s), taking turns; ratio against the silent epoch.
 """
 import statistics
 
 import pytest
 
-from fastmlp.bench import CASES, OPTIMIZER_NAMES, make_runner, take_turns
+from fastmlp import MLP, training
+from fastmlp.bench import CASES, LR, OPTIMIZER_NAMES, make_runner, synthetic, take_turns
 from fastmlp.specs import DTYPES
 
 from conftest import SETTLE_SECONDS
@@ -64,3 +67,26 @@ def test_optimizer_epoch(benchmark, record_measured, case, dtype):
     for name, (seconds, n) in timed.items():   # best turn: the machine at its quietest
         record_measured(f"epoch {case} {dtype} by optimizer", name, min(seconds), items=n,
                         baseline="native sgd")
+
+
+PROGRESS_ROUNDS = 9
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_progress_bar_epoch(benchmark, record_measured, monkeypatch, dtype):
+    sizes, activation, batch_size, _ = CASES["mid"]
+    n = 20_000
+    X, y = synthetic(n, sizes, dtype)
+    net = MLP(sizes, activation=activation, backend="native", dtype=dtype, seed=0)
+    monkeypatch.setattr(training, "_bar_shows", lambda: True)   # a bar on captured stderr
+    benchmark.group = f"epoch mid {dtype} {n} rows, progress bar, taking turns"
+    seconds = benchmark.pedantic(take_turns, args=(
+        {name: (lambda p=progress: net.fit(X, y, epochs=1, batch_size=batch_size, lr=LR,
+                                           progress=p))
+         for name, progress in (("silent", False), ("bar", True))},
+        PROGRESS_ROUNDS, SETTLE_SECONDS), rounds=1, iterations=1)
+    for name, times in seconds.items():   # best turn: the machine at its quietest
+        record_measured(f"epoch mid {dtype} {n} rows, progress bar", name, min(times),
+                        items=n, baseline="silent")
+    print(f"\n{dtype} bar/silent per turn: "
+          + " ".join(f"{b / s:.3f}" for b, s in zip(seconds["bar"], seconds["silent"])))

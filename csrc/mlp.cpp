@@ -514,7 +514,7 @@ StepResult batch_gradients(T* const* dw, T* const* db, T* const* w, T* const* b,
 template <class T>
 StepResult train_epoch(T* const* w, T* const* b, Workspace<T>& ws, const T* x, Targets<T> y,
                        std::size_t n_rows, const std::int64_t* order, std::size_t batch_size,
-                       const Update<T>& up) {
+                       const Update<T>& up, const BatchDone& batch_done) {
   const std::size_t s_in = ws.net.sizes.front(), k = ws.net.sizes.back();
   StepResult total;
   long long number = up.step;
@@ -531,6 +531,7 @@ StepResult train_epoch(T* const* w, T* const* b, Workspace<T>& ws, const T* x, T
     if (!step.x_finite) return step;
     total.loss += step.loss * static_cast<double>(n);
     total.score_sum += step.score_sum;
+    if (batch_done) batch_done(static_cast<std::size_t>(number - up.step));
   }
   return total;
 }
@@ -581,12 +582,13 @@ StepResult Trainer<T>::step(const Claim&, T* const* w, T* const* b, const T* x, 
 template <class T>
 StepResult Trainer<T>::epoch(const Claim&, T* const* w, T* const* b, const T* x, Targets<T> y,
                              std::size_t n_rows, const std::int64_t* order, long long batch_size,
-                             const Update<T>& up) {
+                             const Update<T>& up, const BatchDone& batch_done) {
   if (batch_size < 1 || static_cast<std::size_t>(batch_size) > ws_.max_batch)
     throw std::invalid_argument("batch_size: expected 1 .. max_batch (" + std::to_string(ws_.max_batch) +
                                 "), got " + std::to_string(batch_size));
   check_update(up);
-  return train_epoch(w, b, ws_, x, y, n_rows, order, static_cast<std::size_t>(batch_size), up);
+  return train_epoch(w, b, ws_, x, y, n_rows, order, static_cast<std::size_t>(batch_size), up,
+                     batch_done);
 }
 
 template <class T>
@@ -614,7 +616,7 @@ StepResult Trainer<T>::gradients(const Claim&, T* const* dw, T* const* db, T* co
                                          std::size_t, T, T);                                 \
   template StepResult train_epoch<T>(T* const*, T* const*, Workspace<T>&, const T*,           \
                                      Targets<T>, std::size_t, const std::int64_t*,            \
-                                     std::size_t, const Update<T>&);                          \
+                                     std::size_t, const Update<T>&, const BatchDone&);        \
   template T require_finite<T>(double, const char*);                                          \
   template class Trainer<T>;
 FASTMLP_INSTANTIATE(float)

@@ -22,6 +22,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -176,10 +177,13 @@ StepResult batch_gradients(T* const* dw, T* const* db, T* const* w, T* const* b,
 // score_sum, or stops at the first batch with a row of x that is not finite (x_finite false): every
 // row is read in the first epoch, so fit() needs no pass of its own over X to check it.
 // batch_size <= ws.max_batch; order's values are trusted to lie in [0, n_rows).
+// batch_done, if set, is called after each batch with the number of batches done (for a
+// progress bar); if it throws, the epoch stops there, its batches so far applied.
+using BatchDone = std::function<void(std::size_t batches_done)>;
 template <class T>
 StepResult train_epoch(T* const* w, T* const* b, Workspace<T>& ws, const T* x, Targets<T> y,
                        std::size_t n_rows, const std::int64_t* order, std::size_t batch_size,
-                       const Update<T>& up);
+                       const Update<T>& up, const BatchDone& batch_done = {});
 
 // Training calls on one network, one at a time: the Workspace and a busy flag. Each call
 // checks what the functions above trust (row counts against max_batch, the batch size,
@@ -214,7 +218,7 @@ class Trainer {
   // train_epoch; 1 <= batch_size <= max_batch.
   StepResult epoch(const Claim&, T* const* w, T* const* b, const T* x, Targets<T> y,
                    std::size_t n_rows, const std::int64_t* order, long long batch_size,
-                   const Update<T>& up);
+                   const Update<T>& up, const BatchDone& batch_done = {});
   // batch_gradients; n <= max_batch ("rows: ..."), and dw / db are not the weights' arrays.
   StepResult gradients(const Claim&, T* const* dw, T* const* db, T* const* w, T* const* b,
                        const T* x, Targets<T> y, const std::int64_t* rows, std::size_t n,

@@ -89,7 +89,11 @@ METHOD_CASES = [
     ("Y_one_hot_sum", lambda n: n.step(X, ONE_HOT * 0.5, 0.1), ValueError, r"^Y: one-hot rows must sum to 1"),
     ("Y_one_hot_nan", lambda n: n.gradients(X, with_value(ONE_HOT, 4, np.nan)), ValueError, r"^Y: contains NaN or infinity"),
     ("Y_complex", lambda n: n.step(X, LABELS.astype(complex), 0.1), TypeError, r"^Y: expected numbers, got dtype complex128"),
-    ("Y_str", lambda n: n.step(X, LABELS.astype(str), 0.1), TypeError, r"^Y: expected numbers, got dtype <U"),
+    ("Y_str", lambda n: n.step(X, LABELS.astype(str), 0.1), TypeError, r"^Y: expected numbers, got strings \('0'...\); encode the labels as 0..2 .* or use fastmlp.sklearn.MLPClassifier"),
+    ("fit_Y_str", lambda n: n.fit(X, np.array(list("abcabc"), dtype=object)), TypeError, r"^Y: expected numbers, got strings \('a'...\); encode the labels .*np.unique.* or use fastmlp.sklearn.MLPClassifier, which takes them"),
+    ("fit_Y_bytes", lambda n: n.fit(X, LABELS.astype(bytes)), TypeError, r"^Y: expected numbers, got strings \(b'0'...\)"),
+    ("X_ragged", lambda n: n.fit([[1, 2, 3, 4], [1, 2, 3]], LABELS[:2]), ValueError, r"^X: expected an array, or a list of rows of equal length; got rows of different lengths$"),
+    ("Y_ragged", lambda n: n.step(X[:2], [[1, 0, 0], [0, 1]], 0.1), ValueError, r"^Y: expected an array, or a list of rows of equal length"),
     ("Y_3d", lambda n: n.step(X, ONE_HOT[:, :, None], 0.1), ValueError, r"^Y: expected labels \(n,\) or one-hot"),
     # step arguments
     ("lr_nan", lambda n: n.step(X, LABELS, float("nan")), ValueError, r"^lr: expected a finite number"),
@@ -424,3 +428,12 @@ def test_a_model_takes_swapped_byte_orders_as_the_numbers_they_hold(backend):
     want = net.predict(X)
     np.testing.assert_array_equal(net.predict(swapped(X.astype(np.float64))), want)
     net.fit(swapped(X.astype(np.float64)), swapped(LABELS.astype(np.int64)), epochs=1)
+
+
+def test_fastmlp_sklearn_without_scikit_learn_names_the_extra(monkeypatch):
+    import importlib
+    monkeypatch.setitem(sys.modules, "sklearn", None)   # as if not installed: import fails
+    monkeypatch.delitem(sys.modules, "fastmlp.sklearn", raising=False)
+    with pytest.raises(ImportError, match=r"^fastmlp.sklearn needs scikit-learn >= 1.6: "
+                                          r"pip install 'fastmlp\[sklearn\]'$"):
+        importlib.import_module("fastmlp.sklearn")

@@ -1,5 +1,6 @@
 """fastmlp.sklearn against scikit-learn's own estimator checks, and in its tools."""
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -319,7 +320,9 @@ def test_readme_sklearn_example_runs(capsys):
     from pathlib import Path
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     example = text.split("## scikit-learn estimators", 1)[1].split("```python\n", 1)[1]
-    exec(compile(example.split("```", 1)[0], "README.md", "exec"), {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # the README's example runs without warnings
+        exec(compile(example.split("```", 1)[0], "README.md", "exec"), {})
     assert float(capsys.readouterr().out.rsplit("test accuracy ", 1)[1]) > 0.9
 
 

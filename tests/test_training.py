@@ -1,4 +1,6 @@
 """fit(): History, shuffling, validation, early stopping, progress, argument checks."""
+import sys
+
 import numpy as np
 import pytest
 
@@ -134,12 +136,22 @@ def test_progress_prints_a_line_per_epoch_without_tqdm(capsys, monkeypatch):
     assert len(lines) == 3 and lines[0].startswith("epoch    1") and "val_loss" in lines[0]
 
 
-def test_progress_bar_with_tqdm(capsys):
+def test_progress_bar_with_tqdm_on_a_terminal(capsys, monkeypatch):
     pytest.importorskip("tqdm")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     (X, y), _ = noisy_digits()
     overfitting_net().fit(X, y, epochs=2, progress=True, **FIT)
     out = capsys.readouterr()
     assert "epoch    2" in out.out and "epoch 2/2" in out.err
+
+
+def test_progress_off_a_terminal_prints_only_the_lines(capsys):
+    pytest.importorskip("tqdm")
+    (X, y), _ = noisy_digits()
+    overfitting_net().fit(X, y, epochs=2, progress=True, **FIT)
+    out = capsys.readouterr()
+    assert out.err == "" and "\r" not in out.out
+    assert [line[:10] for line in out.out.splitlines()] == ["epoch    1", "epoch    2"]
 
 
 def test_progress_callable_sees_the_history_after_each_epoch():

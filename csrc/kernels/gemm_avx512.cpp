@@ -8,8 +8,10 @@
 #include "kernels/gemm.h"
 
 // GCC 12's unpack/shuffle/reduce intrinsics pass an "undefined" register through, which
-// -W(maybe-)uninitialized reports falsely.
+// -W(maybe-)uninitialized reports falsely (clang has no -Wmaybe-uninitialized).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
 namespace fastmlp {

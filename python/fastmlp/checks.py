@@ -80,6 +80,16 @@ def nonfinite_X(net):
     return ValueError(f"X: contains NaN or infinity (or numbers beyond {net.dtype})")
 
 
+def as_array(value, name):
+    """np.asarray(value), a ragged nesting of lists (rows of different lengths) a
+    ValueError naming the argument."""
+    try:
+        return np.asarray(value)
+    except ValueError:   # NumPy: "setting an array element with a sequence..."
+        raise ValueError(f"{name}: expected an array, or a list of rows of equal length; "
+                         f"got rows of different lengths") from None
+
+
 def is_sparse(X):
     """A scipy.sparse matrix or array (told without importing scipy)."""
     return hasattr(X, "tocsr") and hasattr(X, "nnz")
@@ -100,7 +110,7 @@ def check_X(net, X, finite=True, sparse=False):
         if not all_finite(X.data):
             raise nonfinite_X(net)
         return X
-    X = np.asarray(X)
+    X = as_array(X, "X")
     if X.dtype.kind not in "biuf":
         raise TypeError(f"X: expected real numbers, got dtype {X.dtype}")
     if X.ndim != 2:
@@ -117,8 +127,13 @@ def check_X(net, X, finite=True, sparse=False):
 
 def check_Y(net, Y, n):
     """Y in the form the loss kernels take: int64 labels (n,) or an (n, K) matrix."""
-    Y = np.asarray(Y)
+    Y = as_array(Y, "Y")
     K = net.sizes[-1]
+    if Y.dtype.kind in "USO" and Y.size and all(isinstance(y, (str, bytes)) for y in Y.flat):
+        raise TypeError(f"Y: expected numbers, got strings ({Y.ravel()[:1].tolist()[0]!r}...); "
+                        f"encode the labels as 0..{K - 1} (classes, Y = np.unique(Y, "
+                        f"return_inverse=True)), or use fastmlp.sklearn.MLPClassifier, which "
+                        f"takes them")
     if Y.dtype.kind not in "biuf":
         raise TypeError(f"Y: expected numbers, got dtype {Y.dtype}")
     if Y.ndim == 0 or len(Y) != n:

@@ -266,6 +266,21 @@ class MLP:
             return distributed.fit(self, X, Y, comm, **args)
         return training.fit(self, X, Y, **args, sample_weight=sample_weight)
 
+    def to_torch(self):
+        """This network as a torch.nn.Sequential (a copy, in its dtype); fastmlp.torch_io."""
+        from .torch_io import to_torch
+        return to_torch(self)
+
+    @classmethod
+    def from_torch(cls, seq, **kwargs):
+        """The MLP of an nn.Sequential of nn.Linear and activations (fastmlp.torch_io), in
+        its weights' dtype; kwargs go to MLP (backend, seed, loss)."""
+        from .torch_io import read_sequential
+        config, weights, biases = read_sequential(seq)
+        net = cls(**config, **kwargs)
+        net.weights, net.biases = weights, biases
+        return net
+
     def predict(self, X):
         """Class labels (n,) for softmax; 0/1 (n, K) for sigmoid (σ(z) ≥ 0.5 exactly where
         z ≥ 0); values (n, K) for identity, e^z for exp. A single sigmoid, identity or exp

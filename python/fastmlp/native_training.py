@@ -16,6 +16,9 @@ from .optim import Adam
 evaluate = numpy_training.evaluate
 
 FINDS_NONFINITE_X = True   # the C++ step and epoch check each row of X as they read it
+# seconds between the C++ epoch's reports of its batches to a progress bar: often enough to
+# look live, rarely enough that taking the GIL costs nothing measurable
+PROGRESS_INTERVAL = 0.1
 
 # net -> its TrainingWorkspace. Kept beside the net rather than on it, so the net still
 # copies and pickles like any Python object; dropped with the net.
@@ -105,15 +108,19 @@ def step(net, X, Y, optimizer, lr, sample_weight=None):
 
 def epoch(net, X, Y, order, batch_size, optimizer, lr, bar, sample_weight=None):
     """NonFiniteInputError at the first batch with a row of X that holds NaN or infinity
-    (the batches before it are applied); `bar` advances once, by the epoch's batches."""
+    (the batches before it are applied); `bar` advances as the C++ epoch reports its
+    batches done (every PROGRESS_INTERVAL seconds), and to the end when it returns."""
     weights, biases, rule = _rule(net, optimizer)
     batch_size = min(batch_size, len(X))   # the same batches, and no larger workspace
+    start = 0 if bar is None else bar.n   # a sparse X's epoch comes in several calls
+    progress = None if bar is None else (lambda done: bar.update(start + done - bar.n))
     result = _checking_X(workspace(net, batch_size).epoch, weights, biases, X, Y, order,
-                         batch_size, lr, **rule, sample_weight=sample_weight)
+                         batch_size, lr, progress=progress,
+                         progress_interval=PROGRESS_INTERVAL, **rule, sample_weight=sample_weight)
     n_batches = -(-len(X) // batch_size)
     optimizer.state["step"] += n_batches
     if bar is not None:
-        bar.update(n_batches)
+        bar.update(start + n_batches - bar.n)
     return result
 
 

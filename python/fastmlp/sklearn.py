@@ -32,6 +32,7 @@ import numpy as np
 
 try:
     import scipy.optimize
+    import sklearn  # noqa: F401  (first: its submodules may be cached, the package not)
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import accuracy_score, r2_score

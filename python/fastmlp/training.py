@@ -86,9 +86,18 @@ def format_epoch(history, epoch):
     return line + f"  {history.seconds[epoch]:.2f}s"
 
 
+def _bar_shows():
+    """A bar can be drawn: tqdm's stream (stderr) is a terminal, or a Jupyter kernel runs
+    us (tqdm.auto draws a widget there). Elsewhere (a log file, a pipe) the bar's carriage
+    returns would only be junk among the per-epoch lines."""
+    isatty = getattr(sys.stderr, "isatty", None)
+    return (isatty is not None and isatty()) or "ipykernel" in sys.modules
+
+
 def _epoch_bar(progress, epoch, epochs, n_batches):
-    """A tqdm bar over the epoch's batches when progress=True and tqdm is installed."""
-    if progress is not True:
+    """A tqdm bar over the epoch's batches when progress=True, tqdm is installed and a bar
+    can be drawn."""
+    if progress is not True or not _bar_shows():
         return None
     try:
         from tqdm.auto import tqdm
