@@ -8,7 +8,9 @@ whose speed drifts (a shared VM), runners timed a few seconds apart see differen
 machines, so test_epoch_interleaved also times the runners taking turns, round by round,
 and files those medians as groups of their own. test_optimizer_epoch times an epoch with
 each optimizer (plain SGD, SGD with momentum 0.9, Adam), native and PyTorch (its fused
-optimizers), taking turns; ratios against native plain SGD.
+optimizers), taking turns; ratios against native plain SGD. test_regularizer_epoch times
+the native mid epoch with dropout 0.2 against one without, taking turns (the issue's
+goal: at most 1.05x).
 """
 import statistics
 
@@ -64,3 +66,16 @@ def test_optimizer_epoch(benchmark, record_measured, case, dtype):
     for name, (seconds, n) in timed.items():   # best turn: the machine at its quietest
         record_measured(f"epoch {case} {dtype} by optimizer", name, min(seconds), items=n,
                         baseline="native sgd")
+
+
+REGULARIZERS = {"native": {}, "native dropout 0.2": {"dropout": 0.2}}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_regularizer_epoch(benchmark, record_measured, dtype):
+    timed = in_turns(benchmark, f"epoch mid {dtype} by regularizer, runners taking turns",
+                     {name: make_runner("native", "mid", dtype, **options)
+                      for name, options in REGULARIZERS.items()})
+    for name, (seconds, n) in timed.items():   # best turn: the machine at its quietest
+        record_measured(f"epoch mid {dtype} by regularizer", name, min(seconds), items=n,
+                        baseline="native")

@@ -131,24 +131,48 @@ bool batch_finite(const Workspace<T>& ws, const T* x, const std::int64_t* x_rows
   return true;
 }
 
-// x_rows (n) or null: the batch's row i is row x_rows[i] of x (read in place).
+// Layer l's output as the next layer reads it: a = f(z), or a ⊙ mask when the last forward
+// pass dropped units of it.
+template <class T>
+T* output(Workspace<T>& ws, std::size_t l) {
+  return ws.masked && ws.net.has_dropout(l) ? ws.dropped[l].data() : activations(ws, l);
+}
+
+// The dropout mask of layer l's output in the last forward pass, or null.
+template <class T>
+const T* output_mask(const Workspace<T>& ws, std::size_t l) {
+  return ws.masked && ws.net.has_dropout(l) ? ws.mask[l].data() : nullptr;
+}
+
+// x_rows (n) or null: the batch's row i is row x_rows[i] of x (read in place). Dropout
+// layers apply the masks of `masks` (none when masks.step < 0).
 template <class T>
 void forward(Workspace<T>& ws, T* const* w, T* const* b, const T* x, const std::int64_t* x_rows,
-             std::size_t n) {
+             std::size_t n, const MaskSource& masks) {
   const Network& net = ws.net;
+  ws.masked = masks.step >= 0;
   const T* in = x;
   for (std::size_t l = 0; l < net.n_layers(); ++l) {
     const std::size_t fan_in = net.sizes[l], rows = net.rows(l);
     const T param = l < net.hidden.size() ? static_cast<T>(net.hidden[l].param) : T(0);
     T* z = ws.z[l].data();
+    DropoutPass<T> pass{};
+    const bool drop = ws.masked && net.has_dropout(l);
+    if (drop)
+      pass = dropout_pass(ws.dropped[l].data(), ws.mask[l].data(),
+                          dropout_key(masks.seed, static_cast<std::uint64_t>(masks.step), l),
+                          net.hidden[l].dropout, masks.row_offset);
     // a maxout layer keeps only z here: its a (fewer columns) comes from maxout_forward
     linear_forward_rows(z, is_maxout(net, l) ? z : activations(ws, l), in, std::ptrdiff_t(fan_in), 1,
                         l == 0 ? x_rows : nullptr, w[l], std::ptrdiff_t(fan_in), 1, b[l], 1, n, fan_in,
-                        rows, layer_activation(net, l), param);
-    if (is_maxout(net, l))
-      maxout_forward(ws.a[l].data(), ws.argmax[l].data(), z, n, net.sizes[l + 1],
-                     net.hidden[l].maxout_pieces);
-    in = activations(ws, l);
+                        rows, layer_activation(net, l), param,
+                        drop && !is_maxout(net, l) ? &pass : nullptr);
+    if (is_maxout(net, l)) {
+      const std::size_t units = net.sizes[l + 1];
+      maxout_forward(ws.a[l].data(), ws.argmax[l].data(), z, n, units, net.hidden[l].maxout_pieces);
+      if (drop) dropout_forward(pass, static_cast<const T*>(ws.a[l].data()), 0, n, 0, units, units);
+    }
+    in = output(ws, l);
   }
 }
 
@@ -160,7 +184,7 @@ void backward_layer(Workspace<T>& ws, T* const* w, const T* x, std::size_t n, st
                     T* dw, T* db) {
   const Network& net = ws.net;
   const std::size_t fan_in = net.sizes[l], rows = net.rows(l);
-  const T* in = l == 0 ? x : activations(ws, l - 1);
+  const T* in = l == 0 ? x : output(ws, l - 1);
   const T* delta = ws.delta[l].data();
   const auto ld_in = std::ptrdiff_t(fan_in), ld_delta = std::ptrdiff_t(rows);
   if (l == 0) {
@@ -169,16 +193,16 @@ void backward_layer(Workspace<T>& ws, T* const* w, const T* x, std::size_t n, st
                     fan_in, rows, Act::identity, T(0), false);
   } else if (is_maxout(net, l - 1)) {
     // "identity" gives dJ/da_prev = δ W; maxout_backward routes it to the winning pieces
-    linear_backward(dw, db, ws.d_maxout.data(), delta, ld_delta, 1, in, ld_in, 1, w[l], ld_in, 1,
-                    static_cast<const T*>(nullptr), static_cast<const T*>(nullptr), n, fan_in,
-                    rows, Act::identity, T(0), false);
+    linear_backward_masked(dw, db, ws.d_maxout.data(), delta, ld_delta, 1, in, ld_in, 1, w[l], ld_in,
+                           1, static_cast<const T*>(nullptr), static_cast<const T*>(nullptr), n,
+                           fan_in, rows, Act::identity, T(0), false, output_mask(ws, l - 1));
     maxout_backward(ws.delta[l - 1].data(), ws.d_maxout.data(), ws.argmax[l - 1].data(), n,
                     fan_in, net.hidden[l - 1].maxout_pieces);
   } else {
     const HiddenLayer& prev = net.hidden[l - 1];
-    linear_backward(dw, db, ws.delta[l - 1].data(), delta, ld_delta, 1, in, ld_in, 1, w[l], ld_in,
-                    1, ws.z[l - 1].data(), activations(ws, l - 1), n, fan_in, rows, prev.act,
-                    static_cast<T>(prev.param), false);
+    linear_backward_masked(dw, db, ws.delta[l - 1].data(), delta, ld_delta, 1, in, ld_in, 1, w[l],
+                           ld_in, 1, ws.z[l - 1].data(), activations(ws, l - 1), n, fan_in, rows,
+                           prev.act, static_cast<T>(prev.param), false, output_mask(ws, l - 1));
   }
 }
 
@@ -233,7 +257,7 @@ void backward_and_update(Workspace<T>& ws, T* const* w, T* const* b, const T* x,
   for (std::size_t l = net.n_layers(); l-- > 0;) {
     const std::size_t fan_in = net.sizes[l], rows = net.rows(l);
     backward_layer(ws, w, x, n, l, static_cast<T*>(nullptr), ws.db.data());  // W still unchanged
-    const T* in = l == 0 ? x : activations(ws, l - 1);
+    const T* in = l == 0 ? x : output(ws, l - 1);
     const std::int64_t* in_rows = l == 0 ? x_rows : nullptr;
     if (up.rule == Rule::sgd) {
       weight_sgd_step(w[l], ws.dw.data(), ws.delta[l].data(), std::ptrdiff_t(rows), 1, in,
@@ -285,7 +309,7 @@ StepResult step_on_rows(T* const* w, T* const* b, Workspace<T>& ws, const T* x,
                         const Update<T>& up, long long number) {
   const Network& net = ws.net;
   const std::size_t last = net.n_layers() - 1;
-  forward(ws, w, b, x, x_rows, n);
+  forward(ws, w, b, x, x_rows, n, MaskSource{up.mask_seed, number, 0});
   StepResult result;
   if (!batch_finite(ws, x, x_rows, n)) {
     result.x_finite = false;
@@ -367,9 +391,12 @@ Network make_network(const std::vector<long long>& sizes, std::vector<HiddenLaye
   if (hidden.size() != sizes.size() - 2)
     throw std::invalid_argument("hidden: expected one (name, param) per hidden layer (" +
                                 std::to_string(sizes.size() - 2) + "), got " + std::to_string(hidden.size()));
-  for (std::size_t l = 0; l < hidden.size(); ++l)
+  for (std::size_t l = 0; l < hidden.size(); ++l) {
     if (!std::isfinite(hidden[l].param))
       throw std::invalid_argument("hidden[" + std::to_string(l) + "]: expected a finite parameter");
+    if (!(hidden[l].dropout >= 0.0 && hidden[l].dropout < 1.0))
+      throw std::invalid_argument("dropout[" + std::to_string(l) + "]: expected a rate in [0, 1)");
+  }
   net.hidden = std::move(hidden);
   net.output = output_from_name(output);
   net.loss = loss_from_name(loss, net.output);
@@ -408,12 +435,18 @@ Workspace<T>::Workspace(const Network& network, std::size_t batch)
   a.resize(layers);
   delta.resize(layers);
   argmax.resize(layers);
+  dropped.resize(layers);
+  mask.resize(layers);
   std::size_t max_params = 0, max_rows = 0, max_maxout_units = 0;
   for (std::size_t l = 0; l < layers; ++l) {
     const std::size_t rows = net.rows(l), units = net.sizes[l + 1];
     z[l].resize(batch * rows);
     delta[l].resize(batch * rows);
     if (layer_activation(net, l) != Act::identity || is_maxout(net, l)) a[l].resize(batch * units);
+    if (net.has_dropout(l)) {
+      dropped[l].resize(batch * units);
+      mask[l].resize(batch * units);
+    }
     if (is_maxout(net, l)) {
       argmax[l].resize(batch * units);
       max_maxout_units = std::max(max_maxout_units, units);
@@ -444,7 +477,7 @@ StepResult train_step(T* const* w, T* const* b, Workspace<T>& ws, const T* x, Ta
 template <class T>
 StepResult batch_gradients(T* const* dw, T* const* db, T* const* w, T* const* b, Workspace<T>& ws,
                            const T* x, Targets<T> y, const std::int64_t* rows, std::size_t n, T scale,
-                           T weight_decay) {
+                           T weight_decay, const MaskSource& masks) {
   const Network& net = ws.net;
   const std::size_t last = net.n_layers() - 1;
   if (n == 0) {  // an empty shard adds nothing to the sum of the shards' gradients
@@ -455,7 +488,7 @@ StepResult batch_gradients(T* const* dw, T* const* db, T* const* w, T* const* b,
     return {0.0, 0.0};
   }
   const auto [xb, yb] = gather_batch(ws, x, y, rows, n);
-  forward(ws, w, b, xb, static_cast<const std::int64_t*>(nullptr), n);
+  forward(ws, w, b, xb, static_cast<const std::int64_t*>(nullptr), n, masks);
   StepResult result;
   result.loss = loss_and_delta(ws, yb, n) + weight_penalty(net, w, weight_decay);
   result.score_sum = score_sum(net, ws.z[last].data(), activations(ws, last), yb, n);
@@ -550,7 +583,7 @@ StepResult Trainer<T>::epoch(const Claim&, T* const* w, T* const* b, const T* x,
 template <class T>
 StepResult Trainer<T>::gradients(const Claim&, T* const* dw, T* const* db, T* const* w, T* const* b,
                                  const T* x, Targets<T> y, const std::int64_t* rows, std::size_t n,
-                                 double scale, double weight_decay) {
+                                 double scale, double weight_decay, const MaskSource& masks) {
   for (std::size_t l = 0; l < ws_.net.n_layers(); ++l)
     if (dw[l] == w[l] || db[l] == b[l])
       throw std::invalid_argument("dws, dbs: expected arrays of their own, got the weights or biases");
@@ -559,7 +592,7 @@ StepResult Trainer<T>::gradients(const Claim&, T* const* dw, T* const* db, T* co
                                 std::to_string(ws_.max_batch));
   const T scale_t = require_finite<T>(scale, "scale");
   const T wd_t = require_finite<T>(weight_decay, "weight_decay");
-  return batch_gradients(dw, db, w, b, ws_, x, y, rows, n, scale_t, wd_t);
+  return batch_gradients(dw, db, w, b, ws_, x, y, rows, n, scale_t, wd_t, masks);
 }
 
 #define FASTMLP_INSTANTIATE(T)                                                                 \
@@ -569,7 +602,7 @@ StepResult Trainer<T>::gradients(const Claim&, T* const* dw, T* const* db, T* co
   template StepResult batch_gradients<T>(T* const*, T* const*, T* const*, T* const*,         \
                                          Workspace<T>&,                                      \
                                          const T*, Targets<T>, const std::int64_t*,          \
-                                         std::size_t, T, T);                                 \
+                                         std::size_t, T, T, const MaskSource&);              \
   template StepResult train_epoch<T>(T* const*, T* const*, Workspace<T>&, const T*,           \
                                      Targets<T>, std::size_t, const std::int64_t*,            \
                                      std::size_t, const Update<T>&);                          \

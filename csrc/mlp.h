@@ -34,10 +34,13 @@ enum class Loss : int { cross_entropy, binary_cross_entropy, quadratic };
 
 // A hidden layer: an element-wise activation (with its leaky slope / ELU alpha), or
 // maxout with maxout_pieces > 0 linear pieces per unit (then act is unused).
+// dropout: the rate p in [0, 1) at which training drops the layer's outputs (inverted
+// dropout, kernels/dropout.h); 0 for none.
 struct HiddenLayer {
   Act act = Act::identity;
   double param = 0.0;
   std::size_t maxout_pieces = 0;
+  double dropout = 0.0;
 };
 
 struct Network {
@@ -47,6 +50,7 @@ struct Network {
   Loss loss = Loss::cross_entropy;
 
   std::size_t n_layers() const { return sizes.size() - 1; }
+  bool has_dropout(std::size_t l) const { return l < hidden.size() && hidden[l].dropout > 0.0; }
   // Rows of W(l): the units of layer l+1, times the pieces of a maxout layer.
   std::size_t rows(std::size_t l) const {
     bool maxout = l < hidden.size() && hidden[l].maxout_pieces > 0;
@@ -63,7 +67,7 @@ Loss loss_from_name(const std::string& name, Output output);
 // The network of widths sizes = [s_1, ..., s_L], checked in this order: max_batch >= 1;
 // L >= 2 and every s_l >= 1; one hidden layer per inner width, with a finite parameter; the
 // output's name; a loss that goes with it; >= 2 units for a softmax output; no buffer over
-// 2^40 elements (layer by layer, then the input batch). The HiddenLayer values come converted
+// 2^40 elements (layer by layer, then the input batch); dropout rates in [0, 1). The HiddenLayer values come converted
 // (activation names through parse_activation, maxout pieces >= 1).
 Network make_network(const std::vector<long long>& sizes, std::vector<HiddenLayer> hidden,
                      const std::string& output, const std::string& loss, long long max_batch);
@@ -82,8 +86,10 @@ struct Targets {
 
 // Buffers of one network for batches of up to max_batch rows; per layer l (row-major,
 // max_batch rows): z[l] (rows(l) columns), a[l] = f(z[l]) (s_(l+2) columns; may be z[l]
-// itself), delta[l] = dJ/dz[l], argmax[l] (maxout layers). dW / db hold one layer's
-// gradient at a time (each layer is updated as soon as its backward pass is done).
+// itself), delta[l] = dJ/dz[l], argmax[l] (maxout layers); for a hidden layer with dropout,
+// dropped[l] = a[l] ⊙ mask[l], the next layer's input while training (`masked`: the last
+// forward pass applied the masks). dW / db hold one layer's gradient at a time (each layer
+// is updated as soon as its backward pass is done).
 template <class T>
 struct Workspace {
   Workspace(const Network& net, std::size_t max_batch);
@@ -92,10 +98,21 @@ struct Workspace {
   std::size_t max_batch;
   std::vector<std::vector<T>> z, a, delta;
   std::vector<std::vector<std::int64_t>> argmax;
+  std::vector<std::vector<T>> dropped, mask;
+  bool masked = false;
   std::vector<T> d_maxout;            // dJ/da of a maxout layer, before routing to its pieces
   std::vector<T> dw, db;
   std::vector<T> x_batch, y_batch;    // a gathered batch of rows
   std::vector<std::int64_t> label_batch;
+};
+
+// Which dropout masks a training pass applies (kernels/dropout.h): those of update number
+// `step` of the generator `seed`, the pass's row i being row row_offset + i of its batch.
+// step < 0: none (the pass evaluates the network as predict does).
+struct MaskSource {
+  std::uint64_t seed = 0;
+  long long step = -1;
+  std::size_t row_offset = 0;
 };
 
 // How a step updates the weights and biases: torch.optim's rules (twin: python/fastmlp/
@@ -115,6 +132,7 @@ struct UpdateRule {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   bool decoupled = false;
   long long step = 0;  // updates applied before this call (Adam's t counts from step + 1)
+  std::uint64_t mask_seed = 0;  // update number u applies the dropout masks {mask_seed, u}
 };
 
 template <class T>
@@ -153,12 +171,13 @@ StepResult train_step(T* const* w, T* const* b, Workspace<T>& ws, const T* x, Ta
 // `scale`, into dw[l] and db[l] (shaped like w[l] and b[l]); the weights are not changed
 // and weight decay is left to the update (sgd_update). Returns J before scaling, with the
 // weight-decay penalty, and the score_sum, as train_step. For data-parallel training: with
-// scale = n / B the shards of a batch of B rows have gradients that sum to the batch's.
+// scale = n / B the shards of a batch of B rows have gradients that sum to the batch's (and
+// masks.row_offset = the shard's first row in the batch: the batch's masks).
 // n <= ws.max_batch (n = 0 writes zeros); rows' values are trusted to index rows of x.
 template <class T>
 StepResult batch_gradients(T* const* dw, T* const* db, T* const* w, T* const* b, Workspace<T>& ws,
                            const T* x, Targets<T> y, const std::int64_t* rows, std::size_t n,
-                           T scale, T weight_decay);
+                           T scale, T weight_decay, const MaskSource& masks);
 
 // One epoch over X (n_rows, s_1) and its targets: batches of batch_size rows (the last one
 // smaller) taken in `order` (a permutation of 0 .. n_rows-1; null: in row order), one
@@ -208,7 +227,7 @@ class Trainer {
   // batch_gradients; n <= max_batch ("rows: ..."), and dw / db are not the weights' arrays.
   StepResult gradients(const Claim&, T* const* dw, T* const* db, T* const* w, T* const* b,
                        const T* x, Targets<T> y, const std::int64_t* rows, std::size_t n,
-                       double scale, double weight_decay);
+                       double scale, double weight_decay, const MaskSource& masks);
 
  private:
   Workspace<T> ws_;

@@ -19,6 +19,9 @@ ARCHITECTURES = {
     # maxout then tanh, sigmoid + binary cross-entropy on a multi-label 0/1 matrix
     "maxout_sigmoid": dict(sizes=[12, 9, 7, 3], activation=[("maxout", 3), "tanh"],
                            output="sigmoid"),
+    # dropout: each shard applies its rows of the whole batch's masks
+    "dropout_relu": dict(sizes=[12, 16, 10, 4], activation="relu", output="softmax",
+                         dropout=[0.3, 0.5]),
 }
 # 91 rows in batches of 15: the last batch has 1 row, so one rank's shard is empty
 N_ROWS, BATCH = 91, 15

@@ -244,7 +244,17 @@ def gemm_cases():
                    _linear_backward_bounds)
 
 
-CASES = [*activation_cases(), *maxout_cases(), *loss_cases(), *update_cases(), *gemm_cases()]
+def dropout_cases():
+    # the masks are integer arithmetic and one product per element: bit for bit the twin's
+    for p in (0.0, 0.2, 0.5, 0.9):
+        yield Case("dropout_forward", f"p{p}",
+                   lambda rng, s, dt, p=p: (logits(rng, s, dt), int(rng.integers(2**32)),
+                                            int(rng.integers(1000)), p),
+                   lambda args, out, dt: [exact(), exact()])
+
+
+CASES = [*activation_cases(), *maxout_cases(), *loss_cases(), *update_cases(), *gemm_cases(),
+         *dropout_cases()]
 
 
 def run_case(case, shape, dtype, layout="c"):
@@ -485,6 +495,7 @@ def valid_calls(z):
         "sgd_update": (z.copy(), z, 0.1, 0.0),
         "momentum_update": (z.copy(), z, np.zeros_like(z), 0.1, 0.9, True, 0.0),
         "adam_update": (z.copy(), z, np.zeros_like(z), np.zeros_like(z), 1e-3, 0.9, 0.999, 1e-8, 0.0, True, 1),
+        "dropout_forward": (z, 7, 0, 0.5),
     }
 
 
@@ -499,7 +510,7 @@ ARG_NAMES = {"activation_forward": ("z",), "activation_derivative": ("z", "a"),
              "maxout_backward": ("da",), "softmax": ("z",), "softmax_cross_entropy": ("z",),
              "sigmoid_binary_cross_entropy": ("z", "y"), "quadratic_loss": ("a", "y"),
              "sgd_update": ("w", "dw"), "momentum_update": ("w", "dw", "velocity"),
-             "adam_update": ("w", "dw", "m", "v")}
+             "adam_update": ("w", "dw", "m", "v"), "dropout_forward": ("a",)}
 BAD_DTYPES = (np.int64, np.int32, np.bool_, np.float16, np.complex128, object)
 
 
@@ -559,6 +570,11 @@ def test_labels_out_of_range(native, labels):
     (lambda nat: nat.maxout_forward(F64, 0), ValueError, r"^k: expected an integer >= 1, got 0"),
     (lambda nat: nat.maxout_forward(F64[0], 1), ValueError, r"^z: expected a 2-D array"),
     (lambda nat: nat.maxout_backward(F64, np.full((2, 3), 2), 2), ValueError, r"^argmax: expected values in \[0, 2\)"),
+    (lambda nat: nat.dropout_forward(F64, 7, 0, 1.0), ValueError, r"^p: expected a rate in \[0, 1\)"),
+    (lambda nat: nat.dropout_forward(F64, 7, 0, -0.1), ValueError, r"^p: expected a rate in \[0, 1\)"),
+    (lambda nat: nat.dropout_forward(F64, 2**32, 0, 0.5), ValueError, r"^key: expected an integer < 2\*\*32"),
+    (lambda nat: nat.dropout_forward(F64, 7, -1, 0.5), ValueError, r"^row_offset: expected an integer >= 0"),
+    (lambda nat: nat.dropout_forward(F64, 7.0, 0, 0.5), TypeError, r"^key: expected an integer"),
     (lambda nat: nat.maxout_backward(F64, np.full((2, 3), -1), 2), ValueError, r"^argmax: expected values in \[0, 2\)"),
     (lambda nat: nat.maxout_backward(F64, np.zeros((2, 3)), 2), TypeError, r"^argmax: expected an integer array"),
     (lambda nat: nat.maxout_backward(F64, np.zeros((3, 2), np.int64), 2), ValueError, r"^argmax: expected the shape of da"),

@@ -16,6 +16,7 @@
 
 #include "bindings/args.h"
 #include "kernels/activation.h"
+#include "kernels/dropout.h"
 #include "kernels/gemm.h"
 #include "kernels/loss.h"
 #include "kernels/update.h"
@@ -555,6 +556,37 @@ void bind_elementwise(py::module_& m) {
       "g = dw (+ weight_decay * w unless decoupled, which scales w by 1 - lr * weight_decay); "
       "m = beta1 * m + (1 - beta1) * g; v = beta2 * v + (1 - beta2) * g * g; "
       "w -= lr / (1 - beta1**step) * m / (sqrt(v) / sqrt(1 - beta2**step) + eps). Returns None.");
+
+  m.def(
+      "dropout_forward",
+      [](const py::object& a_obj, const py::object& key_obj, const py::object& row_offset_obj,
+         const py::object& p_obj) {
+        py::array a = require_float_array(a_obj, "a", 2, "(n, m)");
+        FloatType ft = require_float_dtype(a, "a");
+        const long long key = require_int(key_obj, "key", 0);
+        if (key > 0xFFFFFFFFll)
+          throw py::value_error("key: expected an integer < 2**32, got " + std::to_string(key));
+        const auto row_offset = static_cast<std::size_t>(require_int(row_offset_obj, "row_offset", 0));
+        const double p = require_finite_number<double>(p_obj, "p");
+        if (!(p >= 0.0 && p < 1.0))
+          throw py::value_error("p: expected a rate in [0, 1), got " + std::string(py::str(p_obj)));
+        return with_float_type(ft, [&](auto tag) -> py::object {
+          using T = decltype(tag);
+          auto ac = CArray<T>::ensure(a);
+          const auto n = static_cast<std::size_t>(a.shape(0)), cols = static_cast<std::size_t>(a.shape(1));
+          py::array_t<T> out({n, cols}), mask({n, cols});
+          const DropoutPass<T> pass = dropout_pass(out.mutable_data(), mask.mutable_data(),
+                                                   static_cast<std::uint32_t>(key), p, row_offset);
+          {
+            py::gil_scoped_release nogil;
+            dropout_forward(pass, ac.data(), 0, n, 0, cols, cols);
+          }
+          return py::make_tuple(out, mask);
+        });
+      },
+      py::arg("a"), py::arg("key"), py::arg("row_offset"), py::arg("p"),
+      "a (n, m) -> (a * mask, mask): the dropout masks of key (fastmlp.reference.dropout), "
+      "row i being row row_offset + i; mask 1/(1 - p) where a unit is kept, else 0.");
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // converts its result; the network's rules and the call's own checks are the Trainer's.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cmath>
 #include <cstddef>
@@ -192,7 +193,7 @@ struct UpdateArgs {
 UpdateArgs update_args(double lr, double weight_decay, const std::string& rule,
                        const py::object& penalty, double momentum, bool nesterov,
                        const py::object& betas, double eps, bool decoupled, long long step,
-                       const py::object& state) {
+                       const py::object& state, std::uint64_t mask_seed) {
   UpdateArgs args;
   UpdateRule& up = args.settings;
   if (rule == "sgd") up.rule = Rule::sgd;
@@ -217,6 +218,7 @@ UpdateArgs update_args(double lr, double weight_decay, const std::string& rule,
   up.eps = eps;
   up.decoupled = decoupled;
   up.step = step;
+  up.mask_seed = mask_seed;
   args.state = state;
   return args;
 }
@@ -225,9 +227,15 @@ class TrainingWorkspace {
  public:
   TrainingWorkspace(const py::sequence& sizes, const py::sequence& hidden,
                     const std::string& output, const std::string& loss, const py::object& dtype,
-                    long long max_batch) {
+                    long long max_batch, const std::vector<double>& dropout) {
     std::vector<HiddenLayer> layers;
     for (std::size_t l = 0; l < hidden.size(); ++l) layers.push_back(hidden_layer(hidden[l], l));
+    if (!dropout.empty()) {
+      if (dropout.size() != layers.size())
+        throw py::value_error("dropout: expected one rate per hidden layer (" +
+                              std::to_string(layers.size()) + "), got " + std::to_string(dropout.size()));
+      for (std::size_t l = 0; l < layers.size(); ++l) layers[l].dropout = dropout[l];  // checked by make_network
+    }
     const Network net = make_network(widths(sizes), std::move(layers), output, loss, max_batch);
     const auto batch = static_cast<std::size_t>(max_batch);
     py::dtype dt = py::dtype::from_args(dtype);
@@ -242,9 +250,10 @@ class TrainingWorkspace {
   py::tuple step(const py::object& weights, const py::object& biases, const py::object& x,
                  const py::object& y, double lr, double weight_decay, const std::string& rule,
                  const py::object& penalty, double momentum, bool nesterov, const py::object& betas,
-                 double eps, bool decoupled, long long step, const py::object& state) {
+                 double eps, bool decoupled, long long step, const py::object& state,
+                 std::uint64_t mask_seed) {
     const UpdateArgs up = update_args(lr, weight_decay, rule, penalty, momentum, nesterov, betas,
-                                      eps, decoupled, step, state);
+                                      eps, decoupled, step, state, mask_seed);
     if (f32_) return step_as(*f32_, weights, biases, x, y, up);
     return step_as(*f64_, weights, biases, x, y, up);
   }
@@ -253,18 +262,23 @@ class TrainingWorkspace {
                   const py::object& y, const py::object& order, long long batch_size, double lr,
                   double weight_decay, const std::string& rule, const py::object& penalty,
                   double momentum, bool nesterov, const py::object& betas, double eps,
-                  bool decoupled, long long step, const py::object& state) {
+                  bool decoupled, long long step, const py::object& state,
+                  std::uint64_t mask_seed) {
     const UpdateArgs up = update_args(lr, weight_decay, rule, penalty, momentum, nesterov, betas,
-                                      eps, decoupled, step, state);
+                                      eps, decoupled, step, state, mask_seed);
     if (f32_) return epoch_as(*f32_, weights, biases, x, y, order, batch_size, up);
     return epoch_as(*f64_, weights, biases, x, y, order, batch_size, up);
   }
 
   py::tuple gradients(const py::object& dws, const py::object& dbs, const py::object& weights,
                       const py::object& biases, const py::object& x, const py::object& y,
-                      const py::object& rows, double scale, double weight_decay) {
-    if (f32_) return gradients_as(*f32_, dws, dbs, weights, biases, x, y, rows, scale, weight_decay);
-    return gradients_as(*f64_, dws, dbs, weights, biases, x, y, rows, scale, weight_decay);
+                      const py::object& rows, double scale, double weight_decay,
+                      std::uint64_t mask_seed, long long mask_step, long long row_offset) {
+    if (row_offset < 0)
+      throw py::value_error("row_offset: expected an integer >= 0, got " + std::to_string(row_offset));
+    const MaskSource masks{mask_seed, mask_step, static_cast<std::size_t>(row_offset)};
+    if (f32_) return gradients_as(*f32_, dws, dbs, weights, biases, x, y, rows, scale, weight_decay, masks);
+    return gradients_as(*f64_, dws, dbs, weights, biases, x, y, rows, scale, weight_decay, masks);
   }
 
  private:
@@ -358,7 +372,7 @@ class TrainingWorkspace {
   static py::tuple gradients_as(Typed<T>& t, const py::object& dws, const py::object& dbs,
                                 const py::object& weights, const py::object& biases,
                                 const py::object& x, const py::object& y, const py::object& rows_obj,
-                                double scale, double weight_decay) {
+                                double scale, double weight_decay, const MaskSource& masks) {
     const typename Trainer<T>::Claim claim(t.trainer);
     ReleaseParams<T> release(t.slots), release_grads(t.grad_slots);
     params(t.slots, t.trainer.net(), weights, biases);
@@ -379,7 +393,7 @@ class TrainingWorkspace {
       py::gil_scoped_release nogil;
       r = t.trainer.gradients(claim, t.grad_slots.w.data(), t.grad_slots.b.data(), t.slots.w.data(),
                               t.slots.b.data(), bt.x.data(), bt.targets, rows_data, n, scale,
-                              weight_decay);
+                              weight_decay, masks);
     }
     return result(t.trainer.net(), r);
   }
@@ -395,12 +409,13 @@ void bind_training(py::module_& m) {
   py::class_<TrainingWorkspace>(m, "TrainingWorkspace",
                                 "Buffers for training one network on batches of up to max_batch rows.")
       .def(py::init<const py::sequence&, const py::sequence&, const std::string&,
-                    const std::string&, const py::object&, long long>(),
+                    const std::string&, const py::object&, long long, const std::vector<double>&>(),
            py::arg("sizes"), py::arg("hidden"), py::arg("output"), py::arg("loss"), py::arg("dtype"),
-           py::arg("max_batch"),
+           py::arg("max_batch"), py::arg("dropout") = std::vector<double>(),
            "sizes [s_1, ..., s_L]; hidden: one (name, param) per hidden layer, ('maxout', k) "
            "for maxout; output 'softmax' | 'sigmoid' | 'identity'; loss 'cross_entropy' | "
-           "'binary_cross_entropy' | 'quadratic'; dtype float32 | float64.")
+           "'binary_cross_entropy' | 'quadratic'; dtype float32 | float64; dropout: one rate "
+           "in [0, 1) per hidden layer (empty: none).")
       .def_property_readonly("max_batch", &TrainingWorkspace::max_batch)
       .def_property_readonly("dtype", &TrainingWorkspace::dtype)
       .def("step", &TrainingWorkspace::step, py::arg("weights"), py::arg("biases"), py::arg("x"),
@@ -408,31 +423,36 @@ void bind_training(py::module_& m) {
            py::arg("rule") = "sgd", py::arg("penalty") = py::none(), py::arg("momentum") = 0.0,
            py::arg("nesterov") = false, py::arg("betas") = py::make_tuple(0.9, 0.999),
            py::arg("eps") = 1e-8, py::arg("decoupled") = false, py::arg("step") = 0,
-           py::arg("state") = py::tuple(),
+           py::arg("state") = py::tuple(), py::arg("mask_seed") = 0,
            "One update of the weights and biases, in place, on the batch (x, y) -> (J before "
            "the update with the L2 penalty, score_sum, whether J and the new weights and "
            "biases are all finite). NonFiniteInputError, and no change, if a row of x is not "
            "finite. rule 'sgd' (plain), 'momentum' (momentum, nesterov) or 'adam' (betas, eps, "
            "decoupled: AdamW); penalty: the weight decay in J (default weight_decay); step: "
            "updates applied before; state: per buffer of the rule (momentum: velocity; adam: m, "
-           "v) a pair (arrays like the weights, arrays like the biases), updated in place.")
+           "v) a pair (arrays like the weights, arrays like the biases), updated in place; "
+           "mask_seed: the dropout masks' generator (this update's masks are those of update "
+           "number step + 1).")
       .def("epoch", &TrainingWorkspace::epoch, py::arg("weights"), py::arg("biases"), py::arg("x"),
            py::arg("y"), py::arg("order"), py::arg("batch_size"), py::arg("lr"),
            py::arg("weight_decay"), py::kw_only(), py::arg("rule") = "sgd",
            py::arg("penalty") = py::none(), py::arg("momentum") = 0.0, py::arg("nesterov") = false,
            py::arg("betas") = py::make_tuple(0.9, 0.999), py::arg("eps") = 1e-8,
            py::arg("decoupled") = false, py::arg("step") = 0, py::arg("state") = py::tuple(),
+           py::arg("mask_seed") = 0,
            "One epoch: batches of batch_size rows of x[order] (order None: row order), one "
            "update each, as step -> (sum of J_batch * rows_batch, total score_sum). "
            "NonFiniteInputError at the first batch with a row of x that is not finite (the "
            "batches before it are applied).")
       .def("gradients", &TrainingWorkspace::gradients, py::arg("dws"), py::arg("dbs"),
            py::arg("weights"), py::arg("biases"), py::arg("x"), py::arg("y"), py::arg("rows"),
-           py::arg("scale"), py::arg("weight_decay"),
+           py::arg("scale"), py::arg("weight_decay"), py::kw_only(), py::arg("mask_seed") = 0,
+           py::arg("mask_step") = -1, py::arg("row_offset") = 0,
            "Gradients of J on the batch x[rows] (rows None: all of x), times scale, written into "
            "dws and dbs (arrays shaped like the weights and biases); the weights are not changed "
            "and weight decay is left to the update -> (J of the batch with the weight-decay "
-           "penalty, score_sum).");
+           "penalty, score_sum). mask_step >= 0: with the dropout masks of that update number "
+           "(generator mask_seed), row i of the batch being row row_offset + i of the masks.");
 }
 
 }  // namespace fastmlp::bindings

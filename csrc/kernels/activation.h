@@ -24,6 +24,13 @@ void activation_derivative(T* d, const T* z, const T* a, std::size_t n, Act act,
 template <class T>
 void activation_backward(T* delta, const T* z, const T* a, std::size_t n, Act act, T param);
 
+// In place: delta (n) = delta * f'(z) * mask: the backward epilogue of a layer whose output
+// went through dropout (mask: 1/(1 - p) or 0, from dropout.h). For Act::identity, z and a
+// may be null.
+template <class T>
+void activation_backward_masked(T* delta, const T* z, const T* a, const T* mask, std::size_t n,
+                                Act act, T param);
+
 // z (n, m*k) -> a (n, m), argmax (n, m): unit j's pieces are columns j*k .. j*k+k-1,
 // ties go to the first piece.
 template <class T>

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "kernels/dropout.h"
 #include "kernels/eltwise_isa.h"
 #include "kernels/vec_math.h"
 
@@ -102,6 +103,37 @@ void activation_backward_isa(T* delta, const T* z, const T* a, std::size_t n, Ac
 #pragma omp simd
     for (std::size_t i = 0; i < n; ++i) delta[i] *= derivative<act_c.value>(z[i], a[i], param);
   });
+}
+
+template <class T, Isa isa>
+void activation_backward_masked_isa(T* delta, const T* z, const T* a, const T* mask, std::size_t n,
+                                    Act act, T param) {
+  if (act == Act::identity) {  // z and a may be null
+#pragma omp simd
+    for (std::size_t i = 0; i < n; ++i) delta[i] *= mask[i];
+    return;
+  }
+  // (delta f') mask: the same two roundings as activation_backward followed by a product
+  with_activation(act, [&](auto act_c) {
+#pragma omp simd
+    for (std::size_t i = 0; i < n; ++i)
+      delta[i] = delta[i] * derivative<act_c.value>(z[i], a[i], param) * mask[i];
+  });
+}
+
+// One row of a dropout pass (dropout.h): units first_unit .. first_unit + count - 1 of a row
+// whose key is row_key. The hash is 32-bit integer arithmetic, so the loop vectorises.
+template <class T, Isa isa>
+void dropout_row_isa(T* out, T* mask, const T* a, std::size_t count, std::uint32_t row_key,
+                     std::uint32_t first_unit, std::uint32_t threshold, T scale) {
+#pragma omp simd
+  for (std::size_t j = 0; j < count; ++j) {
+    const std::uint32_t bits =
+        hash32(row_key + (first_unit + static_cast<std::uint32_t>(j)) * 0x9E3779B9u);
+    const T s = bits >= threshold ? scale : T(0);
+    mask[j] = s;
+    out[j] = a[j] * s;
+  }
 }
 
 }  // namespace fastmlp

@@ -21,6 +21,13 @@ template <class T, Isa isa>
 void activation_backward_isa(T* delta, const T* z, const T* a, std::size_t n, Act act, T param);
 
 template <class T, Isa isa>
+void activation_backward_masked_isa(T* delta, const T* z, const T* a, const T* mask, std::size_t n,
+                                    Act act, T param);
+template <class T, Isa isa>
+void dropout_row_isa(T* out, T* mask, const T* a, std::size_t count, std::uint32_t row_key,
+                     std::uint32_t first_unit, std::uint32_t threshold, T scale);
+
+template <class T, Isa isa>
 void sgd_update_isa(T* w, const T* dw, std::size_t n, T lr, T weight_decay);
 template <class T, Isa isa>
 void momentum_update_isa(T* w, T* velocity, const T* dw, std::size_t n, T lr, T momentum,
@@ -71,6 +78,10 @@ decltype(auto) with_active_isa(F&& f) {
   template void activation_forward_isa<T, ISA>(T*, const T*, std::size_t, Act, T);             \
   template void activation_derivative_isa<T, ISA>(T*, const T*, const T*, std::size_t, Act, T); \
   template void activation_backward_isa<T, ISA>(T*, const T*, const T*, std::size_t, Act, T);   \
+  template void activation_backward_masked_isa<T, ISA>(T*, const T*, const T*, const T*,       \
+                                                       std::size_t, Act, T);                   \
+  template void dropout_row_isa<T, ISA>(T*, T*, const T*, std::size_t, std::uint32_t,           \
+                                        std::uint32_t, std::uint32_t, T);                       \
   template void sgd_update_isa<T, ISA>(T*, const T*, std::size_t, T, T);                       \
   template void momentum_update_isa<T, ISA>(T*, T*, const T*, std::size_t, T, T, bool, T);     \
   template void adam_update_isa<T, ISA>(T*, T*, T*, const T*, std::size_t,                     \

@@ -162,9 +162,11 @@ def _epoch(net, comm, X, Y, order, batch_size, optimizer, lr, grads, bar):
     for lo in range(0, len(X), batch_size):
         hi = min(lo + batch_size, len(X))
         start, stop = shard(lo, hi, rank, size)
+        # dropout: the masks of the whole batch's update, this shard's rows of them
+        masks = (optimizer.state["step"] + 1, start - lo) if any(net.dropout) else None
         loss, shard_score = trainer.gradients(net, X, Y, order[start:stop],
                                               (stop - start) / (hi - lo),
-                                              optimizer.l2_penalty, dws, dbs)
+                                              optimizer.l2_penalty, dws, dbs, masks)
         comm.Allreduce(MPI.IN_PLACE, flat, op=MPI.SUM)
         trainer.update(net, dws, dbs, optimizer, lr)
         loss_sum += loss * (stop - start)

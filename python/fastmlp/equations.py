@@ -11,30 +11,51 @@ lecture's notation, for layers l = 1 … L−1:
 A maxout hidden layer with s units of k pieces has W of shape (s·k, s_prev): its z holds
 the pieces and a(l+1) their maxima (maxout_forward / maxout_backward).
 
+Dropout (training only): a hidden layer with rate p passes a(l+1) ⊙ m to the next layer,
+m = 1/(1 − p) for a kept unit and 0 for a dropped one (inverted dropout: the expected
+input of the next layer is unchanged, so evaluation needs no rescaling); backward,
+δ(l) = (W(l))ᵀ δ(l+1) ⊙ f'(z(l)) ⊙ m. The masks are those of update number `step`
+(fastmlp.reference.dropout: a pure function of the net's mask seed, step, layer, row and
+unit), row i of X being row row_offset + i of the batch.
+
 The native trainer (csrc/mlp.h) makes the same kernel calls in the same order, so it is
 bitwise these functions run on the native kernel table.
 """
 import numpy as np
 
+from .reference.dropout import dropout_key
 from .specs import OUTPUT_ACTIVATION
 
 
-def forward(k, net, X):
-    """Forward pass; per layer (its input a(l), z(l+1), a(l+1), maxout argmax or None)."""
-    layers = []
+def forward(k, net, X, dropout=None):
+    """Forward pass; per layer (its input a(l), z(l+1), a(l+1), maxout argmax or None).
+    dropout=(step, row_offset): with the masks of that update (see forward_masked)."""
+    return forward_masked(k, net, X, dropout)[0]
+
+
+def forward_masked(k, net, X, dropout=None):
+    """forward -> (layers, masks): masks[l] is hidden layer l's dropout mask, or None (no
+    dropout there, or dropout None: evaluation); a layer's input is then a(l) ⊙ m."""
+    layers, masks = [], []
     a = X
-    for w, b, (act, param) in zip(net.weights, net.biases, net.activations):
+    for l, (w, b, (act, param)) in enumerate(zip(net.weights, net.biases, net.activations)):
         if act == "maxout":
             z, _ = k.linear_forward(a, w, b, "identity", 0.0)
             a_next, argmax = k.maxout_forward(z, param)
         else:
             (z, a_next), argmax = k.linear_forward(a, w, b, act, param), None
         layers.append((a, z, a_next, argmax))
-        a = a_next
+        a, mask = a_next, None
+        p = net.dropout[l]
+        if dropout is not None and p > 0:
+            step, row_offset = dropout
+            a, mask = k.dropout_forward(a_next, dropout_key(net.mask_seed, step, l),
+                                        row_offset, p)
+        masks.append(mask)
     z, out = k.linear_forward(a, net.weights[-1], net.biases[-1],
                               OUTPUT_ACTIVATION[net.output], 0.0)
     layers.append((a, z, out, None))
-    return layers
+    return layers, masks
 
 
 def loss_and_delta(k, net, z, out, Y):
@@ -50,8 +71,9 @@ def loss_and_delta(k, net, z, out, Y):
     return loss, k.activation_backward(d_out, z, out, net.output, 0.0)
 
 
-def backward(k, net, layers, delta):
-    """Backpropagate δ(L) through every layer -> (list of ∂J/∂W, list of ∂J/∂b)."""
+def backward(k, net, layers, delta, masks=None):
+    """Backpropagate δ(L) through every layer -> (list of ∂J/∂W, list of ∂J/∂b); masks:
+    forward_masked's dropout masks."""
     n_layers = len(net.weights)
     dws, dbs = [None] * n_layers, [None] * n_layers
     for l in reversed(range(n_layers)):
@@ -66,22 +88,27 @@ def backward(k, net, layers, delta):
             # then routes it to the winning piece of each unit
             dws[l], dbs[l], delta = k.linear_backward(delta, x, net.weights[l], None, None,
                                                       "identity", 0.0)
+            if masks is not None and masks[l - 1] is not None:
+                delta = delta * masks[l - 1]
             delta = k.maxout_backward(delta, argmax_prev, param)
         else:
             dws[l], dbs[l], delta = k.linear_backward(delta, x, net.weights[l], z_prev,
                                                       a_prev, act, param)
+            if l > 0 and masks is not None and masks[l - 1] is not None:
+                delta = delta * masks[l - 1]
     return dws, dbs
 
 
-def backprop(k, net, X, Y, scale=None):
+def backprop(k, net, X, Y, scale=None, dropout=None):
     """Forward, loss, backward on one batch -> (J without weight decay, score_sum, list of
-    ∂J/∂W, list of ∂J/∂b); with `scale`, the gradients of scale·J."""
-    layers = forward(k, net, X)
+    ∂J/∂W, list of ∂J/∂b); with `scale`, the gradients of scale·J; dropout=(step,
+    row_offset): with the masks of that update."""
+    layers, masks = forward_masked(k, net, X, dropout)
     _, z, out, _ = layers[-1]
     loss, delta = loss_and_delta(k, net, z, out, Y)
     if scale is not None:
         delta = delta * delta.dtype.type(scale)
-    return (loss, score_sum(net, z, out, Y)) + backward(k, net, layers, delta)
+    return (loss, score_sum(net, z, out, Y)) + backward(k, net, layers, delta, masks)
 
 
 def weight_penalty(net, weight_decay):

@@ -13,7 +13,7 @@ from . import distributed, equations, model_file, optim, training
 from .backend import get_backend
 from .checks import all_finite, check_int, check_real, check_X, check_Y, is_int
 from .specs import (activation_spec, check_dtype, check_n_params, check_output, check_sizes,
-                    parse_activations, weight_shapes)
+                    parse_activations, parse_dropout, weight_shapes)
 
 
 # load()'s cap on the parameters a file may declare: 2^28 (1 GiB of float32) unless the
@@ -35,27 +35,41 @@ class MLP:
                 reassigned later (net.backend = "numpy"), the weights stay
     dtype       "float32" or "float64"; inputs are converted to it
     seed        seeds the one Generator that draws the initial weights (N(0, 1/fan_in) in
-                float64, then cast) and every shuffle of fit()
+                float64, then cast) and every shuffle of fit(), and is the dropout masks'
+                mask_seed (None: a random one)
+    dropout     a rate p in [0, 1) for every hidden layer, or a list with one per hidden
+                layer (0: none; the inputs are never dropped): while training, each hidden
+                unit's output is dropped with probability p and the kept ones are scaled by
+                1/(1 − p) (inverted dropout); forward, predict, loss and score use every
+                unit unscaled. The masks are a pure function of (mask_seed, update number,
+                layer, row of the batch, unit): the same on both backends and any thread
+                count, and a resumed fit continues them (the update number is the
+                optimizer's step count, which save() writes)
     """
 
     def __init__(self, sizes, activation="sigmoid", output="softmax", loss=None,
-                 backend="native", dtype="float32", seed=0):
-        self._configure(sizes, activation, output, loss, backend, dtype, seed)
+                 backend="native", dtype="float32", seed=0, dropout=0.0):
+        self._configure(sizes, activation, output, loss, backend, dtype, seed, dropout)
         self._weights, self._biases = [], []
         for rows, fan_in in weight_shapes(self.sizes, self.activations):
             w = self._rng.standard_normal((rows, fan_in)) / np.sqrt(fan_in)
             self._weights.append(w.astype(self.dtype))
             self._biases.append(np.zeros(rows, dtype=self.dtype))
 
-    def _configure(self, sizes, activation, output, loss, backend, dtype, seed):
+    def _configure(self, sizes, activation, output, loss, backend, dtype, seed, dropout=0.0,
+                   mask_seed=None):
         """Everything but the weights, checked."""
         self.sizes = check_sizes(sizes)
         self.activations = parse_activations(activation, len(self.sizes) - 2)
+        self._dropout = parse_dropout(dropout, len(self.sizes) - 2)
         self.output, self.loss_name = check_output(output, loss, self.sizes[-1])
         self.dtype = check_dtype(dtype)
         if seed is not None and (not is_int(seed) or seed < 0):
             raise ValueError(f"seed: expected an integer >= 0 or None, got {seed!r}")
         self.seed = seed
+        if mask_seed is None:
+            mask_seed = seed if seed is not None else np.random.SeedSequence().entropy
+        self.mask_seed = int(mask_seed) % 2**64
         self.backend = backend
         check_n_params(self.sizes, self.activations)
         training.init_guards(self)
@@ -72,6 +86,11 @@ class MLP:
     @backend.setter
     def backend(self, name):
         self._kernels = get_backend(name)
+
+    @property
+    def dropout(self):
+        """The dropout rate of each hidden layer (fixed at construction)."""
+        return list(self._dropout)
 
     @property
     def weights(self):
@@ -128,8 +147,10 @@ class MLP:
 
     def __repr__(self):
         specs = [activation_spec(*act) for act in self.activations]
+        dropout = f", dropout={self._dropout!r}" if any(self._dropout) else ""
         return (f"MLP({self.sizes}, activation={specs!r}, output={self.output!r}, "
-                f"loss={self.loss_name!r}, backend={self.backend!r}, dtype={self.dtype!r})")
+                f"loss={self.loss_name!r}, backend={self.backend!r}, dtype={self.dtype!r}"
+                f"{dropout})")
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -140,6 +161,8 @@ class MLP:
 
     def __setstate__(self, state):
         state.setdefault("optimizer", None)   # pickled before models kept their optimizer
+        state.setdefault("_dropout", [0.0] * (len(state["sizes"]) - 2))   # before dropout
+        state.setdefault("mask_seed", (state["seed"] or 0) % 2**64)
         self.__dict__.update(state)
         self.backend = state["_kernels"]
         training.init_guards(self)
@@ -156,21 +179,33 @@ class MLP:
         z, out = self._output_layer(check_X(self, X))
         return self._kernels.softmax(z) if self.output == "softmax" else out
 
-    def loss(self, X, Y, weight_decay=0.0):
-        """J = the mean loss over the rows of X + (weight_decay/2) Σ W²."""
+    def loss(self, X, Y, weight_decay=0.0, dropout_step=None):
+        """J = the mean loss over the rows of X + (weight_decay/2) Σ W². dropout_step=u:
+        with the dropout masks of update number u (X as the whole batch), as training
+        takes J; None: without dropout."""
         X = check_X(self, X)
         Y = check_Y(self, Y, len(X))
         weight_decay = check_real(weight_decay, "weight_decay", 0)
-        return self._kernels.training.evaluate(self, X, Y, weight_decay)[0]
+        if dropout_step is None:
+            return self._kernels.training.evaluate(self, X, Y, weight_decay)[0]
+        masks = (check_int(dropout_step, "dropout_step", minimum=0), 0)
+        _, z, out, _ = equations.forward(self._kernels, self, X, masks)[-1]
+        loss, _ = equations.loss_and_delta(self._kernels, self, z, out, Y)
+        return loss + equations.weight_penalty(self, weight_decay)
 
-    def gradients(self, X, Y, weight_decay=0.0):
-        """(list of ∂J/∂W(l), list of ∂J/∂b(l)) by backpropagation, weight decay included."""
+    def gradients(self, X, Y, weight_decay=0.0, dropout_step=None):
+        """(list of ∂J/∂W(l), list of ∂J/∂b(l)) by backpropagation, weight decay included.
+        dropout_step=u: the gradients of loss(X, Y, weight_decay, dropout_step=u), with the
+        fixed dropout masks of update number u (a gradient check of a net with dropout);
+        None: without dropout."""
         X = check_X(self, X)
         Y = check_Y(self, Y, len(X))
         weight_decay = check_real(weight_decay, "weight_decay", 0)
+        masks = None if dropout_step is None else (
+            check_int(dropout_step, "dropout_step", minimum=0), 0)
         dws = [np.empty_like(w) for w in self._weights]
         dbs = [np.empty_like(b) for b in self._biases]
-        self._kernels.training.gradients(self, X, Y, None, 1.0, 0.0, dws, dbs)
+        self._kernels.training.gradients(self, X, Y, None, 1.0, 0.0, dws, dbs, masks)
         if weight_decay:
             dws = [dw + np.dtype(self.dtype).type(weight_decay) * w
                    for dw, w in zip(dws, self._weights)]
@@ -253,6 +288,7 @@ class MLP:
         config = {"sizes": self.sizes, "activations": self.activations, "output": self.output,
                   "loss": self.loss_name, "dtype": self.dtype, "backend": self.backend,
                   "seed": self.seed, "rng_state": self._rng.bit_generator.state,
+                  "dropout": self._dropout, "mask_seed": self.mask_seed,
                   "optimizer": None if opt is None else opt.config()}
         model_file.write(path, config, self._weights, self._biases,
                          () if opt is None else opt.buffers)
@@ -271,7 +307,8 @@ class MLP:
             net = cls.__new__(cls)
             net._configure(config["sizes"], config["activations"], config["output"],
                            config["loss"], config["backend"] if backend is None else backend,
-                           config["dtype"], config["seed"])
+                           config["dtype"], config["seed"], config.get("dropout", 0.0),
+                           config.get("mask_seed"))
             shapes = weight_shapes(net.sizes, net.activations)
             net._weights = net._checked_params(weights, "weights", shapes, copy=False)
             net._biases = net._checked_params(biases, "biases", [s[:1] for s in shapes],

@@ -22,7 +22,9 @@ from .specs import activation_spec, check_dtype, check_sizes, parse_activations,
 FORMAT_VERSION = 1
 CONFIG_KEYS = {"sizes", "activations", "output", "loss", "dtype", "backend", "seed", "rng_state"}
 # optional: "optimizer", the optimizer's config() (hyperparameters, schedule, state), whose
-# buffers are the arrays opt{i}_{j}: buffer j of parameter array i (weights, then biases)
+# buffers are the arrays opt{i}_{j}: buffer j of parameter array i (weights, then biases);
+# "dropout" (the rate per hidden layer) and "mask_seed": absent from files written before
+# dropout, which load with no dropout and the seed as mask_seed
 # A temporary file of ours older than this was left by a save that was killed: removed.
 STALE_SECONDS = 3600
 

@@ -42,7 +42,8 @@ def workspace(net, max_batch):
     ws = _workspaces.get(net)
     if ws is None or ws.max_batch < max_batch:
         ws = native_core.load().TrainingWorkspace(net.sizes, _hidden_specs(net), net.output,
-                                                  net.loss_name, net.dtype, max(max_batch, 1))
+                                                  net.loss_name, net.dtype, max(max_batch, 1),
+                                                  net.dropout)
         _workspaces[net] = ws
     return ws
 
@@ -58,11 +59,13 @@ def params(net):
     return net.weights, net.biases
 
 
-def gradients(net, X, Y, rows, scale, weight_decay, dws, dbs):
+def gradients(net, X, Y, rows, scale, weight_decay, dws, dbs, dropout=None):
     weights, biases = params(net)
     n = len(X) if rows is None else len(rows)
+    step, row_offset = (-1, 0) if dropout is None else dropout
     return workspace(net, n).gradients(dws, dbs, weights, biases, X, Y, rows, scale,
-                                       weight_decay)
+                                       weight_decay, mask_seed=net.mask_seed, mask_step=step,
+                                       row_offset=row_offset)
 
 
 def update(net, dws, dbs, optimizer, lr):
@@ -88,7 +91,8 @@ def _rule(net, optimizer):
              for arrays in zip(*optimizer.buffers)]
     return weights, biases, dict(rule, weight_decay=optimizer.weight_decay,
                                  penalty=optimizer.l2_penalty,
-                                 step=optimizer.state["step"], state=state)
+                                 step=optimizer.state["step"], state=state,
+                                 mask_seed=net.mask_seed)
 
 
 def step(net, X, Y, optimizer, lr):

@@ -5,7 +5,7 @@ Every backend's training module has these functions with these meanings; the bac
 table (fastmlp.backend) says which one a net uses, and fit, step, MLP.gradients, MPI
 training and the estimators reach training only through it:
 
-    gradients(net, X, Y, rows, scale, weight_decay, dws, dbs) -> (J, score_sum)
+    gradients(net, X, Y, rows, scale, weight_decay, dws, dbs, dropout=None) -> (J, score_sum)
     update(net, dws, dbs, optimizer, lr)
     step(net, X, Y, optimizer, lr) -> (J, score_sum, finite)
     epoch(net, X, Y, order, batch_size, optimizer, lr, bar) -> (Σ J_batch · rows, score_sum)
@@ -15,7 +15,10 @@ training and the estimators reach training only through it:
 update count), `lr` the learning rate its schedule gives the current epoch. J includes the
 L2 penalty (weight_decay, or the optimizer's l2_penalty) and is measured before the
 update; score_sum is what the rows add to the score: rows predicted right, or the
-residual sum of squares for an identity output.
+residual sum of squares for an identity output. A net with dropout trains update number
+u (the optimizer's state["step"] after it) with the masks of u (fastmlp.equations);
+gradients' dropout=(u, row_offset) applies them, row i of the batch being row row_offset
++ i of update u's batch (a data-parallel shard).
 FINDS_NONFINITE_X says whether step and epoch find NaN or infinity in X themselves
 (raising checks.NonFiniteInputError), so their caller need not check X first.
 """
@@ -27,18 +30,18 @@ from .checks import in_range
 FINDS_NONFINITE_X = False
 
 
-def gradients(net, X, Y, rows, scale, weight_decay, dws, dbs):
+def gradients(net, X, Y, rows, scale, weight_decay, dws, dbs, dropout=None):
     """The gradients of J on the batch X[rows] (rows None: all of X), times `scale`, into
     the arrays dws and dbs (shaped like the weights and biases); the weights are not
     changed and weight decay is left to the update -> (J with the weight-decay penalty,
-    score_sum)."""
+    score_sum). dropout=(step, row_offset) or None: see the module's docstring."""
     if rows is not None:
         if len(rows) == 0:
             for g in dws + dbs:
                 g.fill(0)
             return equations.weight_penalty(net, weight_decay), 0
         X, Y = X[rows], Y[rows]
-    loss, score_sum, gw, gb = equations.backprop(net._kernels, net, X, Y, scale)
+    loss, score_sum, gw, gb = equations.backprop(net._kernels, net, X, Y, scale, dropout)
     for dst, src in zip(dws + dbs, gw + gb):
         dst[...] = src
     return loss + equations.weight_penalty(net, weight_decay), score_sum
@@ -51,9 +54,16 @@ def update(net, dws, dbs, optimizer, lr):
     optimizer.update(net._kernels, net.weights + net.biases, dws + dbs, decays, lr)
 
 
+def next_masks(net, optimizer):
+    """The dropout masks of the optimizer's next update, as equations.backprop takes them
+    (None without dropout)."""
+    return (optimizer.state["step"] + 1, 0) if any(net.dropout) else None
+
+
 def train_batch(net, X, Y, optimizer, lr):
     """One update on checked inputs -> (J before the update, score_sum)."""
-    loss, score_sum, dws, dbs = equations.backprop(net._kernels, net, X, Y)
+    loss, score_sum, dws, dbs = equations.backprop(net._kernels, net, X, Y,
+                                                   dropout=next_masks(net, optimizer))
     loss += equations.weight_penalty(net, optimizer.l2_penalty)
     update(net, dws, dbs, optimizer, lr)
     return loss, score_sum

@@ -113,3 +113,23 @@ def check_n_params(sizes, activations):
     if n_params > MAX_PARAMS:
         raise ValueError(f"sizes: {sizes} need {n_params} parameters; expected at most "
                          f"{MAX_PARAMS}")
+
+
+def _check_rate(p, name):
+    if not is_real(p):
+        raise TypeError(f"{name}: expected a rate in [0, 1), got {p!r}")
+    if not 0 <= p < 1:   # NaN fails too
+        raise ValueError(f"{name}: expected a rate in [0, 1) (the fraction of units dropped), "
+                         f"got {p!r}")
+    return float(p)
+
+
+def parse_dropout(dropout, n_hidden):
+    """One dropout rate for every hidden layer, or a list with one per hidden layer -> a
+    list of floats in [0, 1)."""
+    if isinstance(dropout, (list, tuple)):
+        if len(dropout) != n_hidden:
+            raise ValueError(f"dropout: expected one rate per hidden layer ({n_hidden}), got "
+                             f"{len(dropout)}")
+        return [_check_rate(p, f"dropout[{i}]") for i, p in enumerate(dropout)]
+    return [_check_rate(dropout, "dropout")] * n_hidden

@@ -5,6 +5,7 @@ Each kernel here has a native twin with the same name and signature in fastmlp._
 from .activation import (ACTIVATIONS, DEFAULT_PARAM, activation_backward,
                          activation_derivative, activation_forward, maxout_backward,
                          maxout_forward)
+from .dropout import dropout_forward
 from .gemm import linear_backward, linear_forward, matmul
 from .loss import quadratic_loss, sigmoid_binary_cross_entropy, softmax, softmax_cross_entropy
 from .update import adam_update, momentum_update, sgd_update
@@ -25,6 +26,7 @@ KERNELS = {
     "sgd_update": sgd_update,
     "momentum_update": momentum_update,
     "adam_update": adam_update,
+    "dropout_forward": dropout_forward,
 }
 
 __all__ = ["ACTIVATIONS", "DEFAULT_PARAM", "KERNELS", *KERNELS]
