@@ -347,7 +347,8 @@ def train(args, comm):
 
 # ---------------------------------------------------------------- fastmlp plot
 
-PLOTS = ("curves", "boundaries", "templates", "universal")
+PLOTS = ("curves", "boundaries", "templates", "universal", "gradients")
+DEEP = [30] * 5   # the hidden layers of the vanishing-gradient picture
 TEMPLATE_ROWS = 5000   # enough for clear templates, few enough for numpy on MNIST
 
 
@@ -364,7 +365,9 @@ def add_plot_parser(commands):
                     "epoch on a small training set, early stopping marked), boundaries.png "
                     "(a logistic unit against a small MLP on blobs, XOR, circles and moons), "
                     "templates.png (first-layer weights as images), universal.png (a curve "
-                    "approximated by sums of sigmoid towers). Needs matplotlib.")
+                    "approximated by sums of sigmoid towers), gradients.png (each layer's "
+                    "weight-gradient norm over training in a deep sigmoid network and a ReLU "
+                    "one: the vanishing gradient). Needs matplotlib.")
     p.add_argument("names", nargs="*", type=plot_name_arg, metavar="NAME",
                    help=f"which pictures: {', '.join(PLOTS)} (default: all)")
     p.add_argument("--out-dir", default=".", metavar="DIR",
@@ -373,7 +376,8 @@ def add_plot_parser(commands):
     p.add_argument("--train-rows", type=positive_int_arg, default=200, metavar="N",
                    help="curves: training rows, few enough to overfit (default: 200)")
     p.add_argument("--epochs", type=positive_int_arg, default=150,
-                   help="curves: at most this many epochs; templates: at most 40 (default: 150)")
+                   help="curves: at most this many epochs; templates: at most 40; gradients: "
+                        "at most 10 (default: 150)")
     p.add_argument("--backend", choices=["numpy", "native"], default=None,
                    help="kernels to run on (default: native if built, else numpy)")
     p.add_argument("--seed", type=int, default=0, help="(default: 0)")
@@ -404,7 +408,7 @@ def cmd_plot(args):
         written.append(path)
         print(f"wrote {path}")
 
-    if "curves" in names or "templates" in names:
+    if "curves" in names or "templates" in names or "gradients" in names:
         ds = load_dataset(args)
         has_val = len(ds.val[0]) > 0
         k = len(ds.classes)
@@ -436,6 +440,15 @@ def cmd_plot(args):
             cases, backend=backend, seed=args.seed, path=path))
     if "universal" in names:
         save("universal", lambda path: plots.universal_approximation(path=path))
+    if "gradients" in names:
+        X, y = ds.train
+        sizes = [X.shape[1], *DEEP, k]
+        nets = {f"{act} {'-'.join(map(str, sizes))}": MLP(sizes, activation=act, backend=backend,
+                                                           seed=args.seed)
+                for act in ("sigmoid", "relu")}
+        rates = dict(zip(nets, (0.5, 0.05)))   # plain SGD at a rate each trains well with
+        save("gradients", lambda path: plots.gradient_norms(
+            nets, X, y, epochs=min(args.epochs, 10), lr=rates, path=path))
     return 0
 
 
