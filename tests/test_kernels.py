@@ -253,8 +253,35 @@ def dropout_cases():
                    lambda args, out, dt: [exact(), exact()])
 
 
+def _batch_norm_inputs(rng, shape, dtype):
+    """z of at least 2 rows (the statistics of fewer mean nothing), γ and β."""
+    n, m = max(shape[0], 2), shape[1]
+    return (logits(rng, (n, m), dtype) + np.dtype(dtype).type(1), logits(rng, (m,), dtype),
+            logits(rng, (m,), dtype), 1e-5)
+
+
+def _batch_norm_backward_inputs(rng, shape, dtype):
+    z, gamma, beta, eps = _batch_norm_inputs(rng, shape, dtype)
+    _, xhat, _, _, inv_std = fastmlp.get_backend("numpy").batch_norm_forward(z, gamma, beta, eps)
+    return logits(rng, z.shape, dtype), xhat, gamma, inv_std
+
+
+def _sums_over_rows(dtype, n, outputs):
+    """Each output is built from sums over the n rows, summed in another order (rows in
+    order vs NumPy's pairwise), then normalised: reduction bounds scaled by the largest
+    value of each output, with room for the normalisation's few operations."""
+    return [reduction(dtype, n, np.abs(out.astype(np.float64)).max(), ulps=64) for out in outputs]
+
+
+def batch_norm_cases():
+    yield Case("batch_norm_forward", "", _batch_norm_inputs,
+               lambda args, out, dt: _sums_over_rows(dt, len(args[0]), out))
+    yield Case("batch_norm_backward", "", _batch_norm_backward_inputs,
+               lambda args, out, dt: _sums_over_rows(dt, len(args[0]), out))
+
+
 CASES = [*activation_cases(), *maxout_cases(), *loss_cases(), *update_cases(), *gemm_cases(),
-         *dropout_cases()]
+         *dropout_cases(), *batch_norm_cases()]
 
 
 def run_case(case, shape, dtype, layout="c"):
@@ -496,6 +523,8 @@ def valid_calls(z):
         "momentum_update": (z.copy(), z, np.zeros_like(z), 0.1, 0.9, True, 0.0),
         "adam_update": (z.copy(), z, np.zeros_like(z), np.zeros_like(z), 1e-3, 0.9, 0.999, 1e-8, 0.0, True, 1),
         "dropout_forward": (z, 7, 0, 0.5),
+        "batch_norm_forward": (z, z[0], z[0], 1e-5),
+        "batch_norm_backward": (z, z, z[0], z[0]),
     }
 
 
@@ -510,7 +539,9 @@ ARG_NAMES = {"activation_forward": ("z",), "activation_derivative": ("z", "a"),
              "maxout_backward": ("da",), "softmax": ("z",), "softmax_cross_entropy": ("z",),
              "sigmoid_binary_cross_entropy": ("z", "y"), "quadratic_loss": ("a", "y"),
              "sgd_update": ("w", "dw"), "momentum_update": ("w", "dw", "velocity"),
-             "adam_update": ("w", "dw", "m", "v"), "dropout_forward": ("a",)}
+             "adam_update": ("w", "dw", "m", "v"), "dropout_forward": ("a",),
+             "batch_norm_forward": ("z", "gamma", "beta"),
+             "batch_norm_backward": ("dy", "xhat", "gamma", "inv_std")}
 BAD_DTYPES = (np.int64, np.int32, np.bool_, np.float16, np.complex128, object)
 
 

@@ -60,6 +60,22 @@ void dropout_forward(const DropoutPass<T>& pass, const T* a, std::size_t i0, std
 }
 
 template <class T>
+void batch_norm_forward(T* y, T* xhat, T* mean, T* var, T* inv_std, const T* z, const T* gamma,
+                        const T* beta, std::size_t n, std::size_t m, T eps) {
+  with_active_isa([&](auto isa) {
+    batch_norm_forward_isa<T, isa.value>(y, xhat, mean, var, inv_std, z, gamma, beta, n, m, eps);
+  });
+}
+
+template <class T>
+void batch_norm_backward(T* dz, T* dgamma, T* dbeta, const T* dy, const T* xhat, const T* gamma,
+                         const T* inv_std, std::size_t n, std::size_t m) {
+  with_active_isa([&](auto isa) {
+    batch_norm_backward_isa<T, isa.value>(dz, dgamma, dbeta, dy, xhat, gamma, inv_std, n, m);
+  });
+}
+
+template <class T>
 void maxout_forward(T* a, std::int64_t* argmax, const T* z, std::size_t n, std::size_t m,
                     std::size_t k) {
   for (std::size_t i = 0; i < n * m; ++i) {
@@ -90,6 +106,10 @@ void maxout_backward(T* dz, const T* da, const std::int64_t* argmax, std::size_t
                                               Act, T);                                     \
   template void dropout_forward<T>(const DropoutPass<T>&, const T*, std::size_t, std::size_t, \
                                    std::size_t, std::size_t, std::size_t);                  \
+  template void batch_norm_forward<T>(T*, T*, T*, T*, T*, const T*, const T*, const T*,       \
+                                      std::size_t, std::size_t, T);                          \
+  template void batch_norm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,    \
+                                       std::size_t, std::size_t);                             \
   template void maxout_forward<T>(T*, std::int64_t*, const T*, std::size_t, std::size_t,   \
                                   std::size_t);                                            \
   template void maxout_backward<T>(T*, const T*, const std::int64_t*, std::size_t,         \

@@ -6,6 +6,7 @@
 // here e^z of a large z is computed and discarded (inf, no trap), and a NaN z stays NaN.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
@@ -133,6 +134,72 @@ void dropout_row_isa(T* out, T* mask, const T* a, std::size_t count, std::uint32
     const T s = bits >= threshold ? scale : T(0);
     mask[j] = s;
     out[j] = a[j] * s;
+  }
+}
+
+// The per-unit loops run along a row (contiguous, vectorised), row after row, so each unit's
+// sums add the rows in order.
+template <class T, Isa isa>
+void batch_norm_forward_isa(T* y, T* xhat, T* mean, T* var, T* inv_std, const T* z, const T* gamma,
+                            const T* beta, std::size_t n, std::size_t m, T eps) {
+  std::fill_n(mean, m, T(0));
+  std::fill_n(var, m, T(0));
+  for (std::size_t i = 0; i < n; ++i) {
+    const T* row = z + i * m;
+#pragma omp simd
+    for (std::size_t j = 0; j < m; ++j) mean[j] += row[j];
+  }
+#pragma omp simd
+  for (std::size_t j = 0; j < m; ++j) mean[j] = mean[j] / T(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const T* row = z + i * m;
+#pragma omp simd
+    for (std::size_t j = 0; j < m; ++j) {
+      const T c = row[j] - mean[j];
+      var[j] += c * c;
+    }
+  }
+  for (std::size_t j = 0; j < m; ++j) {
+    var[j] = var[j] / T(n);
+    inv_std[j] = T(1) / std::sqrt(var[j] + eps);
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    const T* row = z + i * m;
+    T* x_row = xhat + i * m;
+    T* y_row = y + i * m;
+#pragma omp simd
+    for (std::size_t j = 0; j < m; ++j) {
+      const T x = (row[j] - mean[j]) * inv_std[j];
+      x_row[j] = x;
+      y_row[j] = gamma[j] * x + beta[j];
+    }
+  }
+}
+
+template <class T, Isa isa>
+void batch_norm_backward_isa(T* dz, T* dgamma, T* dbeta, const T* dy, const T* xhat, const T* gamma,
+                             const T* inv_std, std::size_t n, std::size_t m) {
+  std::fill_n(dgamma, m, T(0));
+  std::fill_n(dbeta, m, T(0));
+  for (std::size_t i = 0; i < n; ++i) {
+    const T* g = dy + i * m;
+    const T* x = xhat + i * m;
+#pragma omp simd
+    for (std::size_t j = 0; j < m; ++j) {
+      dbeta[j] += g[j];
+      dgamma[j] += g[j] * x[j];
+    }
+  }
+  const T rows = T(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const T* g = dy + i * m;
+    const T* x = xhat + i * m;
+    T* d = dz + i * m;
+#pragma omp simd
+    for (std::size_t j = 0; j < m; ++j) {
+      const T scale = gamma[j] * inv_std[j] / rows;
+      d[j] = scale * (rows * g[j] - dbeta[j] - x[j] * dgamma[j]);
+    }
   }
 }
 

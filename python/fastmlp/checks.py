@@ -128,3 +128,11 @@ def check_Y(net, Y, n):
     if net.output == "softmax" and not np.allclose(Y.sum(axis=1), 1, atol=1e-3):
         raise ValueError("Y: one-hot rows must sum to 1")
     return Y
+
+
+def check_batch_rows(net, n, name):
+    """A batch-normalised net trains on batches of at least 2 rows (one row has no
+    variance; torch.nn.BatchNorm1d refuses it too)."""
+    if n < 2 and any(net.batch_norm):
+        raise ValueError(f"{name}: batch normalization needs training batches of at least 2 "
+                         f"rows, got {n}")

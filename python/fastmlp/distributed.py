@@ -166,9 +166,9 @@ def _epoch(net, comm, X, Y, order, batch_size, optimizer, lr, grads, bar):
         masks = (optimizer.state["step"] + 1, start - lo) if any(net.dropout) else None
         loss, shard_score = trainer.gradients(net, X, Y, order[start:stop],
                                               (stop - start) / (hi - lo),
-                                              optimizer.l2_penalty, dws, dbs, masks)
+                                              optimizer.l2_penalty, [dws, dbs], masks)
         comm.Allreduce(MPI.IN_PLACE, flat, op=MPI.SUM)
-        trainer.update(net, dws, dbs, optimizer, lr)
+        trainer.update(net, [dws, dbs], optimizer, lr)
         loss_sum += loss * (stop - start)
         score_sum += shard_score
         if bar is not None:
@@ -214,6 +214,10 @@ def fit(net, X, Y, comm, epochs=30, batch_size=10, lr=None, weight_decay=None, o
     docstring); batch_size is the global mini-batch, shared out among the ranks. Call it
     on every rank with the same arguments; returns the same History on every rank."""
     check_comm(comm)
+    if any(net.batch_norm):   # the same model on every rank: every rank raises this
+        raise ValueError("comm: batch normalization is not supported over MPI (the batch "
+                         "statistics would have to be those of the global batch); train a "
+                         "net with batch_norm in one process")
     args = agree(comm, lambda: checked_fit_args(net, X, Y, epochs, batch_size, lr,
                                                 weight_decay, optimizer, validation_data,
                                                 patience, shuffle, progress))

@@ -9,7 +9,7 @@ switch backends at any time.
 import weakref
 
 from . import native_core, numpy_training
-from .checks import NonFiniteInputError
+from .checks import NonFiniteInputError, all_finite
 from .optim import Adam
 
 # one forward pass over the native kernels: nothing to keep in C++
@@ -50,8 +50,9 @@ def workspace(net, max_batch):
 
 def params(net):
     """The weight and bias lists, each array C-contiguous in the net's dtype and writable
-    (C++ updates them in place); an array that is not gets replaced by a copy."""
-    for arrays in (net.weights, net.biases):
+    (C++ updates them in place); an array that is not gets replaced by a copy (batch
+    norm's γ and β too)."""
+    for arrays in net.parameter_lists:
         for i, p in enumerate(arrays):
             if not (p.flags.c_contiguous and p.flags.writeable and p.flags.aligned
                     and p.dtype == net.dtype):
@@ -59,7 +60,23 @@ def params(net):
     return net.weights, net.biases
 
 
-def gradients(net, X, Y, rows, scale, weight_decay, dws, dbs, dropout=None):
+def python_loop(net):
+    """The C++ trainer has no batch normalization: a batch-normalised net trains through
+    numpy_training's loop on the native kernel table (batch_norm_forward/backward and the
+    rest are native kernels), the same operations one kernel call at a time."""
+    return any(net.batch_norm)
+
+
+def _finite_X(X):
+    if not all_finite(X):
+        raise NonFiniteInputError("x: a row contains NaN or infinity")
+
+
+def gradients(net, X, Y, rows, scale, weight_decay, grads, dropout=None):
+    params(net)
+    if python_loop(net):
+        return numpy_training.gradients(net, X, Y, rows, scale, weight_decay, grads, dropout)
+    dws, dbs = grads
     weights, biases = params(net)
     n = len(X) if rows is None else len(rows)
     step, row_offset = (-1, 0) if dropout is None else dropout
@@ -68,9 +85,9 @@ def gradients(net, X, Y, rows, scale, weight_decay, dws, dbs, dropout=None):
                                        row_offset=row_offset)
 
 
-def update(net, dws, dbs, optimizer, lr):
+def update(net, grads, optimizer, lr):
     params(net)   # the native kernels write in place: C-contiguous arrays of the dtype
-    numpy_training.update(net, dws, dbs, optimizer, lr)
+    numpy_training.update(net, grads, optimizer, lr)
 
 
 def _rule(net, optimizer):
@@ -98,6 +115,10 @@ def _rule(net, optimizer):
 def step(net, X, Y, optimizer, lr):
     """The C++ step also says whether J and the new weights are finite; NonFiniteInputError,
     and no change, if a row of X holds NaN or infinity."""
+    if python_loop(net):
+        params(net)
+        _finite_X(X)
+        return numpy_training.step(net, X, Y, optimizer, lr)
     weights, biases, rule = _rule(net, optimizer)
     result = _checking_X(workspace(net, len(X)).step, weights, biases, X, Y, lr, **rule)
     optimizer.state["step"] += 1
@@ -107,6 +128,10 @@ def step(net, X, Y, optimizer, lr):
 def epoch(net, X, Y, order, batch_size, optimizer, lr, bar):
     """NonFiniteInputError at the first batch with a row of X that holds NaN or infinity
     (the batches before it are applied); `bar` advances once, by the epoch's batches."""
+    if python_loop(net):
+        params(net)
+        _finite_X(X)
+        return numpy_training.epoch(net, X, Y, order, batch_size, optimizer, lr, bar)
     weights, biases, rule = _rule(net, optimizer)
     batch_size = min(batch_size, len(X))   # the same batches, and no larger workspace
     result = _checking_X(workspace(net, batch_size).epoch, weights, biases, X, Y, order,

@@ -5,8 +5,8 @@ Every backend's training module has these functions with these meanings; the bac
 table (fastmlp.backend) says which one a net uses, and fit, step, MLP.gradients, MPI
 training and the estimators reach training only through it:
 
-    gradients(net, X, Y, rows, scale, weight_decay, dws, dbs, dropout=None) -> (J, score_sum)
-    update(net, dws, dbs, optimizer, lr)
+    gradients(net, X, Y, rows, scale, weight_decay, grads, dropout=None) -> (J, score_sum)
+    update(net, grads, optimizer, lr)
     step(net, X, Y, optimizer, lr) -> (J, score_sum, finite)
     epoch(net, X, Y, order, batch_size, optimizer, lr, bar) -> (Σ J_batch · rows, score_sum)
     evaluate(net, X, Y, weight_decay) -> (J, score_sum)
@@ -18,7 +18,8 @@ update; score_sum is what the rows add to the score: rows predicted right, or th
 residual sum of squares for an identity output. A net with dropout trains update number
 u (the optimizer's state["step"] after it) with the masks of u (fastmlp.equations);
 gradients' dropout=(u, row_offset) applies them, row i of the batch being row row_offset
-+ i of update u's batch (a data-parallel shard).
++ i of update u's batch (a data-parallel shard). `grads` holds one list of arrays per
+net.parameter_lists entry (∂J/∂W, ∂J/∂b, and ∂J/∂γ, ∂J/∂β with batch norm).
 FINDS_NONFINITE_X says whether step and epoch find NaN or infinity in X themselves
 (raising checks.NonFiniteInputError), so their caller need not check X first.
 """
@@ -30,28 +31,36 @@ from .checks import in_range
 FINDS_NONFINITE_X = False
 
 
-def gradients(net, X, Y, rows, scale, weight_decay, dws, dbs, dropout=None):
+def flat(lists):
+    return [a for arrays in lists for a in arrays]
+
+
+def gradients(net, X, Y, rows, scale, weight_decay, grads, dropout=None):
     """The gradients of J on the batch X[rows] (rows None: all of X), times `scale`, into
-    the arrays dws and dbs (shaped like the weights and biases); the weights are not
-    changed and weight decay is left to the update -> (J with the weight-decay penalty,
-    score_sum). dropout=(step, row_offset) or None: see the module's docstring."""
+    the arrays of `grads` (shaped like the parameters); the parameters are not changed
+    (nor the running statistics of batch norm) and weight decay is left to the update ->
+    (J with the weight-decay penalty, score_sum). dropout=(step, row_offset) or None: see
+    the module's docstring."""
     if rows is not None:
         if len(rows) == 0:
-            for g in dws + dbs:
+            for g in flat(grads):
                 g.fill(0)
             return equations.weight_penalty(net, weight_decay), 0
         X, Y = X[rows], Y[rows]
-    loss, score_sum, gw, gb = equations.backprop(net._kernels, net, X, Y, scale, dropout)
-    for dst, src in zip(dws + dbs, gw + gb):
+    loss, score_sum, computed, _ = equations.backprop(net._kernels, net, X, Y, scale, dropout)
+    for dst, src in zip(flat(grads), flat(computed), strict=True):
         dst[...] = src
     return loss + equations.weight_penalty(net, weight_decay), score_sum
 
 
-def update(net, dws, dbs, optimizer, lr):
-    """One update of every weight and bias by the optimizer, with the given gradients (the
-    weights decayed by its weight_decay, the biases not)."""
-    decays = [optimizer.weight_decay] * len(dws) + [0.0] * len(dbs)
-    optimizer.update(net._kernels, net.weights + net.biases, dws + dbs, decays, lr)
+def update(net, grads, optimizer, lr):
+    """One update of every parameter by the optimizer, with the given gradients (one list
+    per net.parameter_lists entry): the weights decayed by its weight_decay; biases, γ and
+    β not."""
+    params = flat(net.parameter_lists)
+    decays = [optimizer.weight_decay] * len(net.weights)
+    decays += [0.0] * (len(params) - len(decays))
+    optimizer.update(net._kernels, params, flat(grads), decays, lr)
 
 
 def next_masks(net, optimizer):
@@ -62,17 +71,18 @@ def next_masks(net, optimizer):
 
 def train_batch(net, X, Y, optimizer, lr):
     """One update on checked inputs -> (J before the update, score_sum)."""
-    loss, score_sum, dws, dbs = equations.backprop(net._kernels, net, X, Y,
-                                                   dropout=next_masks(net, optimizer))
+    loss, score_sum, grads, norms = equations.backprop(net._kernels, net, X, Y,
+                                                       dropout=next_masks(net, optimizer))
     loss += equations.weight_penalty(net, optimizer.l2_penalty)
-    update(net, dws, dbs, optimizer, lr)
+    equations.update_running_stats(net, norms, len(X))
+    update(net, grads, optimizer, lr)
     return loss, score_sum
 
 
 def step(net, X, Y, optimizer, lr):
     """train_batch, and whether J and every new weight and bias are finite."""
     loss, score_sum = train_batch(net, X, Y, optimizer, lr)
-    finite = math.isfinite(loss) and in_range(net.weights + net.biases)
+    finite = math.isfinite(loss) and in_range(flat(net.parameter_lists))
     return loss, score_sum, finite
 
 

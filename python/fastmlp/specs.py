@@ -133,3 +133,23 @@ def parse_dropout(dropout, n_hidden):
                              f"{len(dropout)}")
         return [_check_rate(p, f"dropout[{i}]") for i, p in enumerate(dropout)]
     return [_check_rate(dropout, "dropout")] * n_hidden
+
+
+# batch normalization's constants: torch.nn.BatchNorm1d's defaults
+BATCH_NORM_MOMENTUM = 0.1
+BATCH_NORM_EPS = 1e-5
+
+
+def parse_batch_norm(batch_norm, n_hidden):
+    """True/False for every hidden layer, or a list with one per hidden layer -> a list of
+    bools."""
+    def check(flag, name):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"{name}: expected True or False, got {flag!r}")
+        return bool(flag)
+    if isinstance(batch_norm, (list, tuple)):
+        if len(batch_norm) != n_hidden:
+            raise ValueError(f"batch_norm: expected one flag per hidden layer ({n_hidden}), "
+                             f"got {len(batch_norm)}")
+        return [check(f, f"batch_norm[{i}]") for i, f in enumerate(batch_norm)]
+    return [check(batch_norm, "batch_norm")] * n_hidden

@@ -17,8 +17,8 @@ from typing import List, Optional
 import numpy as np
 
 from . import equations, optim
-from .checks import (NonFiniteInputError, check_int, check_real, check_X, check_Y, nonfinite_X,
-                     in_range)
+from .checks import (NonFiniteInputError, check_batch_rows, check_int, check_real, check_X,
+                     check_Y, in_range, nonfinite_X)
 
 DEFAULT_LR = 0.5   # plain SGD's, when neither lr nor an optimizer is given
 # rows of the training set that warn_if_untrained looks at
@@ -182,11 +182,21 @@ def training_here(net):
     return holder is not None and holder.thread == threading.get_ident() and holder.under_way()
 
 
+def parameters(net):
+    """Every trained array of the net: weights, biases, and batch norm's γ and β."""
+    return [p for params in net.parameter_lists for p in params]
+
+
+def _model_state(net):
+    """What a training step changes: the parameters and batch norm's running statistics."""
+    return parameters(net) + net.running_means + net.running_vars
+
+
 def _snapshot(net, optimizer):
-    """Copy the weights and biases, and the optimizer's state, into buffers kept for it
-    (no allocation once made)."""
-    optimizer.attach(net.weights + net.biases)
-    params = net.weights + net.biases + optimizer.state_arrays()
+    """Copy the parameters, running statistics and the optimizer's state into buffers kept
+    for it (no allocation once made)."""
+    optimizer.attach(parameters(net))
+    params = _model_state(net) + optimizer.state_arrays()
     saved = getattr(net, "_snapshot", None)
     if saved is None or [p.shape for p in saved] != [p.shape for p in params] \
             or saved[0].dtype != params[0].dtype:
@@ -199,7 +209,7 @@ def _snapshot(net, optimizer):
 def _rollback(net):
     """Back to the last _snapshot(), in place (views users hold see it too)."""
     optimizer, state = net._snapshot_state
-    for dst, src in zip(net.weights + net.biases + optimizer.state_arrays(), net._snapshot):
+    for dst, src in zip(_model_state(net) + optimizer.state_arrays(), net._snapshot):
         np.copyto(dst, src)
     optimizer.state = dict(state)
 
@@ -248,6 +258,7 @@ def step(net, X, Y, lr=None, weight_decay=None, optimizer=None):
     trainer = net._kernels.training
     X = check_X(net, X, finite=not trainer.FINDS_NONFINITE_X)
     Y = check_Y(net, Y, len(X))
+    check_batch_rows(net, len(X), "X")
     if optimizer is None and lr is None:
         raise TypeError("lr: expected a real number (a learning rate, or optimizer=...), got None")
     optimizer = resolve_optimizer(net, optimizer, lr, weight_decay)
@@ -287,6 +298,11 @@ def checked_fit_args(net, X, Y, epochs, batch_size, lr, weight_decay, optimizer,
     if epochs == 0 and epoch_checks_X:
         X = check_X(net, X)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
+    smallest = min(batch_size, len(X) % batch_size or batch_size, len(X))
+    if smallest < 2 and any(net.batch_norm):
+        raise ValueError(f"batch_size: batch normalization needs training batches of at least "
+                         f"2 rows; batches of {batch_size} over {len(X)} rows leave one of "
+                         f"{smallest}")
     optimizer = resolve_optimizer(net, optimizer, lr, weight_decay)
     check_lr_fits(net, optimizer)
     validation = None
@@ -382,7 +398,7 @@ def _guarded_epoch(net, optimizer, epoch, run, history):
     after = f"epoch {epoch}" if epoch else "fit() started"
     try:
         loss_sum, score_sum = run()
-        if not (math.isfinite(loss_sum) and in_range(net.weights + net.biases)):
+        if not (math.isfinite(loss_sum) and in_range(parameters(net))):
             raise FloatingPointError(
                 f"fit: training diverged in epoch {epoch + 1} (loss {loss_sum}, or weights not "
                 f"finite); the model holds its weights as of {after}; try a smaller lr")
