@@ -68,7 +68,8 @@ def test_optimizer_epoch(benchmark, record_measured, case, dtype):
                         baseline="native sgd")
 
 
-REGULARIZERS = {"native": {}, "native dropout 0.2": {"dropout": 0.2}}
+REGULARIZERS = {"native": {}, "native dropout 0.2": {"dropout": 0.2},
+                "native batch norm": {"batch_norm": True}}
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -104,6 +104,9 @@ def test_gradient_norms_show_the_vanishing_gradient_and_relu_curing_it(tmp_path)
     relu_norms, relu_accuracy = plots.gradient_norm_history(relu, X, y, epochs=3, lr=0.05)
     assert (relu_norms[1:, 0] > relu_norms[1:, -1] / 10).all(), relu_norms
     assert relu_accuracy[-1] > 0.8 > 0.2 > accuracy[-1]
+    normalised = MLP(sizes, activation="sigmoid", backend="numpy", seed=0, batch_norm=True)
+    bn_norms, bn_accuracy = plots.gradient_norm_history(normalised, X, y, epochs=3)
+    assert (bn_norms[:, 0] > bn_norms[:, -1] / 10).all() and bn_accuracy[-1] > 0.8, bn_norms
     for w, b in zip(sigmoid.weights, before):   # a copy was trained
         np.testing.assert_array_equal(w, b)
     fig = plots.gradient_norms({"sigmoid": sigmoid, "relu": relu}, X, y, epochs=2,

@@ -226,6 +226,12 @@ def add_train_parser(commands):
                    help="one for all hidden layers or one per layer: sigmoid, tanh, relu, "
                         "leaky_relu[:slope], elu[:alpha], maxout[:k], identity "
                         "(default: sigmoid)")
+    p.add_argument("--dropout", type=fraction_arg, nargs="+", default=[0.0], metavar="RATE",
+                   help="dropout rate of the hidden layers while training, one for all or one "
+                        "per layer, in [0, 1) (default: 0, none)")
+    p.add_argument("--batch-norm", action="store_true",
+                   help="batch-normalise every hidden layer's pre-activations (default: off; "
+                        "not with mpirun)")
     p.add_argument("--output", choices=["softmax", "sigmoid"], default="softmax",
                    help="output layer: softmax + cross-entropy, or one sigmoid unit per class "
                         "+ binary cross-entropy (accuracy then counts rows with every unit "
@@ -317,8 +323,10 @@ def train(args, comm):
     activation = args.activation[0] if len(args.activation) == 1 else args.activation
     backend = pick_backend(args.backend)
     k = len(ds.classes)
+    dropout = args.dropout[0] if len(args.dropout) == 1 else args.dropout
     net = MLP([ds.train[0].shape[1], *args.hidden, k], activation=activation,
-              output=args.output, backend=backend, dtype=args.dtype, seed=args.seed)
+              output=args.output, backend=backend, dtype=args.dtype, seed=args.seed,
+              dropout=dropout, batch_norm=args.batch_norm)
     print(f"{net}\n{ds.describe()}")
     if comm is not None:
         from .distributed import threads_per_rank
@@ -366,8 +374,9 @@ def add_plot_parser(commands):
                     "(a logistic unit against a small MLP on blobs, XOR, circles and moons), "
                     "templates.png (first-layer weights as images), universal.png (a curve "
                     "approximated by sums of sigmoid towers), gradients.png (each layer's "
-                    "weight-gradient norm over training in a deep sigmoid network and a ReLU "
-                    "one: the vanishing gradient). Needs matplotlib.")
+                    "weight-gradient norm over training in a deep sigmoid network, a ReLU one "
+                    "and a batch-normalised sigmoid one: the vanishing gradient and its "
+                    "cures). Needs matplotlib.")
     p.add_argument("names", nargs="*", type=plot_name_arg, metavar="NAME",
                    help=f"which pictures: {', '.join(PLOTS)} (default: all)")
     p.add_argument("--out-dir", default=".", metavar="DIR",
@@ -443,10 +452,12 @@ def cmd_plot(args):
     if "gradients" in names:
         X, y = ds.train
         sizes = [X.shape[1], *DEEP, k]
-        nets = {f"{act} {'-'.join(map(str, sizes))}": MLP(sizes, activation=act, backend=backend,
-                                                           seed=args.seed)
-                for act in ("sigmoid", "relu")}
-        rates = dict(zip(nets, (0.5, 0.05)))   # plain SGD at a rate each trains well with
+        kinds = {"sigmoid": ("sigmoid", False), "relu": ("relu", False),
+                 "sigmoid + batch norm": ("sigmoid", True)}
+        nets = {f"{name} {'-'.join(map(str, sizes))}": MLP(
+                    sizes, activation=act, batch_norm=bn, backend=backend, seed=args.seed)
+                for name, (act, bn) in kinds.items()}
+        rates = dict(zip(nets, (0.5, 0.05, 0.5)))   # plain SGD at a rate each trains well with
         save("gradients", lambda path: plots.gradient_norms(
             nets, X, y, epochs=min(args.epochs, 10), lr=rates, path=path))
     return 0

@@ -259,7 +259,7 @@ def gradient_norm_history(net, X, Y, epochs=10, batch_size=10, lr=0.5, probe_row
     for epoch in range(epochs + 1):
         if epoch:
             net.fit(X, Y, epochs=1, batch_size=batch_size, lr=lr)
-        dws, _ = net.gradients(X_probe, Y_probe)
+        dws = net.gradients(X_probe, Y_probe)[0]
         norms.append([float(np.linalg.norm(dw)) for dw in dws])
         accuracy.append(net.score(X_probe, Y_probe))
     return np.array(norms), np.array(accuracy)
