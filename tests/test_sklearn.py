@@ -234,3 +234,13 @@ def test_the_regressor_learns_targets_past_1e154():
     # R² on the targets in units of 1e200 (scikit-learn's r2_score squares them itself)
     residual, total = ((pred - y) / 1e200) ** 2, ((y - y.mean()) / 1e200) ** 2
     assert 1 - residual.sum() / total.sum() > 0.5
+
+
+def test_dropout_and_batch_norm_reach_the_network():
+    from fastmlp import data
+    from fastmlp.sklearn import MLPClassifier
+    X, y = data.load_digits()
+    clf = MLPClassifier((20, 10), dropout=0.2, batch_norm=True, max_iter=3, batch_size=32,
+                        random_state=0).fit(X, y)
+    assert clf.net_.dropout == [0.2, 0.2] and clf.net_.batch_norm == [True, True]
+    assert clf.get_params()["dropout"] == 0.2 and clf.score(X, y) > 0.5

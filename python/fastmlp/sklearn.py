@@ -53,7 +53,7 @@ class _BaseMLP(BaseEstimator):
                  batch_size="auto", learning_rate_init=0.1, max_iter=200, shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
-                 backend="native", dtype="float32"):
+                 backend="native", dtype="float32", dropout=0.0, batch_norm=False):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.alpha = alpha
@@ -70,6 +70,8 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.backend = backend
         self.dtype = dtype
+        self.dropout = dropout          # extensions: fastmlp.MLP's dropout and batch_norm
+        self.batch_norm = batch_norm
 
     # -- parameters -------------------------------------------------------------------
 
@@ -134,7 +136,8 @@ class _BaseMLP(BaseEstimator):
         self.net_ = MLP([n_features, *self._hidden_sizes(), n_outputs],
                         activation=self._activation_spec(),
                         output=ACTIVATION_ALIASES.get(self.out_activation_, self.out_activation_),
-                        backend=self.backend, dtype=self.dtype, seed=seed)
+                        backend=self.backend, dtype=self.dtype, seed=seed,
+                        dropout=self.dropout, batch_norm=self.batch_norm)
         self.n_iter_ = 0
         self.t_ = 0
         self.loss_curve_ = []
