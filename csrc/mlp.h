@@ -35,13 +35,19 @@ enum class Loss : int { cross_entropy, binary_cross_entropy, quadratic };
 // A hidden layer: an element-wise activation (with its leaky slope / ELU alpha), or
 // maxout with maxout_pieces > 0 linear pieces per unit (then act is unused).
 // dropout: the rate p in [0, 1) at which training drops the layer's outputs (inverted
-// dropout, kernels/dropout.h); 0 for none.
+// dropout, kernels/dropout.h); 0 for none. batch_norm: the layer's z is batch-normalised
+// (y = gamma x̂ + beta, batch_norm_forward) before f.
 struct HiddenLayer {
   Act act = Act::identity;
   double param = 0.0;
   std::size_t maxout_pieces = 0;
   double dropout = 0.0;
+  bool batch_norm = false;
 };
+
+// torch.nn.BatchNorm1d's constants, as python/fastmlp/specs.py states them.
+constexpr double kBatchNormMomentum = 0.1;
+constexpr double kBatchNormEps = 1e-5;
 
 struct Network {
   std::vector<std::size_t> sizes;   // s_1 (inputs), hidden ..., s_L (outputs); >= 2 entries
@@ -51,6 +57,7 @@ struct Network {
 
   std::size_t n_layers() const { return sizes.size() - 1; }
   bool has_dropout(std::size_t l) const { return l < hidden.size() && hidden[l].dropout > 0.0; }
+  bool has_batch_norm(std::size_t l) const { return l < hidden.size() && hidden[l].batch_norm; }
   // Rows of W(l): the units of layer l+1, times the pieces of a maxout layer.
   std::size_t rows(std::size_t l) const {
     bool maxout = l < hidden.size() && hidden[l].maxout_pieces > 0;
@@ -88,8 +95,10 @@ struct Targets {
 // max_batch rows): z[l] (rows(l) columns), a[l] = f(z[l]) (s_(l+2) columns; may be z[l]
 // itself), delta[l] = dJ/dz[l], argmax[l] (maxout layers); for a hidden layer with dropout,
 // dropped[l] = a[l] ⊙ mask[l], the next layer's input while training (`masked`: the last
-// forward pass applied the masks). dW / db hold one layer's gradient at a time (each layer
-// is updated as soon as its backward pass is done).
+// forward pass applied the masks); for a batch-normalised layer, z[l] holds y (the
+// normalised, scaled and shifted z) and xhat[l], mean[l], var[l], inv_std[l] the batch's
+// x̂ and statistics. dW / db (and dgamma / dbeta) hold one layer's gradient at a time
+// (each layer is updated as soon as its backward pass is done).
 template <class T>
 struct Workspace {
   Workspace(const Network& net, std::size_t max_batch);
@@ -100,6 +109,8 @@ struct Workspace {
   std::vector<std::vector<std::int64_t>> argmax;
   std::vector<std::vector<T>> dropped, mask;
   bool masked = false;
+  std::vector<std::vector<T>> xhat, mean, var, inv_std;
+  std::vector<T> dgamma, dbeta;
   std::vector<T> d_maxout;            // dJ/da of a maxout layer, before routing to its pieces
   std::vector<T> dw, db;
   std::vector<T> x_batch, y_batch;    // a gathered batch of rows
@@ -113,6 +124,17 @@ struct MaskSource {
   std::uint64_t seed = 0;
   long long step = -1;
   std::size_t row_offset = 0;
+};
+
+// Batch normalization's arrays of the layers l that have it (the others' entries are not
+// read): gamma[l], beta[l] (trained like biases), running_mean[l], running_var[l] (updated
+// by each training step as torch's), each rows(l) long. All null for a net without.
+template <class T>
+struct BatchNorms {
+  T* const* gamma = nullptr;
+  T* const* beta = nullptr;
+  T* const* running_mean = nullptr;
+  T* const* running_var = nullptr;
 };
 
 // How a step updates the weights and biases: torch.optim's rules (twin: python/fastmlp/
@@ -140,6 +162,8 @@ struct Update : UpdateRule {
   // Per layer: momentum: velocity of W(l) in state[0], of b(l) in state[1]; Adam: m of
   // W(l), b(l) in state[0], state[1], v in state[2], state[3]. Each shaped like its array.
   T* const* state[4] = {nullptr, nullptr, nullptr, nullptr};
+  // The same for gamma(l) and beta(l) of the batch-normalised layers (null without).
+  T* const* norm_state[4] = {nullptr, nullptr, nullptr, nullptr};
 };
 
 struct StepResult {
@@ -163,9 +187,11 @@ struct StepResult {
 // n <= ws.max_batch. score_sum as equations.score_sum: argmax z == label (softmax), every
 // output's (z >= 0) == (y >= 0.5) (sigmoid), Σ (out − y)² (identity). Also says whether
 // the loss is finite and the new parameters in range (see StepResult::finite).
+// With batch norm: the batch's statistics normalise each layer, gamma and beta are updated
+// like biases and the running statistics as torch's (n >= 2).
 template <class T>
-StepResult train_step(T* const* w, T* const* b, Workspace<T>& ws, const T* x, Targets<T> y,
-                      std::size_t n, const Update<T>& up);
+StepResult train_step(T* const* w, T* const* b, const BatchNorms<T>& norms, Workspace<T>& ws,
+                      const T* x, Targets<T> y, std::size_t n, const Update<T>& up);
 
 // The gradients of the batch x[rows[0..n)] (rows null: the first n rows of x), times
 // `scale`, into dw[l] and db[l] (shaped like w[l] and b[l]); the weights are not changed
@@ -174,8 +200,11 @@ StepResult train_step(T* const* w, T* const* b, Workspace<T>& ws, const T* x, Ta
 // scale = n / B the shards of a batch of B rows have gradients that sum to the batch's (and
 // masks.row_offset = the shard's first row in the batch: the batch's masks).
 // n <= ws.max_batch (n = 0 writes zeros); rows' values are trusted to index rows of x.
+// With batch norm (the batch's statistics; the running ones are left alone), also dgamma[l]
+// and dbeta[l] of the normalised layers.
 template <class T>
-StepResult batch_gradients(T* const* dw, T* const* db, T* const* w, T* const* b, Workspace<T>& ws,
+StepResult batch_gradients(T* const* dw, T* const* db, T* const* dgamma, T* const* dbeta,
+                           T* const* w, T* const* b, const BatchNorms<T>& norms, Workspace<T>& ws,
                            const T* x, Targets<T> y, const std::int64_t* rows, std::size_t n,
                            T scale, T weight_decay, const MaskSource& masks);
 
@@ -186,9 +215,9 @@ StepResult batch_gradients(T* const* dw, T* const* db, T* const* w, T* const* b,
 // row is read in the first epoch, so fit() needs no pass of its own over X to check it.
 // batch_size <= ws.max_batch; order's values are trusted to lie in [0, n_rows).
 template <class T>
-StepResult train_epoch(T* const* w, T* const* b, Workspace<T>& ws, const T* x, Targets<T> y,
-                       std::size_t n_rows, const std::int64_t* order, std::size_t batch_size,
-                       const Update<T>& up);
+StepResult train_epoch(T* const* w, T* const* b, const BatchNorms<T>& norms, Workspace<T>& ws,
+                       const T* x, Targets<T> y, std::size_t n_rows, const std::int64_t* order,
+                       std::size_t batch_size, const Update<T>& up);
 
 // Training calls on one network, one at a time: the Workspace and a busy flag. Each call
 // checks what the functions above trust (row counts against max_batch, the batch size,
@@ -218,14 +247,15 @@ class Trainer {
 
   // train_step on the n rows of x; n <= max_batch ("x: ..."); up's rates finite in T and
   // its state set for its rule.
-  StepResult step(const Claim&, T* const* w, T* const* b, const T* x, Targets<T> y,
-                  std::size_t n, const Update<T>& up);
+  StepResult step(const Claim&, T* const* w, T* const* b, const BatchNorms<T>& norms,
+                  const T* x, Targets<T> y, std::size_t n, const Update<T>& up);
   // train_epoch; 1 <= batch_size <= max_batch.
-  StepResult epoch(const Claim&, T* const* w, T* const* b, const T* x, Targets<T> y,
-                   std::size_t n_rows, const std::int64_t* order, long long batch_size,
-                   const Update<T>& up);
+  StepResult epoch(const Claim&, T* const* w, T* const* b, const BatchNorms<T>& norms,
+                   const T* x, Targets<T> y, std::size_t n_rows, const std::int64_t* order,
+                   long long batch_size, const Update<T>& up);
   // batch_gradients; n <= max_batch ("rows: ..."), and dw / db are not the weights' arrays.
-  StepResult gradients(const Claim&, T* const* dw, T* const* db, T* const* w, T* const* b,
+  StepResult gradients(const Claim&, T* const* dw, T* const* db, T* const* dgamma,
+                       T* const* dbeta, T* const* w, T* const* b, const BatchNorms<T>& norms,
                        const T* x, Targets<T> y, const std::int64_t* rows, std::size_t n,
                        double scale, double weight_decay, const MaskSource& masks);
 

@@ -4,7 +4,7 @@ import pytest
 
 from fastmlp import MLP, data, gradcheck, optim
 
-from conftest import MLP_BACKENDS
+from conftest import MLP_BACKENDS, native_skip_reason
 
 torch = pytest.importorskip("torch")
 
@@ -234,3 +234,67 @@ def test_mpi_is_refused_with_a_clear_error():
     X, y = data.load_digits()
     with pytest.raises(ValueError, match=r"^comm: batch normalization is not supported over MPI"):
         MLP([64, 10, 10], batch_norm=True).fit(X, y, epochs=1, comm=MPI.COMM_SELF)
+
+
+# ---------------------------------------------------------------- the C++ trainer
+
+native = pytest.mark.skipif(native_skip_reason() is not None, reason=str(native_skip_reason()))
+
+
+def all_arrays(net):
+    return [p for arrays in net.parameter_lists for p in arrays] + net.running_means + \
+        net.running_vars
+
+
+@native
+@pytest.mark.parametrize("rule", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("activation", ["sigmoid", "relu", ("maxout", 3), "identity"], ids=str)
+def test_a_cpp_step_is_bitwise_the_python_loop_over_the_native_kernels(activation, dtype, rule):
+    """The C++ step normalises in place of z, updates γ, β as soon as their gradients are
+    known and the running statistics after the forward pass: the same kernels and the same
+    arithmetic as numpy_training's loop run on the native kernel table."""
+    from fastmlp import native_training, numpy_training
+    from fastmlp.checks import check_Y
+    X, y = data.load_digits(dtype)
+    make = {"sgd": lambda: optim.SGD(0.3, weight_decay=0.01),
+            "momentum": lambda: optim.SGD(0.1, momentum=0.9, weight_decay=0.01),
+            "adam": lambda: optim.Adam(0.01, weight_decay=0.01)}[rule]
+    cpp, py = (MLP([64, 12, 9, 10], activation=activation, dtype=dtype, seed=1,
+                   batch_norm=[True, True], dropout=[0.3, 0.0]) for _ in range(2))
+    Y = check_Y(py, y[:40], 40)
+    opts = [make(), make()]
+    for _ in range(3):
+        got = native_training.step(cpp, X[:40], Y, opts[0], 0.3)
+        want = numpy_training.step(py, X[:40], Y, opts[1], 0.3)
+        assert got[0] == pytest.approx(want[0], rel=1e-6) and got[1] == want[1]
+    for a, b in zip(all_arrays(cpp) + opts[0].state_arrays(),
+                    all_arrays(py) + opts[1].state_arrays(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@native
+def test_a_cpp_epoch_is_bitwise_one_cpp_step_per_batch_and_thread_count_free():
+    import fastmlp
+    from fastmlp import native_training
+    X, y = data.load_digits("float64")
+    order = np.random.default_rng(0).permutation(len(X))
+    results = []
+    before = fastmlp.build_info()["num_threads"]
+    try:
+        for threads in (1, 2):
+            fastmlp.set_num_threads(threads)
+            net = MLP([64, 300, 200, 10], activation="relu", dtype="float64", seed=2,
+                      batch_norm=True)
+            native_training.epoch(net, X, y, order, 100, optim.SGD(0.1, momentum=0.9), 0.1, None)
+            results.append(all_arrays(net))
+    finally:
+        fastmlp.set_num_threads(before)
+    step_net = MLP([64, 300, 200, 10], activation="relu", dtype="float64", seed=2, batch_norm=True)
+    sgd = optim.SGD(0.1, momentum=0.9)
+    for lo in range(0, len(X), 100):
+        rows = order[lo:lo + 100]
+        native_training.step(step_net, X[rows], y[rows], sgd, 0.1)
+    for a, b, c in zip(*results, all_arrays(step_net), strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)

@@ -8,8 +8,10 @@ switch backends at any time.
 """
 import weakref
 
+import numpy as np
+
 from . import native_core, numpy_training
-from .checks import NonFiniteInputError, all_finite
+from .checks import NonFiniteInputError
 from .optim import Adam
 
 # one forward pass over the native kernels: nothing to keep in C++
@@ -43,7 +45,7 @@ def workspace(net, max_batch):
     if ws is None or ws.max_batch < max_batch:
         ws = native_core.load().TrainingWorkspace(net.sizes, _hidden_specs(net), net.output,
                                                   net.loss_name, net.dtype, max(max_batch, 1),
-                                                  net.dropout)
+                                                  net.dropout, net.batch_norm)
         _workspaces[net] = ws
     return ws
 
@@ -51,8 +53,8 @@ def workspace(net, max_batch):
 def params(net):
     """The weight and bias lists, each array C-contiguous in the net's dtype and writable
     (C++ updates them in place); an array that is not gets replaced by a copy (batch
-    norm's γ and β too)."""
-    for arrays in net.parameter_lists:
+    norm's γ, β and running statistics too)."""
+    for arrays in net.parameter_lists + [net.running_means, net.running_vars]:
         for i, p in enumerate(arrays):
             if not (p.flags.c_contiguous and p.flags.writeable and p.flags.aligned
                     and p.dtype == net.dtype):
@@ -60,29 +62,16 @@ def params(net):
     return net.weights, net.biases
 
 
-def python_loop(net):
-    """The C++ trainer has no batch normalization: a batch-normalised net trains through
-    numpy_training's loop on the native kernel table (batch_norm_forward/backward and the
-    rest are native kernels), the same operations one kernel call at a time."""
-    return any(net.batch_norm)
-
-
-def _finite_X(X):
-    if not all_finite(X):
-        raise NonFiniteInputError("x: a row contains NaN or infinity")
-
-
 def gradients(net, X, Y, rows, scale, weight_decay, grads, dropout=None):
-    params(net)
-    if python_loop(net):
-        return numpy_training.gradients(net, X, Y, rows, scale, weight_decay, grads, dropout)
-    dws, dbs = grads
     weights, biases = params(net)
+    dws, dbs, *norm_grads = grads
+    dgammas, dbetas = norm_grads or ((), ())
     n = len(X) if rows is None else len(rows)
     step, row_offset = (-1, 0) if dropout is None else dropout
     return workspace(net, n).gradients(dws, dbs, weights, biases, X, Y, rows, scale,
                                        weight_decay, mask_seed=net.mask_seed, mask_step=step,
-                                       row_offset=row_offset)
+                                       row_offset=row_offset, gammas=net.gammas,
+                                       betas=net.betas, dgammas=dgammas, dbetas=dbetas)
 
 
 def update(net, grads, optimizer, lr):
@@ -92,10 +81,12 @@ def update(net, grads, optimizer, lr):
 
 def _rule(net, optimizer):
     """The optimizer as TrainingWorkspace's step and epoch take it: the update rule, its
-    hyperparameters, the updates applied so far, and its buffers (per buffer name, a pair:
-    the weights' arrays, the biases' arrays)."""
+    hyperparameters, the updates applied so far, its buffers (per buffer name, a tuple: the
+    weights' arrays, the biases' arrays, and with batch norm the gammas' and the betas'),
+    and batch norm's arrays."""
     weights, biases = params(net)
-    optimizer.attach(weights + biases)
+    lists = net.parameter_lists
+    optimizer.attach(numpy_training.flat(lists))
     if isinstance(optimizer, Adam):
         rule = dict(rule="adam", betas=optimizer.betas, eps=optimizer.eps,
                     decoupled=optimizer.decoupled)
@@ -103,22 +94,20 @@ def _rule(net, optimizer):
         rule = dict(rule="momentum", momentum=optimizer.momentum, nesterov=optimizer.nesterov)
     else:
         rule = dict(rule="sgd")
-    n_weights = len(weights)
-    state = [(list(arrays[:n_weights]), list(arrays[n_weights:]))
+    bounds = np.cumsum([0] + [len(arrays) for arrays in lists])
+    state = [tuple(list(arrays[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:]))
              for arrays in zip(*optimizer.buffers)]
     return weights, biases, dict(rule, weight_decay=optimizer.weight_decay,
                                  penalty=optimizer.l2_penalty,
                                  step=optimizer.state["step"], state=state,
-                                 mask_seed=net.mask_seed)
+                                 mask_seed=net.mask_seed, gammas=net.gammas, betas_=net.betas,
+                                 running_means=net.running_means,
+                                 running_vars=net.running_vars)
 
 
 def step(net, X, Y, optimizer, lr):
     """The C++ step also says whether J and the new weights are finite; NonFiniteInputError,
     and no change, if a row of X holds NaN or infinity."""
-    if python_loop(net):
-        params(net)
-        _finite_X(X)
-        return numpy_training.step(net, X, Y, optimizer, lr)
     weights, biases, rule = _rule(net, optimizer)
     result = _checking_X(workspace(net, len(X)).step, weights, biases, X, Y, lr, **rule)
     optimizer.state["step"] += 1
@@ -128,10 +117,6 @@ def step(net, X, Y, optimizer, lr):
 def epoch(net, X, Y, order, batch_size, optimizer, lr, bar):
     """NonFiniteInputError at the first batch with a row of X that holds NaN or infinity
     (the batches before it are applied); `bar` advances once, by the epoch's batches."""
-    if python_loop(net):
-        params(net)
-        _finite_X(X)
-        return numpy_training.epoch(net, X, Y, order, batch_size, optimizer, lr, bar)
     weights, biases, rule = _rule(net, optimizer)
     batch_size = min(batch_size, len(X))   # the same batches, and no larger workspace
     result = _checking_X(workspace(net, batch_size).epoch, weights, biases, X, Y, order,
