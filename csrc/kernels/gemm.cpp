@@ -481,12 +481,13 @@ void linear_backward_masked(T* dw, T* db, T* delta_prev, const T* delta, std::pt
   if (delta_prev == nullptr) return;
   // δ_prev = (δ W) ⊙ f'(z_prev), the derivative applied to each finished block of rows.
   auto times_derivative = [&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
-    if (mask_prev != nullptr) {  // (δ W) ⊙ f'(z_prev) ⊙ mask
-      for (std::size_t i = i0; i < i1; ++i) {
+    if (mask_prev != nullptr) {  // (δ W) ⊙ f'(z_prev) ⊙ mask; whole rows in one run
+      const bool whole_rows = j0 == 0 && j1 == k;
+      for (std::size_t i = i0; i < (whole_rows ? i0 + 1 : i1); ++i) {
         const std::size_t at = i * k + j0;
         activation_backward_masked(delta_prev + at, z_prev ? z_prev + at : nullptr,
-                                   a_prev ? a_prev + at : nullptr, mask_prev + at, j1 - j0,
-                                   act_prev, param_prev);
+                                   a_prev ? a_prev + at : nullptr, mask_prev + at,
+                                   whole_rows ? (i1 - i0) * k : j1 - j0, act_prev, param_prev);
       }
       return;
     }

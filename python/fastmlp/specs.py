@@ -115,6 +115,17 @@ def check_n_params(sizes, activations):
                          f"{MAX_PARAMS}")
 
 
+def per_hidden_layer(value, n_hidden, name, what, check):
+    """One value for every hidden layer, or a list with one per hidden layer -> a list of
+    check(value, its name) per hidden layer."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != n_hidden:
+            raise ValueError(f"{name}: expected one {what} per hidden layer ({n_hidden}), "
+                             f"got {len(value)}")
+        return [check(v, f"{name}[{i}]") for i, v in enumerate(value)]
+    return [check(value, name)] * n_hidden
+
+
 def _check_rate(p, name):
     if not is_real(p):
         raise TypeError(f"{name}: expected a rate in [0, 1), got {p!r}")
@@ -127,12 +138,7 @@ def _check_rate(p, name):
 def parse_dropout(dropout, n_hidden):
     """One dropout rate for every hidden layer, or a list with one per hidden layer -> a
     list of floats in [0, 1)."""
-    if isinstance(dropout, (list, tuple)):
-        if len(dropout) != n_hidden:
-            raise ValueError(f"dropout: expected one rate per hidden layer ({n_hidden}), got "
-                             f"{len(dropout)}")
-        return [_check_rate(p, f"dropout[{i}]") for i, p in enumerate(dropout)]
-    return [_check_rate(dropout, "dropout")] * n_hidden
+    return per_hidden_layer(dropout, n_hidden, "dropout", "rate", _check_rate)
 
 
 # batch normalization's constants: torch.nn.BatchNorm1d's defaults
@@ -140,16 +146,13 @@ BATCH_NORM_MOMENTUM = 0.1
 BATCH_NORM_EPS = 1e-5
 
 
+def _check_flag(flag, name):
+    if not isinstance(flag, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {flag!r}")
+    return bool(flag)
+
+
 def parse_batch_norm(batch_norm, n_hidden):
     """True/False for every hidden layer, or a list with one per hidden layer -> a list of
     bools."""
-    def check(flag, name):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise TypeError(f"{name}: expected True or False, got {flag!r}")
-        return bool(flag)
-    if isinstance(batch_norm, (list, tuple)):
-        if len(batch_norm) != n_hidden:
-            raise ValueError(f"batch_norm: expected one flag per hidden layer ({n_hidden}), "
-                             f"got {len(batch_norm)}")
-        return [check(f, f"batch_norm[{i}]") for i, f in enumerate(batch_norm)]
-    return [check(batch_norm, "batch_norm")] * n_hidden
+    return per_hidden_layer(batch_norm, n_hidden, "batch_norm", "flag", _check_flag)
