@@ -298,3 +298,17 @@ def test_a_cpp_epoch_is_bitwise_one_cpp_step_per_batch_and_thread_count_free():
     for a, b, c in zip(*results, all_arrays(step_net), strict=True):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, c)
+
+
+def test_early_stopping_restores_the_best_epochs_gamma_beta_and_running_statistics(mlp_backend):
+    X, y = data.load_digits()
+    net = MLP([64, 30, 10], activation="relu", backend=mlp_backend, batch_norm=True, seed=1)
+    seen = []
+    hist = net.fit(X[:200], y[:200], epochs=40, batch_size=10, lr=1.0, patience=2,
+                   validation_data=(X[1000:], y[1000:]),
+                   progress=lambda h: seen.append([a.copy() for a in net.gammas + net.betas +
+                                                   net.running_means + net.running_vars]))
+    assert hist.stopped_epoch is not None and hist.best_epoch < hist.stopped_epoch
+    for got, want in zip(net.gammas + net.betas + net.running_means + net.running_vars,
+                         seen[hist.best_epoch], strict=True):
+        np.testing.assert_array_equal(got, want)

@@ -194,7 +194,7 @@ class MLP:
 
     @property
     def n_params(self):
-        """Number of weights and biases."""
+        """Number of weights and biases (and batch norm's γ and β)."""
         return sum(p.size for params in self.parameter_lists for p in params)
 
     def __repr__(self):

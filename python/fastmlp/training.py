@@ -187,6 +187,11 @@ def parameters(net):
     return [p for params in net.parameter_lists for p in params]
 
 
+def _batch_norm_state(net):
+    """Batch norm's γ, β and running statistics (none without batch norm)."""
+    return net.gammas + net.betas + net.running_means + net.running_vars
+
+
 def _model_state(net):
     """What a training step changes: the parameters and batch norm's running statistics."""
     return parameters(net) + net.running_means + net.running_vars
@@ -334,9 +339,10 @@ class _EarlyStopping:
     def record(self, net, history, epoch, val_loss):
         if val_loss < self.best_loss:
             self.best_loss, history.best_epoch, self.waited = val_loss, epoch, 0
-            if self.patience is not None:
+            if self.patience is not None:   # batch norm's arrays too
                 self.best_params = ([w.copy() for w in net.weights],
-                                    [b.copy() for b in net.biases])
+                                    [b.copy() for b in net.biases],
+                                    [a.copy() for a in _batch_norm_state(net)])
         else:
             self.waited += 1
 
@@ -345,7 +351,9 @@ class _EarlyStopping:
 
     def restore_best(self, net, history):
         if self.best_params is not None and history.best_epoch != len(history.loss) - 1:
-            net.weights, net.biases = self.best_params
+            net.weights, net.biases, norms = self.best_params
+            for dst, src in zip(_batch_norm_state(net), norms, strict=True):
+                np.copyto(dst, src)
 
 
 def fit(net, X, Y, epochs=30, batch_size=10, lr=None, weight_decay=None, optimizer=None,
