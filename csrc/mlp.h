@@ -6,8 +6,11 @@
 // as numpy_training.train_batch on the native kernel table: forward through linear_forward (fused
 // bias + activation; maxout_forward for maxout layers), the output's loss kernel, the
 // backward pass through linear_backward (fused f' epilogue; maxout_backward), and the
-// weight-decay SGD update through sgd_update. So it agrees with the NumPy reference within
-// the kernels' rounding, and bitwise with the Python loop over the native kernels.
+// weight-decay SGD update through sgd_update. Dropout's masks (kernels/dropout.h) are drawn
+// and applied in the epilogues of those products; a batch-normalised layer runs
+// batch_norm_forward after its product and batch_norm_backward after the derivative's.
+// So it agrees with the NumPy reference within the kernels' rounding, and bitwise with the
+// Python loop over the native kernels.
 //
 // Every buffer lives in a Workspace allocated once for a largest batch size: a
 // steady-state step or epoch allocates nothing (the GEMM's packing buffers only grow).
