@@ -229,11 +229,16 @@ def test_parameters_and_repr():
     assert "batch_norm=[False, True]" in repr(net)
 
 
-def test_mpi_is_refused_with_a_clear_error():
-    MPI = pytest.importorskip("mpi4py.MPI")
+def test_over_mpi_every_batch_needs_a_row_per_rank():
+    """(2 ranks == 1 process with batch norm: tests/test_mpi.py, batch_norm_sigmoid.)"""
+    from fastmlp import distributed
     X, y = data.load_digits()
-    with pytest.raises(ValueError, match=r"^comm: batch normalization is not supported over MPI"):
-        MLP([64, 10, 10], batch_norm=True).fit(X, y, epochs=1, comm=MPI.COMM_SELF)
+    net = MLP([64, 10, 10], batch_norm=True)
+    args = (1, 10, 0.1, None, None, None, None, True, False)   # epochs .. progress
+    assert distributed._checked_args(net, X[:22], y[:22], 2, *args)[3] == 10
+    with pytest.raises(ValueError, match=r"^batch_size: batch normalization over 3 MPI ranks "
+                                         r"needs batches of at least 3 rows .* leave one of 2$"):
+        distributed._checked_args(net, X[:22], y[:22], 3, *args)
 
 
 # ---------------------------------------------------------------- the C++ trainer

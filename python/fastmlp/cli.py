@@ -230,8 +230,7 @@ def add_train_parser(commands):
                    help="dropout rate of the hidden layers while training, one for all or one "
                         "per layer, in [0, 1) (default: 0, none)")
     p.add_argument("--batch-norm", action="store_true",
-                   help="batch-normalise every hidden layer's pre-activations (default: off; "
-                        "not with mpirun)")
+                   help="batch-normalise every hidden layer's pre-activations (default: off)")
     p.add_argument("--output", choices=["softmax", "sigmoid"], default="softmax",
                    help="output layer: softmax + cross-entropy, or one sigmoid unit per class "
                         "+ binary cross-entropy (accuracy then counts rows with every unit "

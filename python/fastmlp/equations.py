@@ -33,7 +33,7 @@ from .reference.dropout import dropout_key
 from .specs import BATCH_NORM_EPS, BATCH_NORM_MOMENTUM, OUTPUT_ACTIVATION
 
 
-def forward(k, net, X, dropout=None, batch_stats=False):
+def forward(k, net, X, dropout=None, batch_stats=None):
     """Forward pass; per layer (its input a(l), z(l+1), a(l+1), maxout argmax or None),
     where a batch-normalised layer's z is y, the normalised pre-activation. dropout=(step,
     row_offset): with the masks of that update; batch_stats: batch norm with the batch's
@@ -48,11 +48,14 @@ def batch_norm_eval(net, j, z):
             * net.gammas[j] + net.betas[j])
 
 
-def forward_masked(k, net, X, dropout=None, batch_stats=False):
+def forward_masked(k, net, X, dropout=None, batch_stats=None):
     """forward -> (layers, masks, norms): masks[l] is hidden layer l's dropout mask, or
     None (no dropout there, or dropout None: evaluation), and a layer's input is then
-    a(l) ⊙ m; norms[l] is batch_norm_forward's (x̂, μ, σ², 1/√(σ² + ε)) of a
-    batch-normalised layer when batch_stats, else None."""
+    a(l) ⊙ m. batch_stats None: batch norm with the running statistics (evaluation); else
+    what normalises with the batch's statistics, by its batch_norm_forward: the kernel
+    table k, or distributed.GlobalBatchNorm (the global batch's statistics over MPI).
+    norms[l] is batch_norm_forward's (x̂, μ, σ², 1/√(σ² + ε)) of a batch-normalised layer
+    with batch_stats, else None."""
     layers, masks, norms = [], [], []
     a = X
     j = 0   # index of the next batch-normalised layer's γ, β
@@ -61,9 +64,9 @@ def forward_masked(k, net, X, dropout=None, batch_stats=False):
         if act == "maxout" or net.batch_norm[l]:
             z, _ = k.linear_forward(a, w, b, "identity", 0.0)
             if net.batch_norm[l]:
-                if batch_stats:
-                    z, *stats = k.batch_norm_forward(z, net.gammas[j], net.betas[j],
-                                                     BATCH_NORM_EPS)
+                if batch_stats is not None:
+                    z, *stats = batch_stats.batch_norm_forward(z, net.gammas[j], net.betas[j],
+                                                               BATCH_NORM_EPS)
                 else:
                     z = batch_norm_eval(net, j, z)
                 j += 1
@@ -101,10 +104,11 @@ def loss_and_delta(k, net, z, out, Y):
     return loss, k.activation_backward(d_out, z, out, net.output, 0.0)
 
 
-def backward(k, net, layers, delta, masks=None, norms=None):
+def backward(k, net, layers, delta, masks=None, norms=None, batch_stats=None):
     """Backpropagate δ(L) through every layer -> one gradient list per
     net.parameter_lists entry: ∂J/∂W, ∂J/∂b (and ∂J/∂γ, ∂J/∂β with batch norm); masks,
-    norms: forward_masked's."""
+    norms, batch_stats: forward_masked's (batch_stats None: k)."""
+    batch_stats = k if batch_stats is None else batch_stats
     n_layers = len(net.weights)
     dws, dbs = [None] * n_layers, [None] * n_layers
     dgammas, dbetas = [None] * len(net.gammas), [None] * len(net.gammas)
@@ -131,23 +135,24 @@ def backward(k, net, layers, delta, masks=None, norms=None):
         if l > 0 and norms is not None and norms[l - 1] is not None:
             j = sum(net.batch_norm[:l - 1])
             xhat, _, _, inv_std = norms[l - 1]
-            delta, dgammas[j], dbetas[j] = k.batch_norm_backward(delta, xhat, net.gammas[j],
-                                                                  inv_std)
+            delta, dgammas[j], dbetas[j] = batch_stats.batch_norm_backward(
+                delta, xhat, net.gammas[j], inv_std)
     return [dws, dbs, dgammas, dbetas][:len(net.parameter_lists)]
 
 
-def backprop(k, net, X, Y, scale=None, dropout=None):
-    """Forward (batch norm with the batch's statistics), loss, backward on one batch ->
-    (J without weight decay, score_sum, backward's gradient lists, forward_masked's norms);
-    with `scale`, the gradients of scale·J; dropout=(step, row_offset): with the masks of
-    that update."""
-    layers, masks, norms = forward_masked(k, net, X, dropout, batch_stats=True)
+def backprop(k, net, X, Y, scale=None, dropout=None, batch_stats=None):
+    """Forward (batch norm with the batch's statistics, by batch_stats: k unless given),
+    loss, backward on one batch -> (J without weight decay, score_sum, backward's gradient
+    lists, forward_masked's norms); with `scale`, the gradients of scale·J; dropout=(step,
+    row_offset): with the masks of that update."""
+    batch_stats = k if batch_stats is None else batch_stats
+    layers, masks, norms = forward_masked(k, net, X, dropout, batch_stats)
     _, z, out, _ = layers[-1]
     loss, delta = loss_and_delta(k, net, z, out, Y)
     if scale is not None:
         delta = delta * delta.dtype.type(scale)
-    return (loss, score_sum(net, z, out, Y), backward(k, net, layers, delta, masks, norms),
-            norms)
+    return (loss, score_sum(net, z, out, Y),
+            backward(k, net, layers, delta, masks, norms, batch_stats), norms)
 
 
 def update_running_stats(net, norms, n):

@@ -248,7 +248,8 @@ class MLP:
         masks = None if dropout_step is None else (
             check_int(dropout_step, "dropout_step", minimum=0), 0)
         check_batch_rows(self, len(X), "X")
-        _, z, out, _ = equations.forward(self._kernels, self, X, masks, batch_stats=True)[-1]
+        _, z, out, _ = equations.forward(self._kernels, self, X, masks,
+                                         batch_stats=self._kernels)[-1]
         loss, _ = equations.loss_and_delta(self._kernels, self, z, out, Y)
         return loss + equations.weight_penalty(self, weight_decay)
 
