@@ -42,6 +42,7 @@ import traceback
 import numpy as np
 
 from . import backend, equations
+from .reference.batch_norm import normalise, normalise_backward
 from .training import History, checked_fit_args, parameters, train_epochs
 
 COMM_METHODS = ("Get_rank", "Get_size", "Allreduce", "Bcast", "allgather", "bcast", "Abort",
@@ -158,36 +159,24 @@ def _gradient_buffer(net):
 class GlobalBatchNorm:
     """batch_norm_forward / batch_norm_backward (as the kernel tables have them) with the
     statistics of the global batch of `rows` rows, of which this rank holds a shard: the
-    per-unit sums are summed over the ranks (float64 Allreduce), then the twin's formulas
-    (fastmlp.reference.batch_norm) apply. Backward returns this shard's share of ∂J/∂γ and
-    ∂J/∂β, which the step's gradient Allreduce sums like every other gradient."""
+    twin's formulas (fastmlp.reference.batch_norm) with the per-unit sums summed over the
+    ranks (float64 Allreduce). Backward returns this shard's share of ∂J/∂γ and ∂J/∂β,
+    which the step's gradient Allreduce sums like every other gradient."""
 
     def __init__(self, comm, rows):
         self.comm, self.rows = comm, rows
 
-    def _sum(self, local):
+    def _total(self, local):
         MPI = _mpi()
         total = np.asarray(local, dtype=np.float64).copy()
         self.comm.Allreduce(MPI.IN_PLACE, total, op=MPI.SUM)
         return total.astype(local.dtype)
 
     def batch_norm_forward(self, z, gamma, beta, eps):
-        t = z.dtype.type
-        n = t(self.rows)
-        mean = self._sum(z.sum(axis=0)) / n
-        centered = z - mean
-        var = self._sum((centered * centered).sum(axis=0)) / n
-        inv_std = t(1) / np.sqrt(var + t(eps))
-        xhat = centered * inv_std
-        return gamma * xhat + beta, xhat, mean, var, inv_std
+        return normalise(z, gamma, beta, eps, self.rows, self._total)
 
     def batch_norm_backward(self, dy, xhat, gamma, inv_std):
-        t = dy.dtype.type
-        n = t(self.rows)
-        dbeta, dgamma = dy.sum(axis=0), (dy * xhat).sum(axis=0)
-        scale = gamma * inv_std / n
-        dz = scale * (n * dy - self._sum(dbeta) - xhat * self._sum(dgamma))
-        return dz, dgamma, dbeta
+        return normalise_backward(dy, xhat, gamma, inv_std, self.rows, self._total)
 
 
 def _shard_gradients(net, comm, X, Y, rows, scale, weight_decay, grads, masks, batch_rows):
