@@ -80,7 +80,8 @@ def train_batch(net, X, Y, optimizer, lr):
 
 
 def step(net, X, Y, optimizer, lr):
-    """train_batch, and whether J and every new weight and bias are finite."""
+    """train_batch, and whether J and every new parameter (weights, biases, γ, β) are
+    finite."""
     loss, score_sum = train_batch(net, X, Y, optimizer, lr)
     finite = math.isfinite(loss) and in_range(flat(net.parameter_lists))
     return loss, score_sum, finite
