@@ -139,36 +139,98 @@ bool batch_finite(const Workspace<T>& ws, const T* x, const std::int64_t* x_rows
   return true;
 }
 
-// x_rows (n) or null: the batch's row i is row x_rows[i] of x (read in place).
+// Layer l's output as the next layer reads it: a = f(z), or a ⊙ mask when the last forward
+// pass dropped units of it.
 template <class T>
-void forward(Workspace<T>& ws, T* const* w, T* const* b, const T* x, const std::int64_t* x_rows,
-             std::size_t n) {
+T* output(Workspace<T>& ws, std::size_t l) {
+  return ws.masked && ws.net.has_dropout(l) ? ws.dropped[l].data() : activations(ws, l);
+}
+
+// The dropout mask of layer l's output in the last forward pass, or null.
+template <class T>
+const T* output_mask(const Workspace<T>& ws, std::size_t l) {
+  return ws.masked && ws.net.has_dropout(l) ? ws.mask[l].data() : nullptr;
+}
+
+// x_rows (n) or null: the batch's row i is row x_rows[i] of x (read in place). Dropout
+// layers apply the masks of `masks` (none when masks.step < 0); batch-normalised layers
+// use the batch's statistics (the running ones are the caller's to update).
+template <class T>
+void forward(Workspace<T>& ws, T* const* w, T* const* b, const BatchNorms<T>& norms, const T* x,
+             const std::int64_t* x_rows, std::size_t n, const MaskSource& masks) {
   const Network& net = ws.net;
+  ws.masked = masks.step >= 0;
   const T* in = x;
   for (std::size_t l = 0; l < net.n_layers(); ++l) {
     const std::size_t fan_in = net.sizes[l], rows = net.rows(l);
     const T param = l < net.hidden.size() ? static_cast<T>(net.hidden[l].param) : T(0);
     T* z = ws.z[l].data();
+    DropoutPass<T> pass{};
+    const bool drop = ws.masked && net.has_dropout(l);
+    if (drop)
+      pass = dropout_pass(ws.dropped[l].data(), ws.mask[l].data(),
+                          dropout_key(masks.seed, static_cast<std::uint64_t>(masks.step), l),
+                          net.hidden[l].dropout, masks.row_offset);
+    if (net.has_batch_norm(l)) {
+      // z = X Wᵀ + b, then y = gamma x̂ + beta in its place, then f(y) (and the dropout pass)
+      linear_forward_rows(z, z, in, std::ptrdiff_t(fan_in), 1, l == 0 ? x_rows : nullptr, w[l],
+                          std::ptrdiff_t(fan_in), 1, b[l], 1, n, fan_in, rows, Act::identity, T(0));
+      batch_norm_forward(z, ws.xhat[l].data(), ws.mean[l].data(), ws.var[l].data(),
+                         ws.inv_std[l].data(), static_cast<const T*>(z), norms.gamma[l], norms.beta[l],
+                         n, rows, static_cast<T>(kBatchNormEps));
+      const std::size_t units = net.sizes[l + 1];
+      if (is_maxout(net, l))
+        maxout_forward(ws.a[l].data(), ws.argmax[l].data(), z, n, units, net.hidden[l].maxout_pieces);
+      else
+        activation_forward(activations(ws, l), static_cast<const T*>(z), n * rows, net.hidden[l].act, param);
+      if (drop) dropout_forward(pass, static_cast<const T*>(activations(ws, l)), 0, n, 0, units, units);
+      in = output(ws, l);
+      continue;
+    }
     // a maxout layer keeps only z here: its a (fewer columns) comes from maxout_forward
     linear_forward_rows(z, is_maxout(net, l) ? z : activations(ws, l), in, std::ptrdiff_t(fan_in), 1,
                         l == 0 ? x_rows : nullptr, w[l], std::ptrdiff_t(fan_in), 1, b[l], 1, n, fan_in,
-                        rows, layer_activation(net, l), param);
-    if (is_maxout(net, l))
-      maxout_forward(ws.a[l].data(), ws.argmax[l].data(), z, n, net.sizes[l + 1],
-                     net.hidden[l].maxout_pieces);
-    in = activations(ws, l);
+                        rows, layer_activation(net, l), param,
+                        drop && !is_maxout(net, l) ? &pass : nullptr);
+    if (is_maxout(net, l)) {
+      const std::size_t units = net.sizes[l + 1];
+      maxout_forward(ws.a[l].data(), ws.argmax[l].data(), z, n, units, net.hidden[l].maxout_pieces);
+      if (drop) dropout_forward(pass, static_cast<const T*>(ws.a[l].data()), 0, n, 0, units, units);
+    }
+    in = output(ws, l);
+  }
+}
+
+// After a training step's forward pass, in place, as torch.nn.BatchNorm1d: running mean ←
+// (1 − m) running mean + m mean, running var ← (1 − m) running var + m var n/(n − 1)
+// (unbiased), m = kBatchNormMomentum (numpy_training: equations.update_running_stats).
+template <class T>
+void update_running_stats(const Workspace<T>& ws, const BatchNorms<T>& norms, std::size_t n) {
+  const T m = static_cast<T>(kBatchNormMomentum), keep = static_cast<T>(1.0 - kBatchNormMomentum);
+  const T unbiased = static_cast<T>(static_cast<double>(n) / static_cast<double>(n - 1));
+  for (std::size_t l = 0; l < ws.net.hidden.size(); ++l) {
+    if (!ws.net.has_batch_norm(l)) continue;
+    T* run_mean = norms.running_mean[l];
+    T* run_var = norms.running_var[l];
+    const T* mean = ws.mean[l].data();
+    const T* var = ws.var[l].data();
+    for (std::size_t j = 0; j < ws.net.rows(l); ++j) {
+      run_mean[j] = keep * run_mean[j] + m * mean[j];
+      run_var[j] = keep * run_var[j] + m * (var[j] * unbiased);
+    }
   }
 }
 
 // Layer l's gradient into dw (rows(l), s_l; skipped when dw is null) and db (rows(l)), and
 // delta of layer l-1 (no weight is changed, so the caller may update W(l) as soon as this
-// returns).
+// returns); when layer l-1 is batch-normalised, delta through its normalisation and its
+// dgamma, dbeta.
 template <class T>
-void backward_layer(Workspace<T>& ws, T* const* w, const T* x, std::size_t n, std::size_t l,
-                    T* dw, T* db) {
+void backward_layer(Workspace<T>& ws, T* const* w, const BatchNorms<T>& norms, const T* x,
+                    std::size_t n, std::size_t l, T* dw, T* db, T* dgamma, T* dbeta) {
   const Network& net = ws.net;
   const std::size_t fan_in = net.sizes[l], rows = net.rows(l);
-  const T* in = l == 0 ? x : activations(ws, l - 1);
+  const T* in = l == 0 ? x : output(ws, l - 1);
   const T* delta = ws.delta[l].data();
   const auto ld_in = std::ptrdiff_t(fan_in), ld_delta = std::ptrdiff_t(rows);
   if (l == 0) {
@@ -177,16 +239,21 @@ void backward_layer(Workspace<T>& ws, T* const* w, const T* x, std::size_t n, st
                     fan_in, rows, Act::identity, T(0), false);
   } else if (is_maxout(net, l - 1)) {
     // "identity" gives dJ/da_prev = δ W; maxout_backward routes it to the winning pieces
-    linear_backward(dw, db, ws.d_maxout.data(), delta, ld_delta, 1, in, ld_in, 1, w[l], ld_in, 1,
-                    static_cast<const T*>(nullptr), static_cast<const T*>(nullptr), n, fan_in,
-                    rows, Act::identity, T(0), false);
+    linear_backward_masked(dw, db, ws.d_maxout.data(), delta, ld_delta, 1, in, ld_in, 1, w[l], ld_in,
+                           1, static_cast<const T*>(nullptr), static_cast<const T*>(nullptr), n,
+                           fan_in, rows, Act::identity, T(0), false, output_mask(ws, l - 1));
     maxout_backward(ws.delta[l - 1].data(), ws.d_maxout.data(), ws.argmax[l - 1].data(), n,
                     fan_in, net.hidden[l - 1].maxout_pieces);
   } else {
     const HiddenLayer& prev = net.hidden[l - 1];
-    linear_backward(dw, db, ws.delta[l - 1].data(), delta, ld_delta, 1, in, ld_in, 1, w[l], ld_in,
-                    1, ws.z[l - 1].data(), activations(ws, l - 1), n, fan_in, rows, prev.act,
-                    static_cast<T>(prev.param), false);
+    linear_backward_masked(dw, db, ws.delta[l - 1].data(), delta, ld_delta, 1, in, ld_in, 1, w[l],
+                           ld_in, 1, ws.z[l - 1].data(), activations(ws, l - 1), n, fan_in, rows,
+                           prev.act, static_cast<T>(prev.param), false, output_mask(ws, l - 1));
+  }
+  if (l > 0 && net.has_batch_norm(l - 1)) {
+    T* d = ws.delta[l - 1].data();  // dJ/dy in, dJ/dz out
+    batch_norm_backward(d, dgamma, dbeta, static_cast<const T*>(d), ws.xhat[l - 1].data(),
+                        norms.gamma[l - 1], ws.inv_std[l - 1].data(), n, net.rows(l - 1));
   }
 }
 
@@ -228,6 +295,25 @@ struct WeightBlockUpdate {
   }
 };
 
+// gamma and beta of layer l by their gradients in ws.dgamma, ws.dbeta: as biases (no
+// weight decay), by the rule's kernel.
+template <class T>
+void update_norm(Workspace<T>& ws, const BatchNorms<T>& norms, const Update<T>& up, long long number,
+                 std::size_t l) {
+  const std::size_t rows = ws.net.rows(l);
+  T* params[2] = {norms.gamma[l], norms.beta[l]};
+  const T* grads[2] = {ws.dgamma.data(), ws.dbeta.data()};
+  for (int i = 0; i < 2; ++i) {
+    if (up.rule == Rule::sgd) {
+      sgd_update(params[i], grads[i], rows, static_cast<T>(up.lr), T(0));
+      continue;
+    }
+    T* const* second = up.norm_state[2 + i];  // Adam's v, or null
+    apply_update(up, number, params[i], up.norm_state[i][l], second ? second[l] : nullptr, grads[i], 1,
+                 rows, rows, 0.0);
+  }
+}
+
 // Backpropagates delta of the output layer down to layer 0, updating each layer's W and b
 // as soon as its gradient is known (no later step reads them). δ_prev is computed first,
 // from W before its update. Plain SGD: weight_sgd_step applies dW to W tile by tile, as
@@ -235,15 +321,17 @@ struct WeightBlockUpdate {
 // the rule's kernel updates each block of W while its dW is still in cache, on the
 // product's threads; the same operations as the kernel over the whole array.
 template <class T>
-void backward_and_update(Workspace<T>& ws, T* const* w, T* const* b, const T* x,
-                         const std::int64_t* x_rows, std::size_t n, const Update<T>& up,
+void backward_and_update(Workspace<T>& ws, T* const* w, T* const* b, const BatchNorms<T>& norms,
+                         const T* x, const std::int64_t* x_rows, std::size_t n, const Update<T>& up,
                          long long number) {
   const Network& net = ws.net;
   const T lr = static_cast<T>(up.lr), weight_decay = static_cast<T>(up.weight_decay);
   for (std::size_t l = net.n_layers(); l-- > 0;) {
     const std::size_t fan_in = net.sizes[l], rows = net.rows(l);
-    backward_layer(ws, w, x, n, l, static_cast<T*>(nullptr), ws.db.data());  // W still unchanged
-    const T* in = l == 0 ? x : activations(ws, l - 1);
+    backward_layer(ws, w, norms, x, n, l, static_cast<T*>(nullptr), ws.db.data(), ws.dgamma.data(),
+                   ws.dbeta.data());  // W still unchanged
+    if (l > 0 && net.has_batch_norm(l - 1)) update_norm(ws, norms, up, number, l - 1);
+    const T* in = l == 0 ? x : output(ws, l - 1);
     const std::int64_t* in_rows = l == 0 ? x_rows : nullptr;
     if (up.rule == Rule::sgd) {
       weight_sgd_step(w[l], ws.dw.data(), ws.delta[l].data(), std::ptrdiff_t(rows), 1, in,
@@ -319,21 +407,22 @@ std::pair<const T*, Targets<T>> gather_batch(Workspace<T>& ws, const T* x, Targe
 // Update number `number` (by `up`) on the batch whose row i is row x_rows[i] of x (x_rows
 // null: rows 0 .. n-1), read in place: only the kernels of layer 0 read x.
 template <class T>
-StepResult step_on_rows(T* const* w, T* const* b, Workspace<T>& ws, const T* x,
-                        const std::int64_t* x_rows, Targets<T> y, std::size_t n,
+StepResult step_on_rows(T* const* w, T* const* b, const BatchNorms<T>& norms, Workspace<T>& ws,
+                        const T* x, const std::int64_t* x_rows, Targets<T> y, std::size_t n,
                         const Update<T>& rule, long long number) {
   const Network& net = ws.net;
   const Update<T> up = batch_rule(rule, y, n);
   const std::size_t last = net.n_layers() - 1;
-  forward(ws, w, b, x, x_rows, n);
+  forward(ws, w, b, norms, x, x_rows, n, MaskSource{up.mask_seed, number, 0});
   StepResult result;
   if (!batch_finite(ws, x, x_rows, n)) {
     result.x_finite = false;
     return result;
   }
+  update_running_stats(ws, norms, n);
   result.loss = loss_and_delta(ws, y, n) + weight_penalty(net, w, static_cast<T>(up.penalty));
   result.score_sum = score_sum(net, ws.z[last].data(), activations(ws, last), y, n);
-  backward_and_update(ws, w, b, x, x_rows, n, up, number);
+  backward_and_update(ws, w, b, norms, x, x_rows, n, up, number);
   return result;
 }
 
@@ -408,9 +497,12 @@ Network make_network(const std::vector<long long>& sizes, std::vector<HiddenLaye
   if (hidden.size() != sizes.size() - 2)
     throw std::invalid_argument("hidden: expected one (name, param) per hidden layer (" +
                                 std::to_string(sizes.size() - 2) + "), got " + std::to_string(hidden.size()));
-  for (std::size_t l = 0; l < hidden.size(); ++l)
+  for (std::size_t l = 0; l < hidden.size(); ++l) {
     if (!std::isfinite(hidden[l].param))
       throw std::invalid_argument("hidden[" + std::to_string(l) + "]: expected a finite parameter");
+    if (!(hidden[l].dropout >= 0.0 && hidden[l].dropout < 1.0))
+      throw std::invalid_argument("dropout[" + std::to_string(l) + "]: expected a rate in [0, 1)");
+  }
   net.hidden = std::move(hidden);
   net.output = output_from_name(output);
   net.loss = loss_from_name(loss, net.output);
@@ -449,12 +541,23 @@ Workspace<T>::Workspace(const Network& network, std::size_t batch)
   a.resize(layers);
   delta.resize(layers);
   argmax.resize(layers);
+  dropped.resize(layers);
+  mask.resize(layers);
+  for (auto* v : {&xhat, &mean, &var, &inv_std}) v->resize(layers);
   std::size_t max_params = 0, max_rows = 0, max_maxout_units = 0;
   for (std::size_t l = 0; l < layers; ++l) {
     const std::size_t rows = net.rows(l), units = net.sizes[l + 1];
     z[l].resize(batch * rows);
     delta[l].resize(batch * rows);
     if (layer_activation(net, l) != Act::identity || is_maxout(net, l)) a[l].resize(batch * units);
+    if (net.has_dropout(l)) {
+      dropped[l].resize(batch * units);
+      mask[l].resize(batch * units);
+    }
+    if (net.has_batch_norm(l)) {
+      xhat[l].resize(batch * rows);
+      for (auto* v : {&mean, &var, &inv_std}) (*v)[l].resize(rows);
+    }
     if (is_maxout(net, l)) {
       argmax[l].resize(batch * units);
       max_maxout_units = std::max(max_maxout_units, units);
@@ -465,6 +568,8 @@ Workspace<T>::Workspace(const Network& network, std::size_t batch)
   d_maxout.resize(batch * max_maxout_units);
   dw.resize(max_params);
   db.resize(max_rows);
+  dgamma.resize(max_rows);
+  dbeta.resize(max_rows);
   x_batch.resize(batch * net.sizes.front());
   y_batch.resize(batch * net.sizes.back());
   label_batch.resize(batch);
@@ -472,32 +577,42 @@ Workspace<T>::Workspace(const Network& network, std::size_t batch)
 }
 
 template <class T>
-StepResult train_step(T* const* w, T* const* b, Workspace<T>& ws, const T* x, Targets<T> y,
-                      std::size_t n, const Update<T>& up) {
-  StepResult result =
-      step_on_rows(w, b, ws, x, static_cast<const std::int64_t*>(nullptr), y, n, up, up.step + 1);
+StepResult train_step(T* const* w, T* const* b, const BatchNorms<T>& norms, Workspace<T>& ws,
+                      const T* x, Targets<T> y, std::size_t n, const Update<T>& up) {
+  StepResult result = step_on_rows(w, b, norms, ws, x, static_cast<const std::int64_t*>(nullptr), y,
+                                   n, up, up.step + 1);
   if (!result.x_finite) return result;
   result.finite = std::isfinite(result.loss);
-  for (std::size_t l = 0; l < ws.net.n_layers() && result.finite; ++l)
-    result.finite = in_range(w[l], ws.net.rows(l) * ws.net.sizes[l]) && in_range(b[l], ws.net.rows(l));
+  const Network& net = ws.net;
+  for (std::size_t l = 0; l < net.n_layers() && result.finite; ++l) {
+    result.finite = in_range(w[l], net.rows(l) * net.sizes[l]) && in_range(b[l], net.rows(l));
+    if (net.has_batch_norm(l))
+      result.finite = result.finite && in_range(norms.gamma[l], net.rows(l)) &&
+                      in_range(norms.beta[l], net.rows(l));
+  }
   return result;
 }
 
 template <class T>
-StepResult batch_gradients(T* const* dw, T* const* db, T* const* w, T* const* b, Workspace<T>& ws,
+StepResult batch_gradients(T* const* dw, T* const* db, T* const* dgamma, T* const* dbeta,
+                           T* const* w, T* const* b, const BatchNorms<T>& norms, Workspace<T>& ws,
                            const T* x, Targets<T> y, const std::int64_t* rows, std::size_t n, T scale,
-                           T weight_decay) {
+                           T weight_decay, const MaskSource& masks) {
   const Network& net = ws.net;
   const std::size_t last = net.n_layers() - 1;
   if (n == 0) {  // an empty shard adds nothing to the sum of the shards' gradients
     for (std::size_t l = 0; l <= last; ++l) {
       std::fill_n(dw[l], net.rows(l) * net.sizes[l], T(0));
       std::fill_n(db[l], net.rows(l), T(0));
+      if (net.has_batch_norm(l)) {
+        std::fill_n(dgamma[l], net.rows(l), T(0));
+        std::fill_n(dbeta[l], net.rows(l), T(0));
+      }
     }
     return {0.0, 0.0};
   }
   const auto [xb, yb] = gather_batch(ws, x, y, rows, n);
-  forward(ws, w, b, xb, static_cast<const std::int64_t*>(nullptr), n);
+  forward(ws, w, b, norms, xb, static_cast<const std::int64_t*>(nullptr), n, masks);
   StepResult result;
   result.loss = loss_and_delta(ws, yb, n) + weight_penalty(net, w, weight_decay);
   result.score_sum = score_sum(net, ws.z[last].data(), activations(ws, last), yb, n);
@@ -507,14 +622,18 @@ StepResult batch_gradients(T* const* dw, T* const* db, T* const* w, T* const* b,
     T* delta = ws.delta[last].data();
     for (std::size_t i = 0; i < n * net.sizes.back(); ++i) delta[i] *= scale;
   }
-  for (std::size_t l = net.n_layers(); l-- > 0;) backward_layer(ws, w, xb, n, l, dw[l], db[l]);
+  for (std::size_t l = net.n_layers(); l-- > 0;) {
+    const bool norm = l > 0 && net.has_batch_norm(l - 1);
+    backward_layer(ws, w, norms, xb, n, l, dw[l], db[l], norm ? dgamma[l - 1] : nullptr,
+                   norm ? dbeta[l - 1] : nullptr);
+  }
   return result;
 }
 
 template <class T>
-StepResult train_epoch(T* const* w, T* const* b, Workspace<T>& ws, const T* x, Targets<T> y,
-                       std::size_t n_rows, const std::int64_t* order, std::size_t batch_size,
-                       const Update<T>& up, const BatchDone& batch_done) {
+StepResult train_epoch(T* const* w, T* const* b, const BatchNorms<T>& norms, Workspace<T>& ws,
+                       const T* x, Targets<T> y, std::size_t n_rows, const std::int64_t* order,
+                       std::size_t batch_size, const Update<T>& up, const BatchDone& batch_done) {
   const std::size_t s_in = ws.net.sizes.front(), k = ws.net.sizes.back();
   StepResult total;
   long long number = up.step;
@@ -524,9 +643,9 @@ StepResult train_epoch(T* const* w, T* const* b, Workspace<T>& ws, const T* x, T
     const Targets<T> y_lo = rows_from(y, lo, k);
     // a shuffled batch: its rows of x are read where they lie, only the targets are gathered
     StepResult step = order != nullptr
-                          ? step_on_rows(w, b, ws, x, order + lo, gather_targets(ws, y, order + lo, n),
+                          ? step_on_rows(w, b, norms, ws, x, order + lo, gather_targets(ws, y, order + lo, n),
                                          n, up, number)
-                          : step_on_rows(w, b, ws, x + lo * s_in, static_cast<const std::int64_t*>(nullptr),
+                          : step_on_rows(w, b, norms, ws, x + lo * s_in, static_cast<const std::int64_t*>(nullptr),
                                          y_lo, n, up, number);
     if (!step.x_finite) return step;
     total.loss += step.loss * static_cast<double>(n);
@@ -539,18 +658,45 @@ StepResult train_epoch(T* const* w, T* const* b, Workspace<T>& ws, const T* x, T
 namespace {
 
 // What train_step and train_epoch trust of an Update: rates finite in T (plain SGD uses
-// them as T), a state array per layer for each buffer of its rule, a step count >= 0.
+// them as T), a state array per layer for each buffer of its rule (also for gamma and beta
+// when the net is batch-normalised), a step count >= 0.
 template <class T>
-void check_update(const Update<T>& up) {
+void check_update(const Network& net, const Update<T>& up) {
   require_finite<T>(up.lr, "lr");
   require_finite<T>(up.weight_decay, "weight_decay");
   require_finite<T>(up.penalty, "penalty");
   const int buffers = up.rule == Rule::sgd ? 0 : up.rule == Rule::momentum ? 2 : 4;
-  for (int i = 0; i < 4; ++i)
+  bool normalised = false;
+  for (std::size_t l = 0; l < net.hidden.size(); ++l) normalised = normalised || net.has_batch_norm(l);
+  for (int i = 0; i < 4; ++i) {
     if ((up.state[i] != nullptr) != (i < buffers))
       throw std::invalid_argument("state: expected " + std::to_string(buffers / 2) +
                                   " buffer(s) per parameter array for this rule");
+    if ((up.norm_state[i] != nullptr) != (normalised && i < buffers))
+      throw std::invalid_argument("state: expected " + std::to_string(normalised ? buffers / 2 : 0) +
+                                  " buffer(s) per gamma and beta array for this rule");
+  }
   if (up.step < 0) throw std::invalid_argument("step: expected an integer >= 0, got " + std::to_string(up.step));
+}
+
+// A batch-normalised net has gamma and beta per normalised layer (and the running
+// statistics when `running`: a training step updates them), and trains on batches of at
+// least 2 rows (`what` names the argument that gives the batch's rows).
+template <class T>
+void check_norms(const Network& net, const BatchNorms<T>& norms, std::size_t smallest_batch,
+                 const char* what, bool running) {
+  for (std::size_t l = 0; l < net.hidden.size(); ++l) {
+    if (!net.has_batch_norm(l)) continue;
+    if (!norms.gamma || !norms.beta || !norms.gamma[l] || !norms.beta[l] ||
+        (running && (!norms.running_mean || !norms.running_var || !norms.running_mean[l] ||
+                     !norms.running_var[l])))
+      throw std::invalid_argument("gammas: expected gamma, beta" +
+                                  std::string(running ? " and running statistics" : "") +
+                                  " for layer " + std::to_string(l));
+    if (smallest_batch < 2)
+      throw std::invalid_argument(std::string(what) + ": batch normalization needs training batches of "
+                                  "at least 2 rows, got " + std::to_string(smallest_batch));
+  }
 }
 
 }  // namespace
@@ -570,53 +716,62 @@ Trainer<T>::Claim::~Claim() {
 }
 
 template <class T>
-StepResult Trainer<T>::step(const Claim&, T* const* w, T* const* b, const T* x, Targets<T> y,
-                            std::size_t n, const Update<T>& up) {
+StepResult Trainer<T>::step(const Claim&, T* const* w, T* const* b, const BatchNorms<T>& norms,
+                            const T* x, Targets<T> y, std::size_t n, const Update<T>& up) {
   if (n > ws_.max_batch)
     throw std::invalid_argument("x: " + std::to_string(n) + " rows exceed the workspace's max_batch " +
                                 std::to_string(ws_.max_batch));
-  check_update(up);
-  return train_step(w, b, ws_, x, y, n, up);
+  check_update(ws_.net, up);
+  check_norms(ws_.net, norms, n, "x", true);
+  return train_step(w, b, norms, ws_, x, y, n, up);
 }
 
 template <class T>
-StepResult Trainer<T>::epoch(const Claim&, T* const* w, T* const* b, const T* x, Targets<T> y,
-                             std::size_t n_rows, const std::int64_t* order, long long batch_size,
-                             const Update<T>& up, const BatchDone& batch_done) {
+StepResult Trainer<T>::epoch(const Claim&, T* const* w, T* const* b, const BatchNorms<T>& norms,
+                             const T* x, Targets<T> y, std::size_t n_rows, const std::int64_t* order,
+                             long long batch_size, const Update<T>& up, const BatchDone& batch_done) {
   if (batch_size < 1 || static_cast<std::size_t>(batch_size) > ws_.max_batch)
     throw std::invalid_argument("batch_size: expected 1 .. max_batch (" + std::to_string(ws_.max_batch) +
                                 "), got " + std::to_string(batch_size));
-  check_update(up);
-  return train_epoch(w, b, ws_, x, y, n_rows, order, static_cast<std::size_t>(batch_size), up,
-                     batch_done);
+  check_update(ws_.net, up);
+  const auto size = static_cast<std::size_t>(batch_size);
+  if (n_rows > 0) check_norms(ws_.net, norms, std::min(size, n_rows % size ? n_rows % size : size), "batch_size", true);
+  return train_epoch(w, b, norms, ws_, x, y, n_rows, order, size, up, batch_done);
 }
 
 template <class T>
-StepResult Trainer<T>::gradients(const Claim&, T* const* dw, T* const* db, T* const* w, T* const* b,
+StepResult Trainer<T>::gradients(const Claim&, T* const* dw, T* const* db, T* const* dgamma,
+                                 T* const* dbeta, T* const* w, T* const* b, const BatchNorms<T>& norms,
                                  const T* x, Targets<T> y, const std::int64_t* rows, std::size_t n,
-                                 double scale, double weight_decay) {
+                                 double scale, double weight_decay, const MaskSource& masks) {
   for (std::size_t l = 0; l < ws_.net.n_layers(); ++l)
     if (dw[l] == w[l] || db[l] == b[l])
       throw std::invalid_argument("dws, dbs: expected arrays of their own, got the weights or biases");
   if (n > ws_.max_batch)
     throw std::invalid_argument("rows: " + std::to_string(n) + " rows exceed the workspace's max_batch " +
                                 std::to_string(ws_.max_batch));
+  check_norms(ws_.net, norms, n == 0 ? 2 : n, "rows", false);  // an empty shard writes zeros
+  for (std::size_t l = 0; l < ws_.net.hidden.size(); ++l)
+    if (ws_.net.has_batch_norm(l) && (!dgamma || !dbeta || !dgamma[l] || !dbeta[l]))
+      throw std::invalid_argument("dgammas, dbetas: expected arrays for layer " + std::to_string(l));
   const T scale_t = require_finite<T>(scale, "scale");
   const T wd_t = require_finite<T>(weight_decay, "weight_decay");
-  return batch_gradients(dw, db, w, b, ws_, x, y, rows, n, scale_t, wd_t);
+  return batch_gradients(dw, db, dgamma, dbeta, w, b, norms, ws_, x, y, rows, n, scale_t, wd_t, masks);
 }
 
 #define FASTMLP_INSTANTIATE(T)                                                                 \
   template struct Workspace<T>;                                                                \
-  template StepResult train_step<T>(T* const*, T* const*, Workspace<T>&, const T*, Targets<T>, \
-                                    std::size_t, const Update<T>&);                            \
+  template StepResult train_step<T>(T* const*, T* const*, const BatchNorms<T>&, Workspace<T>&, \
+                                    const T*, Targets<T>, std::size_t, const Update<T>&);      \
   template StepResult batch_gradients<T>(T* const*, T* const*, T* const*, T* const*,         \
-                                         Workspace<T>&,                                      \
-                                         const T*, Targets<T>, const std::int64_t*,          \
-                                         std::size_t, T, T);                                 \
-  template StepResult train_epoch<T>(T* const*, T* const*, Workspace<T>&, const T*,           \
-                                     Targets<T>, std::size_t, const std::int64_t*,            \
-                                     std::size_t, const Update<T>&, const BatchDone&);        \
+                                         T* const*, T* const*, const BatchNorms<T>&,         \
+                                         Workspace<T>&, const T*, Targets<T>,                \
+                                         const std::int64_t*, std::size_t, T, T,             \
+                                         const MaskSource&);                                 \
+  template StepResult train_epoch<T>(T* const*, T* const*, const BatchNorms<T>&,              \
+                                     Workspace<T>&, const T*, Targets<T>, std::size_t,        \
+                                     const std::int64_t*, std::size_t, const Update<T>&,      \
+                                     const BatchDone&);                                       \
   template T require_finite<T>(double, const char*);                                          \
   template class Trainer<T>;
 FASTMLP_INSTANTIATE(float)

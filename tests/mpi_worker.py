@@ -19,9 +19,17 @@ ARCHITECTURES = {
     # maxout then tanh, sigmoid + binary cross-entropy on a multi-label 0/1 matrix
     "maxout_sigmoid": dict(sizes=[12, 9, 7, 3], activation=[("maxout", 3), "tanh"],
                            output="sigmoid"),
+    # dropout: each shard applies its rows of the whole batch's masks
+    "dropout_relu": dict(sizes=[12, 16, 10, 4], activation="relu", output="softmax",
+                         dropout=[0.3, 0.5]),
+    # batch norm: the statistics of the global batch, summed over the ranks' shards
+    "batch_norm_sigmoid": dict(sizes=[12, 16, 10, 4], activation="sigmoid", output="softmax",
+                               batch_norm=True),
 }
 # 91 rows in batches of 15: the last batch has 1 row, so one rank's shard is empty
 N_ROWS, BATCH = 91, 15
+# batch norm needs a row per rank in every batch: a last batch of 2 rows
+ROWS = {"batch_norm_sigmoid": 92}
 FIT = dict(epochs=4, batch_size=BATCH, lr=0.2, weight_decay=1e-3, patience=3)
 
 
@@ -30,10 +38,11 @@ def make_data(arch, seed=0):
     rng = np.random.default_rng(seed)
     spec = ARCHITECTURES[arch]
     k = spec["sizes"][-1]
-    X = rng.standard_normal((N_ROWS + 20, spec["sizes"][0]))
+    n = ROWS.get(arch, N_ROWS)
+    X = rng.standard_normal((n + 20, spec["sizes"][0]))
     Y = (rng.integers(0, k, len(X)) if spec["output"] == "softmax"
          else (rng.random((len(X), k)) < 0.4).astype(np.float64))
-    return (X[:N_ROWS], Y[:N_ROWS]), (X[N_ROWS:], Y[N_ROWS:])
+    return (X[:n], Y[:n]), (X[n:], Y[n:])
 
 
 def make_net(arch, backend):
@@ -64,7 +73,8 @@ def train(arch, backend, comm=None, train_data=None, optimizer=None):
 
 
 def save_result(out, comm, net, hist):
-    arrays = {f"p{i}": p for i, p in enumerate(net.weights + net.biases)}
+    arrays = {f"p{i}": p for i, p in enumerate(net.weights + net.biases + net.gammas +
+                                                net.betas + net.running_means + net.running_vars)}
     arrays.update({f"s{i}": s for i, s in enumerate(net.optimizer.state_arrays())})
     arrays.update(lr=hist.lr, loss=hist.loss, val_loss=hist.val_loss, accuracy=hist.accuracy,
                   val_accuracy=hist.val_accuracy)

@@ -9,6 +9,7 @@ import pytest
 import fastmlp
 from fastmlp import autograd
 from fastmlp.autograd import Function, Tensor, nn
+from fastmlp.reference.dropout import dropout_forward as reference_dropout
 
 BACKENDS = ["numpy", "native"]
 FORWARD_TOL = dict(rtol=1e-12, atol=1e-12)
@@ -163,6 +164,11 @@ CASES = {
     "conv2d_1x1": (autograd.conv2d, [normal(1, 2, 3, 3), normal(3, 2, 1, 1)], None, ("matmul",)),
     "conv2d_filter_fills_image": (autograd.conv2d, [normal(2, 1, 3, 4), normal(2, 1, 3, 4)], None,
                                   ("matmul",)),
+    "batch_norm": (lambda z, g, b: autograd.batch_norm(z, g, b), [normal(5, 3), normal(3), normal(3)],
+                   lambda z, g, b: (z - z.mean(0)) / np.sqrt(z.var(0) + 1e-5) * g + b,
+                   ("batch_norm_forward", "batch_norm_backward")),
+    "dropout": (lambda x: autograd.dropout(x, 0.5, 7), [normal(4, 6)],
+                lambda x: reference_dropout(x, 7, 0, 0.5)[0], ("dropout_forward",)),
     "reuse_x_times_x_plus_x": (lambda x: x * x + x, [normal(3, 4)], lambda x: x * x + x, ()),
     "reuse_in_two_branches": (lambda x, w: autograd.tanh(x @ w) @ w.T + x,
                               [normal(3, 4), normal(4, 4)],

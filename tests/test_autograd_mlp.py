@@ -136,3 +136,57 @@ def test_conv_net_learns_bars():
                           nn.Linear(4 * 6 * 6, 2, rng=2))
     first, last, accuracy = train(model, X, y, steps=150, lr=0.1, batch=20)
     assert last < 0.2 * first and accuracy > 0.95
+
+
+# ---------------------------------------------------------------- Dropout and BatchNorm1d
+
+@pytest.mark.parametrize("backend", ["numpy", "native"])
+def test_batchnorm1d_matches_torch_over_steps_and_in_eval(backend):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    ours = nn.BatchNorm1d(5)
+    theirs = torch.nn.BatchNorm1d(5, dtype=torch.float64)
+    with use_backend(backend, ("batch_norm_forward", "batch_norm_backward")):
+        for step in range(5):
+            x = rng.standard_normal((7 + step, 5)) * 3 + 1
+            g = rng.standard_normal((7 + step, 5))
+            xt = Tensor(x, requires_grad=True)
+            y = ours(xt)
+            (y * g).sum().backward()
+            x_torch = torch.tensor(x, requires_grad=True)
+            y_torch = theirs(x_torch)
+            (y_torch * torch.tensor(g)).sum().backward()
+            np.testing.assert_allclose(y.data, y_torch.detach().numpy(), atol=1e-12)
+            np.testing.assert_allclose(xt.grad, x_torch.grad.numpy(), atol=1e-12)
+            for p, q in ((ours.weight, theirs.weight), (ours.bias, theirs.bias)):
+                np.testing.assert_allclose(p.grad, q.grad.numpy(), atol=1e-12)
+                p.grad, q.grad = None, None
+        np.testing.assert_allclose(ours.running_mean, theirs.running_mean.numpy(), atol=1e-12)
+        np.testing.assert_allclose(ours.running_var, theirs.running_var.numpy(), atol=1e-12)
+        x = rng.standard_normal((3, 5))
+        net = nn.Sequential(nn.Linear(5, 5, rng=0), ours).eval()
+        assert not ours.training
+        theirs.eval()
+        with torch.no_grad():
+            want = theirs(torch.tensor(x @ net[0].weight.data.T)).numpy()
+        np.testing.assert_allclose(net(Tensor(x)).data, want, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "native"])
+def test_dropout_masks_while_training_and_passes_through_in_eval(backend):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((200, 50)) + 3   # no zeros of its own
+    layer = nn.Dropout(0.3, seed=4)
+    with use_backend(backend, ("dropout_forward",)):
+        xt = Tensor(x, requires_grad=True)
+        y = layer(xt)
+        kept = y.data != 0
+        assert abs(kept.mean() - 0.7) < 0.02
+        np.testing.assert_allclose(y.data[kept], x[kept] / 0.7)
+        y.sum().backward()
+        np.testing.assert_array_equal(xt.grad, kept / 0.7)
+        assert not np.array_equal(layer(Tensor(x)).data != 0, kept)   # the next call: new masks
+        layer.eval()
+        np.testing.assert_array_equal(layer(Tensor(x)).data, x)
+    with pytest.raises(ValueError, match=r"^p: expected a rate in \[0, 1\)"):
+        nn.Dropout(1.0)

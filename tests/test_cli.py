@@ -97,3 +97,21 @@ def test_activation_arg():
     assert cli.activation_arg("maxout:3") == ("maxout", 3)
     assert cli.activation_arg("elu:0.5") == ("elu", 0.5)
     assert np.isnan(cli.activation_arg("elu:nan")[1])
+
+
+def test_dropout_and_batch_norm_options_reach_the_model(capsys, tmp_path):
+    path = tmp_path / "reg.npz"
+    status, out, _ = run(capsys, "--hidden", "16", "8", "--dropout", "0.2", "0.5", "--batch-norm",
+                         "--epochs", "1", "--backend", "numpy", "--save", str(path))
+    assert status == 0, out
+    net = MLP.load(path)
+    assert net.dropout == [0.2, 0.5] and net.batch_norm == [True, True]
+    assert "dropout=[0.2, 0.5], batch_norm=[True, True]" in out
+
+
+def test_bad_dropout_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        run(capsys, "--dropout", "1.0")
+    assert exit_.value.code == 2 and "expected a fraction in [0, 1)" in capsys.readouterr().err
+    status, _, err = run(capsys, "--dropout", "0.1", "0.2", "0.3", "--backend", "numpy")
+    assert status == 2 and "dropout: expected one rate per hidden layer (2), got 3" in err

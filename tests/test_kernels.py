@@ -294,7 +294,44 @@ def gemm_cases():
                    _linear_backward_bounds)
 
 
-CASES = [*activation_cases(), *maxout_cases(), *loss_cases(), *update_cases(), *gemm_cases()]
+def dropout_cases():
+    # the masks are integer arithmetic and one product per element: bit for bit the twin's
+    for p in (0.0, 0.2, 0.5, 0.9):
+        yield Case("dropout_forward", f"p{p}",
+                   lambda rng, s, dt, p=p: (logits(rng, s, dt), int(rng.integers(2**32)),
+                                            int(rng.integers(1000)), p),
+                   lambda args, out, dt: [exact(), exact()])
+
+
+def _batch_norm_inputs(rng, shape, dtype):
+    """z of at least 2 rows (the statistics of fewer mean nothing), γ and β."""
+    n, m = max(shape[0], 2), shape[1]
+    return (logits(rng, (n, m), dtype) + np.dtype(dtype).type(1), logits(rng, (m,), dtype),
+            logits(rng, (m,), dtype), 1e-5)
+
+
+def _batch_norm_backward_inputs(rng, shape, dtype):
+    z, gamma, beta, eps = _batch_norm_inputs(rng, shape, dtype)
+    _, xhat, _, _, inv_std = fastmlp.get_backend("numpy").batch_norm_forward(z, gamma, beta, eps)
+    return logits(rng, z.shape, dtype), xhat, gamma, inv_std
+
+
+def _sums_over_rows(dtype, n, outputs):
+    """Each output is built from sums over the n rows, summed in another order (rows in
+    order vs NumPy's pairwise), then normalised: reduction bounds scaled by the largest
+    value of each output, with room for the normalisation's few operations."""
+    return [reduction(dtype, n, np.abs(out.astype(np.float64)).max(), ulps=64) for out in outputs]
+
+
+def batch_norm_cases():
+    yield Case("batch_norm_forward", "", _batch_norm_inputs,
+               lambda args, out, dt: _sums_over_rows(dt, len(args[0]), out))
+    yield Case("batch_norm_backward", "", _batch_norm_backward_inputs,
+               lambda args, out, dt: _sums_over_rows(dt, len(args[0]), out))
+
+
+CASES = [*activation_cases(), *maxout_cases(), *loss_cases(), *update_cases(), *gemm_cases(),
+         *dropout_cases(), *batch_norm_cases()]
 
 
 def run_case(case, shape, dtype, layout="c"):
@@ -535,6 +572,9 @@ def valid_calls(z):
         "sgd_update": (z.copy(), z, 0.1, 0.0),
         "momentum_update": (z.copy(), z, np.zeros_like(z), 0.1, 0.9, True, 0.0),
         "adam_update": (z.copy(), z, np.zeros_like(z), np.zeros_like(z), 1e-3, 0.9, 0.999, 1e-8, 0.0, True, 1),
+        "dropout_forward": (z, 7, 0, 0.5),
+        "batch_norm_forward": (z, z[0], z[0], 1e-5),
+        "batch_norm_backward": (z, z, z[0], z[0]),
     }
 
 
@@ -549,7 +589,9 @@ ARG_NAMES = {"activation_forward": ("z",), "activation_derivative": ("z", "a"),
              "maxout_backward": ("da",), "softmax": ("z",), "softmax_cross_entropy": ("z",),
              "sigmoid_binary_cross_entropy": ("z", "y"), "quadratic_loss": ("a", "y"),
              "sgd_update": ("w", "dw"), "momentum_update": ("w", "dw", "velocity"),
-             "adam_update": ("w", "dw", "m", "v")}
+             "adam_update": ("w", "dw", "m", "v"), "dropout_forward": ("a",),
+             "batch_norm_forward": ("z", "gamma", "beta"),
+             "batch_norm_backward": ("dy", "xhat", "gamma", "inv_std")}
 BAD_DTYPES = (np.int64, np.int32, np.bool_, np.float16, np.complex128, object)
 
 
@@ -609,6 +651,11 @@ def test_labels_out_of_range(native, labels):
     (lambda nat: nat.maxout_forward(F64, 0), ValueError, r"^k: expected an integer >= 1, got 0"),
     (lambda nat: nat.maxout_forward(F64[0], 1), ValueError, r"^z: expected a 2-D array"),
     (lambda nat: nat.maxout_backward(F64, np.full((2, 3), 2), 2), ValueError, r"^argmax: expected values in \[0, 2\)"),
+    (lambda nat: nat.dropout_forward(F64, 7, 0, 1.0), ValueError, r"^p: expected a rate in \[0, 1\)"),
+    (lambda nat: nat.dropout_forward(F64, 7, 0, -0.1), ValueError, r"^p: expected a rate in \[0, 1\)"),
+    (lambda nat: nat.dropout_forward(F64, 2**32, 0, 0.5), ValueError, r"^key: expected an integer < 2\*\*32"),
+    (lambda nat: nat.dropout_forward(F64, 7, -1, 0.5), ValueError, r"^row_offset: expected an integer >= 0"),
+    (lambda nat: nat.dropout_forward(F64, 7.0, 0, 0.5), TypeError, r"^key: expected an integer"),
     (lambda nat: nat.maxout_backward(F64, np.full((2, 3), -1), 2), ValueError, r"^argmax: expected values in \[0, 2\)"),
     (lambda nat: nat.maxout_backward(F64, np.zeros((2, 3)), 2), TypeError, r"^argmax: expected an integer array"),
     (lambda nat: nat.maxout_backward(F64, np.zeros((3, 2), np.int64), 2), ValueError, r"^argmax: expected the shape of da"),

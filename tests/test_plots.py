@@ -89,3 +89,30 @@ def test_tower_network_is_an_mlp():
     x = np.linspace(0, 1, 50)
     np.testing.assert_allclose(net.forward(x[:, None])[:, 0], plots.tower_forward(params, x),
                                rtol=1e-12, atol=1e-12)
+
+
+def test_gradient_norms_show_the_vanishing_gradient_and_relu_curing_it(tmp_path):
+    X, y = load_digits()
+    sizes = [64, 30, 30, 30, 30, 30, 10]
+    sigmoid = MLP(sizes, activation="sigmoid", backend="numpy", seed=0)
+    relu = MLP(sizes, activation="relu", backend="numpy", seed=0)
+    before = [w.copy() for w in sigmoid.weights]
+    norms, accuracy = plots.gradient_norm_history(sigmoid, X, y, epochs=3)
+    assert norms.shape == (4, 6) and accuracy.shape == (4,)
+    # the front layer's gradient is orders of magnitude below the last one's, all along
+    assert (norms[:, 0] < norms[:, -1] / 100).all(), norms
+    relu_norms, relu_accuracy = plots.gradient_norm_history(relu, X, y, epochs=3, lr=0.05)
+    assert (relu_norms[1:, 0] > relu_norms[1:, -1] / 10).all(), relu_norms
+    assert relu_accuracy[-1] > 0.8 > 0.2 > accuracy[-1]
+    normalised = MLP(sizes, activation="sigmoid", backend="numpy", seed=0, batch_norm=True)
+    bn_norms, bn_accuracy = plots.gradient_norm_history(normalised, X, y, epochs=3)
+    assert (bn_norms[:, 0] > bn_norms[:, -1] / 10).all() and bn_accuracy[-1] > 0.8, bn_norms
+    for w, b in zip(sigmoid.weights, before):   # a copy was trained
+        np.testing.assert_array_equal(w, b)
+    fig = plots.gradient_norms({"sigmoid": sigmoid, "relu": relu}, X, y, epochs=2,
+                               lr={"sigmoid": 0.5, "relu": 0.05}, path=tmp_path / "g.png")
+    check_png(tmp_path / "g.png", fig)
+    assert [ax.get_yscale() for ax in fig.axes] == ["log", "log"]
+    assert [line.get_label() for line in fig.axes[0].get_lines()] == [
+        f"W({l})" for l in range(1, 7)]
+    assert "sigmoid" in fig.axes[0].get_title() and "relu" in fig.axes[1].get_title()

@@ -355,3 +355,19 @@ def test_warm_start_with_other_outputs_is_refused(backend):
         reg.fit(X, X)
     with pytest.raises(ValueError, match="y: expected 2 outputs"):
         reg.partial_fit(X, X[:, 0])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dropout_and_batch_norm_reach_the_network(backend):
+    X, y = load_digits()
+    clf = MLPClassifier((20, 10), dropout=0.2, batch_norm=True, max_iter=3, batch_size=32,
+                        learning_rate_init=0.01, random_state=0, backend=backend).fit(X, y)
+    assert clf.net_.dropout == [0.2, 0.2] and clf.net_.batch_norm == [True, True]
+    assert clf.get_params()["dropout"] == 0.2 and clf.score(X, y) > 0.5
+    # early stopping keeps batch norm's arrays of the best epoch too
+    stopped = MLPClassifier((20,), batch_norm=True, early_stopping=True, max_iter=30,
+                            n_iter_no_change=2, learning_rate_init=0.05, random_state=0,
+                            backend=backend).fit(X, y)
+    assert stopped.best_validation_score_ == max(stopped.validation_scores_)
+    with pytest.raises(ValueError, match="lbfgs"):
+        MLPClassifier((8,), dropout=0.1, solver="lbfgs", backend=backend).fit(X, y)

@@ -16,6 +16,7 @@
 
 #include "bindings/args.h"
 #include "kernels/activation.h"
+#include "kernels/dropout.h"
 #include "kernels/gemm.h"
 #include "kernels/loss.h"
 #include "kernels/update.h"
@@ -574,6 +575,102 @@ void bind_elementwise(py::module_& m) {
       "g = dw (+ weight_decay * w unless decoupled, which scales w by 1 - lr * weight_decay); "
       "m = beta1 * m + (1 - beta1) * g; v = beta2 * v + (1 - beta2) * g * g; "
       "w -= lr / (1 - beta1**step) * m / (sqrt(v) / sqrt(1 - beta2**step) + eps). Returns None.");
+
+  m.def(
+      "dropout_forward",
+      [](const py::object& a_obj, const py::object& key_obj, const py::object& row_offset_obj,
+         const py::object& p_obj) {
+        py::array a = require_float_array(a_obj, "a", 2, "(n, m)");
+        FloatType ft = require_float_dtype(a, "a");
+        const long long key = require_int(key_obj, "key", 0);
+        if (key > 0xFFFFFFFFll)
+          throw py::value_error("key: expected an integer < 2**32, got " + std::to_string(key));
+        const auto row_offset = static_cast<std::size_t>(require_int(row_offset_obj, "row_offset", 0));
+        const double p = require_finite_number<double>(p_obj, "p");
+        if (!(p >= 0.0 && p < 1.0))
+          throw py::value_error("p: expected a rate in [0, 1), got " + std::string(py::str(p_obj)));
+        return with_float_type(ft, [&](auto tag) -> py::object {
+          using T = decltype(tag);
+          auto ac = CArray<T>::ensure(a);
+          const auto n = static_cast<std::size_t>(a.shape(0)), cols = static_cast<std::size_t>(a.shape(1));
+          py::array_t<T> out({n, cols}), mask({n, cols});
+          const DropoutPass<T> pass = dropout_pass(out.mutable_data(), mask.mutable_data(),
+                                                   static_cast<std::uint32_t>(key), p, row_offset);
+          {
+            py::gil_scoped_release nogil;
+            dropout_forward(pass, ac.data(), 0, n, 0, cols, cols);
+          }
+          return py::make_tuple(out, mask);
+        });
+      },
+      py::arg("a"), py::arg("key"), py::arg("row_offset"), py::arg("p"),
+      "a (n, m) -> (a * mask, mask): the dropout masks of key (fastmlp.reference.dropout), "
+      "row i being row row_offset + i; mask 1/(1 - p) where a unit is kept, else 0.");
+
+  m.def(
+      "batch_norm_forward",
+      [](const py::object& z_obj, const py::object& gamma_obj, const py::object& beta_obj,
+         const py::object& eps_obj) {
+        py::array z = require_float_array(z_obj, "z", 2, "(n, m)"),
+                  gamma = require_float_array(gamma_obj, "gamma", 1, "(m,)"),
+                  beta = require_float_array(beta_obj, "beta", 1, "(m,)");
+        FloatType ft = require_float_dtype(z, "z");
+        require_same_float_dtype(gamma, "gamma", ft, z, "z");
+        require_same_float_dtype(beta, "beta", ft, z, "z");
+        require_dim(gamma, "gamma", 0, z.shape(1), "gamma.shape[0] must equal z.shape[1] = " + std::to_string(z.shape(1)));
+        require_dim(beta, "beta", 0, z.shape(1), "beta.shape[0] must equal z.shape[1] = " + std::to_string(z.shape(1)));
+        if (z.shape(0) < 1) throw py::value_error("z: expected at least one row, got shape " + shape_str(z));
+        return with_float_type(ft, [&](auto tag) -> py::object {
+          using T = decltype(tag);
+          const T eps = require_finite_number<T>(eps_obj, "eps");
+          if (!(eps > T(0))) throw py::value_error("eps: expected a number > 0");
+          auto zc = CArray<T>::ensure(z), gc = CArray<T>::ensure(gamma), bc = CArray<T>::ensure(beta);
+          const auto n = static_cast<std::size_t>(z.shape(0)), cols = static_cast<std::size_t>(z.shape(1));
+          py::array_t<T> y({n, cols}), xhat({n, cols}), mean(cols), var(cols), inv_std(cols);
+          {
+            py::gil_scoped_release nogil;
+            batch_norm_forward(y.mutable_data(), xhat.mutable_data(), mean.mutable_data(), var.mutable_data(),
+                               inv_std.mutable_data(), zc.data(), gc.data(), bc.data(), n, cols, eps);
+          }
+          return py::make_tuple(y, xhat, mean, var, inv_std);
+        });
+      },
+      py::arg("z"), py::arg("gamma"), py::arg("beta"), py::arg("eps"),
+      "Batch normalization of z (n, m) over its rows -> (y = gamma x̂ + beta, x̂, mean, var "
+      "(biased), 1/sqrt(var + eps)).");
+
+  m.def(
+      "batch_norm_backward",
+      [](const py::object& dy_obj, const py::object& xhat_obj, const py::object& gamma_obj,
+         const py::object& inv_std_obj) {
+        py::array dy = require_float_array(dy_obj, "dy", 2, "(n, m)"),
+                  xhat = require_float_array(xhat_obj, "xhat", 2, "(n, m)"),
+                  gamma = require_float_array(gamma_obj, "gamma", 1, "(m,)"),
+                  inv_std = require_float_array(inv_std_obj, "inv_std", 1, "(m,)");
+        FloatType ft = require_float_dtype(dy, "dy");
+        require_same_float_dtype(xhat, "xhat", ft, dy, "dy");
+        require_same_float_dtype(gamma, "gamma", ft, dy, "dy");
+        require_same_float_dtype(inv_std, "inv_std", ft, dy, "dy");
+        require_same_shape(xhat, "xhat", dy, "dy");
+        require_dim(gamma, "gamma", 0, dy.shape(1), "gamma.shape[0] must equal dy.shape[1] = " + std::to_string(dy.shape(1)));
+        require_dim(inv_std, "inv_std", 0, dy.shape(1), "inv_std.shape[0] must equal dy.shape[1] = " + std::to_string(dy.shape(1)));
+        return with_float_type(ft, [&](auto tag) -> py::object {
+          using T = decltype(tag);
+          auto dc = CArray<T>::ensure(dy), xc = CArray<T>::ensure(xhat), gc = CArray<T>::ensure(gamma),
+               ic = CArray<T>::ensure(inv_std);
+          const auto n = static_cast<std::size_t>(dy.shape(0)), cols = static_cast<std::size_t>(dy.shape(1));
+          py::array_t<T> dz({n, cols}), dgamma(cols), dbeta(cols);
+          {
+            py::gil_scoped_release nogil;
+            batch_norm_backward(dz.mutable_data(), dgamma.mutable_data(), dbeta.mutable_data(), dc.data(),
+                                xc.data(), gc.data(), ic.data(), n, cols);
+          }
+          return py::make_tuple(dz, dgamma, dbeta);
+        });
+      },
+      py::arg("dy"), py::arg("xhat"), py::arg("gamma"), py::arg("inv_std"),
+      "Backward of batch_norm_forward: dy = dJ/dy (n, m), its x̂ and 1/sqrt(var + eps) -> "
+      "(dJ/dz, dJ/dgamma, dJ/dbeta).");
 }
 
 }  // namespace

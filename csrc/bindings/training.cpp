@@ -3,6 +3,7 @@
 // converts its result; the network's rules and the call's own checks are the Trainer's.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <chrono>
 #include <cmath>
@@ -85,43 +86,98 @@ class ReleaseParams {
   ParamSlots<T>& slots_;
 };
 
-// weights[l] (rows(l), s_l) and biases[l] (rows(l),): exactly dtype T, C-contiguous,
-// aligned and writable, since they are updated in place (never a silent copy).
+// A list of `count` numpy arrays named `name` ("expected a list of numpy arrays").
+inline py::sequence array_list(const py::object& obj, const char* name, std::size_t count) {
+  if (!py::isinstance<py::sequence>(obj) || py::isinstance<py::str>(obj))
+    throw py::type_error(std::string(name) + ": expected a list of numpy arrays");
+  auto list = py::reinterpret_borrow<py::sequence>(obj);
+  if (list.size() != count)
+    throw py::value_error(std::string(name) + ": expected " + std::to_string(count) + " arrays, got " +
+                          std::to_string(list.size()));
+  return list;
+}
+
+// `item`, named `arg`, as an array updated in place: exactly dtype T, of shape rows x cols
+// (cols 0: 1-D of rows), C-contiguous, aligned and writable (never a silent copy); kept
+// alive in `keep` while the call runs.
+template <class T>
+T* writable_array(const py::object& item, const std::string& arg, py::ssize_t rows, py::ssize_t cols,
+                  py::object& keep) {
+  py::array arr = require_ndarray(item, arg.c_str());
+  if (!arr.dtype().equal(py::dtype::of<T>()))
+    throw py::type_error(arg + ": expected dtype " + std::string(py::str(py::dtype::of<T>())) +
+                         ", got " + std::string(py::str(arr.dtype())));
+  const py::ssize_t ndim = cols ? 2 : 1;
+  bool same = arr.ndim() == ndim && arr.shape(0) == rows && (ndim == 1 || arr.shape(1) == cols);
+  if (!same)
+    throw py::value_error(arg + ": expected shape (" + std::to_string(rows) +
+                          (cols ? ", " + std::to_string(cols) + ")" : ",)") + ", got " + shape_str(arr));
+  if (!py::isinstance<py::array_t<T, py::array::c_style>>(arr) ||
+      reinterpret_cast<std::uintptr_t>(arr.data()) % alignof(T) != 0)
+    throw py::value_error(arg + ": expected a C-contiguous, aligned array (it is updated in place)");
+  if (!arr.writeable()) throw py::value_error(arg + ": expected a writable array, got a read-only one");
+  keep = arr;
+  return static_cast<T*>(arr.mutable_data());
+}
+
+// weights[l] (rows(l), s_l) and biases[l] (rows(l),), as writable_array takes them.
 template <class T>
 void params(ParamSlots<T>& out, const Network& net, const py::object& weights,
             const py::object& biases, const char* weights_name = "weights",
             const char* biases_name = "biases") {
   for (auto [obj, name, is_weight] : {std::tuple{&weights, weights_name, true}, std::tuple{&biases, biases_name, false}}) {
-    if (!py::isinstance<py::sequence>(*obj) || py::isinstance<py::str>(*obj))
-      throw py::type_error(std::string(name) + ": expected a list of numpy arrays");
-    auto list = py::reinterpret_borrow<py::sequence>(*obj);
-    if (list.size() != net.n_layers())
-      throw py::value_error(std::string(name) + ": expected " + std::to_string(net.n_layers()) +
-                            " arrays, got " + std::to_string(list.size()));
+    py::sequence list = array_list(*obj, name, net.n_layers());
     for (std::size_t l = 0; l < net.n_layers(); ++l) {
       const std::string arg = std::string(name) + "[" + std::to_string(l) + "]";
-      py::object item = list[l];
-      py::array arr = require_ndarray(item, arg.c_str());
-      if (!arr.dtype().equal(py::dtype::of<T>()))
-        throw py::type_error(arg + ": expected dtype " + std::string(py::str(py::dtype::of<T>())) +
-                             ", got " + std::string(py::str(arr.dtype())));
-      const py::ssize_t expected[2] = {py::ssize_t(net.rows(l)), py::ssize_t(net.sizes[l])};
-      const py::ssize_t ndim = is_weight ? 2 : 1;
-      bool same = arr.ndim() == ndim;
-      for (py::ssize_t d = 0; same && d < ndim; ++d) same = arr.shape(d) == expected[d];
-      if (!same)
-        throw py::value_error(arg + ": expected shape (" + std::to_string(expected[0]) +
-                              (is_weight ? ", " + std::to_string(expected[1]) + ")" : ",)") +
-                              ", got " + shape_str(arr));
-      if (!py::isinstance<py::array_t<T, py::array::c_style>>(arr) ||
-          reinterpret_cast<std::uintptr_t>(arr.data()) % alignof(T) != 0)
-        throw py::value_error(arg + ": expected a C-contiguous, aligned array (it is updated in place)");
-      if (!arr.writeable()) throw py::value_error(arg + ": expected a writable array, got a read-only one");
-      (is_weight ? out.w : out.b)[l] = static_cast<T*>(arr.mutable_data());
-      out.keep[(is_weight ? 0 : net.n_layers()) + l] = arr;
+      (is_weight ? out.w : out.b)[l] =
+          writable_array<T>(list[l], arg, py::ssize_t(net.rows(l)), is_weight ? py::ssize_t(net.sizes[l]) : 0,
+                            out.keep[(is_weight ? 0 : net.n_layers()) + l]);
     }
   }
 }
+
+// The batch-normalised layers of net, in order.
+inline std::vector<std::size_t> normalised_layers(const Network& net) {
+  std::vector<std::size_t> layers;
+  for (std::size_t l = 0; l < net.hidden.size(); ++l)
+    if (net.has_batch_norm(l)) layers.push_back(l);
+  return layers;
+}
+
+// Per layer, one array of batch normalization (gamma, beta, running mean or variance, or a
+// gradient or optimizer buffer of one), null where a layer has none: `arrays` holds one
+// (rows(l),) array per batch-normalised layer l, in order, as writable_array takes them.
+template <class T>
+struct NormSlots {
+  explicit NormSlots(std::size_t layers) : keep(layers), at(layers, nullptr) {}
+  std::vector<py::object> keep;
+  std::vector<T*> at;
+
+  void fill(const Network& net, const py::object& arrays, const char* name) {
+    const std::vector<std::size_t> layers = normalised_layers(net);
+    py::sequence list = array_list(arrays, name, layers.size());
+    for (std::size_t j = 0; j < layers.size(); ++j)
+      at[layers[j]] = writable_array<T>(list[j], std::string(name) + "[" + std::to_string(j) + "]",
+                                        py::ssize_t(net.rows(layers[j])), 0, keep[layers[j]]);
+  }
+  T* const* data() { return at.data(); }
+};
+
+// Drops the references of NormSlots when the call ends, however it ends.
+template <class T>
+class ReleaseNorms {
+ public:
+  explicit ReleaseNorms(std::vector<NormSlots<T>>& slots) : slots_(slots) {}
+  ~ReleaseNorms() {
+    for (NormSlots<T>& s : slots_)
+      for (py::object& o : s.keep) o = py::object();
+  }
+  ReleaseNorms(const ReleaseNorms&) = delete;
+  ReleaseNorms& operator=(const ReleaseNorms&) = delete;
+
+ private:
+  std::vector<NormSlots<T>>& slots_;
+};
 
 template <class T>
 struct CheckedBatch {
@@ -189,6 +245,12 @@ py::tuple result(const Network& net, StepResult r) {
   return py::make_tuple(r.loss, score_sum);
 }
 
+// Batch normalization's arrays of a call, as Python gives them: one list per kind, one
+// array per batch-normalised layer (empty lists for a net without).
+struct NormArgs {
+  py::object gammas, betas, running_means, running_vars;
+};
+
 // The update rule of a step or epoch, as Python gives it (python/fastmlp/native_training.py
 // builds it from a fastmlp.optim optimizer): before the dtype is known.
 struct UpdateArgs {
@@ -199,7 +261,8 @@ struct UpdateArgs {
 UpdateArgs update_args(double lr, double weight_decay, const std::string& rule,
                        const py::object& penalty, double momentum, bool nesterov,
                        const py::object& betas, double eps, bool sklearn_eps, bool decoupled,
-                       long long step, const py::object& state, bool decay_per_sample) {
+                       long long step, const py::object& state, bool decay_per_sample,
+                       std::uint64_t mask_seed) {
   UpdateArgs args;
   UpdateRule& up = args.settings;
   if (rule == "sgd") up.rule = Rule::sgd;
@@ -226,6 +289,7 @@ UpdateArgs update_args(double lr, double weight_decay, const std::string& rule,
   up.decoupled = decoupled;
   up.step = step;
   up.decay_per_sample = decay_per_sample;
+  up.mask_seed = mask_seed;
   args.state = state;
   return args;
 }
@@ -251,9 +315,22 @@ class TrainingWorkspace {
  public:
   TrainingWorkspace(const py::sequence& sizes, const py::sequence& hidden,
                     const std::string& output, const std::string& loss, const py::object& dtype,
-                    long long max_batch) {
+                    long long max_batch, const std::vector<double>& dropout,
+                    const std::vector<bool>& batch_norm) {
     std::vector<HiddenLayer> layers;
     for (std::size_t l = 0; l < hidden.size(); ++l) layers.push_back(hidden_layer(hidden[l], l));
+    if (!dropout.empty()) {
+      if (dropout.size() != layers.size())
+        throw py::value_error("dropout: expected one rate per hidden layer (" +
+                              std::to_string(layers.size()) + "), got " + std::to_string(dropout.size()));
+      for (std::size_t l = 0; l < layers.size(); ++l) layers[l].dropout = dropout[l];  // checked by make_network
+    }
+    if (!batch_norm.empty()) {
+      if (batch_norm.size() != layers.size())
+        throw py::value_error("batch_norm: expected one flag per hidden layer (" +
+                              std::to_string(layers.size()) + "), got " + std::to_string(batch_norm.size()));
+      for (std::size_t l = 0; l < layers.size(); ++l) layers[l].batch_norm = batch_norm[l];
+    }
     const Network net = make_network(widths(sizes), std::move(layers), output, loss, max_batch);
     const auto batch = static_cast<std::size_t>(max_batch);
     py::dtype dt = py::dtype::from_args(dtype);
@@ -269,11 +346,15 @@ class TrainingWorkspace {
                  const py::object& y, double lr, double weight_decay, const std::string& rule,
                  const py::object& penalty, double momentum, bool nesterov, const py::object& betas,
                  double eps, bool sklearn_eps, bool decoupled, long long step, const py::object& state,
-                 bool decay_per_sample, const py::object& sample_weight) {
+                 bool decay_per_sample, const py::object& sample_weight, std::uint64_t mask_seed,
+                 const py::object& gammas, const py::object& betas_,
+                 const py::object& running_means, const py::object& running_vars) {
     const UpdateArgs up = update_args(lr, weight_decay, rule, penalty, momentum, nesterov, betas,
-                                      eps, sklearn_eps, decoupled, step, state, decay_per_sample);
-    if (f32_) return step_as(*f32_, weights, biases, x, y, sample_weight, up);
-    return step_as(*f64_, weights, biases, x, y, sample_weight, up);
+                                      eps, sklearn_eps, decoupled, step, state, decay_per_sample,
+                                      mask_seed);
+    const NormArgs norms{gammas, betas_, running_means, running_vars};
+    if (f32_) return step_as(*f32_, weights, biases, x, y, sample_weight, up, norms);
+    return step_as(*f64_, weights, biases, x, y, sample_weight, up, norms);
   }
 
   py::tuple epoch(const py::object& weights, const py::object& biases, const py::object& x,
@@ -281,26 +362,41 @@ class TrainingWorkspace {
                   double weight_decay, const std::string& rule, const py::object& penalty,
                   double momentum, bool nesterov, const py::object& betas, double eps,
                   bool sklearn_eps, bool decoupled, long long step, const py::object& state,
-                  bool decay_per_sample, const py::object& sample_weight,
+                  bool decay_per_sample, const py::object& sample_weight, std::uint64_t mask_seed,
+                  const py::object& gammas, const py::object& betas_,
+                  const py::object& running_means, const py::object& running_vars,
                   const py::object& progress, double progress_interval) {
     const UpdateArgs up = update_args(lr, weight_decay, rule, penalty, momentum, nesterov, betas,
-                                      eps, sklearn_eps, decoupled, step, state, decay_per_sample);
+                                      eps, sklearn_eps, decoupled, step, state, decay_per_sample,
+                                      mask_seed);
+    const NormArgs norms{gammas, betas_, running_means, running_vars};
     if (!progress.is_none() && !PyCallable_Check(progress.ptr()))
       throw py::type_error("progress: expected a callable or None");
     if (!(progress_interval >= 0.0 && progress_interval <= 3600.0))
       throw py::value_error("progress_interval: expected seconds in [0, 3600]");
     const BatchDone batch_done = throttled(progress, progress_interval);
-    if (f32_) return epoch_as(*f32_, weights, biases, x, y, sample_weight, order, batch_size, up, batch_done);
-    return epoch_as(*f64_, weights, biases, x, y, sample_weight, order, batch_size, up, batch_done);
+    if (f32_)
+      return epoch_as(*f32_, weights, biases, x, y, sample_weight, order, batch_size, up, norms,
+                      batch_done);
+    return epoch_as(*f64_, weights, biases, x, y, sample_weight, order, batch_size, up, norms,
+                    batch_done);
   }
 
   py::tuple gradients(const py::object& dws, const py::object& dbs, const py::object& weights,
                       const py::object& biases, const py::object& x, const py::object& y,
                       const py::object& rows, double scale, double weight_decay,
-                      const py::object& sample_weight) {
+                      const py::object& sample_weight, std::uint64_t mask_seed, long long mask_step,
+                      long long row_offset, const py::object& gammas, const py::object& betas,
+                      const py::object& dgammas, const py::object& dbetas) {
+    if (row_offset < 0)
+      throw py::value_error("row_offset: expected an integer >= 0, got " + std::to_string(row_offset));
+    const MaskSource masks{mask_seed, mask_step, static_cast<std::size_t>(row_offset)};
+    const NormArgs norms{gammas, betas, py::none(), py::none()};
     if (f32_)
-      return gradients_as(*f32_, dws, dbs, weights, biases, x, y, sample_weight, rows, scale, weight_decay);
-    return gradients_as(*f64_, dws, dbs, weights, biases, x, y, sample_weight, rows, scale, weight_decay);
+      return gradients_as(*f32_, dws, dbs, weights, biases, x, y, sample_weight, rows, scale,
+                          weight_decay, masks, norms, dgammas, dbetas);
+    return gradients_as(*f64_, dws, dbs, weights, biases, x, y, sample_weight, rows, scale,
+                        weight_decay, masks, norms, dgammas, dbetas);
   }
 
  private:
@@ -310,11 +406,38 @@ class TrainingWorkspace {
   struct Typed {
     Typed(const Network& net, std::size_t max_batch)
         : trainer(net, max_batch), slots(net.n_layers()), grad_slots(net.n_layers()),
-          state_slots{ParamSlots<T>(net.n_layers()), ParamSlots<T>(net.n_layers())} {}
+          state_slots{ParamSlots<T>(net.n_layers()), ParamSlots<T>(net.n_layers())},
+          norm_slots(kNormSlots, NormSlots<T>(net.n_layers())) {}
     Trainer<T> trainer;
     ParamSlots<T> slots, grad_slots;
     ParamSlots<T> state_slots[2];
+    // batch norm: gamma, beta, running mean, running var, dgamma, dbeta, then the rule's
+    // buffers of gamma and beta in Update::norm_state's order
+    static constexpr std::size_t kGamma = 0, kBeta = 1, kMean = 2, kVar = 3, kDGamma = 4, kDBeta = 5,
+                                 kState = 6, kNormSlots = 10;
+    std::vector<NormSlots<T>> norm_slots;
   };
+
+  // The call's batch-norm arrays into t.norm_slots (`running`: with the running statistics,
+  // which a training step updates); the caller holds ReleaseNorms for them.
+  template <class T>
+  static BatchNorms<T> typed_norms(Typed<T>& t, const NormArgs& args, bool running) {
+    const Network& net = t.trainer.net();
+    auto& n = t.norm_slots;
+    n[Typed<T>::kGamma].fill(net, args.gammas, "gammas");
+    n[Typed<T>::kBeta].fill(net, args.betas, "betas");
+    BatchNorms<T> norms{n[Typed<T>::kGamma].data(), n[Typed<T>::kBeta].data(), nullptr, nullptr};
+    if (running) {
+      n[Typed<T>::kMean].fill(net, args.running_means, "running_means");
+      n[Typed<T>::kVar].fill(net, args.running_vars, "running_vars");
+      norms.running_mean = n[Typed<T>::kMean].data();
+      norms.running_var = n[Typed<T>::kVar].data();
+    }
+    for (std::size_t l : normalised_layers(net))
+      if (norms.gamma[l] == norms.beta[l])
+        throw py::value_error("betas: expected arrays of their own, got the gammas'");
+    return norms;
+  }
 
   // up as Update<T>, its buffers checked like the weights (and not the weights themselves)
   // into t.state_slots; the caller holds ReleaseParams for them.
@@ -327,10 +450,27 @@ class TrainingWorkspace {
       throw py::value_error("state: expected " + std::to_string(buffers) +
                             " (weights, biases) pair(s) of buffers for this rule");
     const Network& net = t.trainer.net();
+    const bool normalised = !normalised_layers(net).empty();
+    // per buffer: (weights', biases'), and with batch norm (..., gammas', betas')
+    const std::size_t lists = normalised ? 4 : 2;
     for (std::size_t i = 0; i < buffers; ++i) {
       auto pair = py::reinterpret_borrow<py::sequence>(args.state[py::int_(i)]);
-      if (!py::isinstance<py::sequence>(pair) || pair.size() != 2)
-        throw py::type_error("state: expected (weights' buffers, biases' buffers) pairs");
+      if (!py::isinstance<py::sequence>(pair) || pair.size() != lists)
+        throw py::type_error(normalised ? "state: expected (weights', biases', gammas', betas' buffers) "
+                                          "tuples for a batch-normalised net"
+                                        : "state: expected (weights' buffers, biases' buffers) pairs");
+      if (normalised) {
+        for (std::size_t k = 0; k < 2; ++k) {
+          NormSlots<T>& slot = t.norm_slots[Typed<T>::kState + 2 * i + k];
+          slot.fill(net, pair[2 + k], k ? "state betas" : "state gammas");
+          for (std::size_t l : normalised_layers(net))
+            for (std::size_t other = 0; other < Typed<T>::kState + 2 * i + k; ++other)
+              if (slot.at[l] == t.norm_slots[other].at[l])
+                throw py::value_error("state: expected arrays of their own, got a parameter's or "
+                                      "another buffer's");
+          up.norm_state[2 * i + k] = slot.data();
+        }
+      }
       ParamSlots<T>& slots = t.state_slots[i];
       params(slots, net, pair[0], pair[1], "state weights", "state biases");
       for (std::size_t l = 0; l < net.n_layers(); ++l)
@@ -349,16 +489,19 @@ class TrainingWorkspace {
   template <class T>
   static py::tuple step_as(Typed<T>& t, const py::object& weights, const py::object& biases,
                            const py::object& x, const py::object& y, const py::object& sample_weight,
-                           const UpdateArgs& args) {
+                           const UpdateArgs& args, const NormArgs& norm_args) {
     const typename Trainer<T>::Claim claim(t.trainer);
     ReleaseParams<T> release(t.slots), release_m(t.state_slots[0]), release_v(t.state_slots[1]);
+    ReleaseNorms<T> release_norms(t.norm_slots);
     params(t.slots, t.trainer.net(), weights, biases);
+    const BatchNorms<T> norms = typed_norms(t, norm_args, true);
     const Update<T> up = typed_update(t, args);
     CheckedBatch<T> bt = batch<T>(t.trainer.net(), x, y, sample_weight);
     StepResult r;
     {
       py::gil_scoped_release nogil;
-      r = t.trainer.step(claim, t.slots.w.data(), t.slots.b.data(), bt.x.data(), bt.targets, bt.n, up);
+      r = t.trainer.step(claim, t.slots.w.data(), t.slots.b.data(), norms, bt.x.data(), bt.targets, bt.n,
+                         up);
     }
     py::tuple loss_score = result(t.trainer.net(), r);
     return py::make_tuple(loss_score[0], loss_score[1], r.finite);
@@ -368,10 +511,12 @@ class TrainingWorkspace {
   static py::tuple epoch_as(Typed<T>& t, const py::object& weights, const py::object& biases,
                             const py::object& x, const py::object& y, const py::object& sample_weight,
                             const py::object& order_obj, long long batch_size, const UpdateArgs& args,
-                            const BatchDone& batch_done) {
+                            const NormArgs& norm_args, const BatchDone& batch_done) {
     const typename Trainer<T>::Claim claim(t.trainer);
     ReleaseParams<T> release(t.slots), release_m(t.state_slots[0]), release_v(t.state_slots[1]);
+    ReleaseNorms<T> release_norms(t.norm_slots);
     params(t.slots, t.trainer.net(), weights, biases);
+    const BatchNorms<T> norms = typed_norms(t, norm_args, true);
     const Update<T> up = typed_update(t, args);
     CheckedBatch<T> bt = batch<T>(t.trainer.net(), x, y, sample_weight);
     CArray<std::int64_t> order;
@@ -386,8 +531,8 @@ class TrainingWorkspace {
     StepResult r;
     {
       py::gil_scoped_release nogil;
-      r = t.trainer.epoch(claim, t.slots.w.data(), t.slots.b.data(), bt.x.data(), bt.targets, bt.n,
-                          order_data, batch_size, up, batch_done);
+      r = t.trainer.epoch(claim, t.slots.w.data(), t.slots.b.data(), norms, bt.x.data(), bt.targets,
+                          bt.n, order_data, batch_size, up, batch_done);
     }
     return result(t.trainer.net(), r);
   }
@@ -397,11 +542,23 @@ class TrainingWorkspace {
                                 const py::object& weights, const py::object& biases,
                                 const py::object& x, const py::object& y,
                                 const py::object& sample_weight, const py::object& rows_obj,
-                                double scale, double weight_decay) {
+                                double scale, double weight_decay, const MaskSource& masks,
+                                const NormArgs& norm_args, const py::object& dgammas,
+                                const py::object& dbetas) {
     const typename Trainer<T>::Claim claim(t.trainer);
     ReleaseParams<T> release(t.slots), release_grads(t.grad_slots);
+    ReleaseNorms<T> release_norms(t.norm_slots);
     params(t.slots, t.trainer.net(), weights, biases);
     params(t.grad_slots, t.trainer.net(), dws, dbs, "dws", "dbs");
+    const BatchNorms<T> norms = typed_norms(t, norm_args, false);
+    const Network& net = t.trainer.net();
+    t.norm_slots[Typed<T>::kDGamma].fill(net, dgammas, "dgammas");
+    t.norm_slots[Typed<T>::kDBeta].fill(net, dbetas, "dbetas");
+    for (std::size_t l : normalised_layers(net))
+      for (std::size_t k : {Typed<T>::kDGamma, Typed<T>::kDBeta})
+        if (t.norm_slots[k].at[l] == norms.gamma[l] || t.norm_slots[k].at[l] == norms.beta[l] ||
+            t.norm_slots[Typed<T>::kDGamma].at[l] == t.norm_slots[Typed<T>::kDBeta].at[l])
+          throw py::value_error("dgammas, dbetas: expected arrays of their own");
     CheckedBatch<T> bt = batch<T>(t.trainer.net(), x, y, sample_weight);
     CArray<std::int64_t> rows;
     std::size_t n = bt.n;
@@ -416,9 +573,10 @@ class TrainingWorkspace {
     StepResult r;
     {
       py::gil_scoped_release nogil;
-      r = t.trainer.gradients(claim, t.grad_slots.w.data(), t.grad_slots.b.data(), t.slots.w.data(),
-                              t.slots.b.data(), bt.x.data(), bt.targets, rows_data, n, scale,
-                              weight_decay);
+      r = t.trainer.gradients(claim, t.grad_slots.w.data(), t.grad_slots.b.data(),
+                              t.norm_slots[Typed<T>::kDGamma].data(), t.norm_slots[Typed<T>::kDBeta].data(),
+                              t.slots.w.data(), t.slots.b.data(), norms, bt.x.data(), bt.targets,
+                              rows_data, n, scale, weight_decay, masks);
     }
     return result(t.trainer.net(), r);
   }
@@ -434,12 +592,16 @@ void bind_training(py::module_& m) {
   py::class_<TrainingWorkspace>(m, "TrainingWorkspace",
                                 "Buffers for training one network on batches of up to max_batch rows.")
       .def(py::init<const py::sequence&, const py::sequence&, const std::string&,
-                    const std::string&, const py::object&, long long>(),
+                    const std::string&, const py::object&, long long, const std::vector<double>&,
+                    const std::vector<bool>&>(),
            py::arg("sizes"), py::arg("hidden"), py::arg("output"), py::arg("loss"), py::arg("dtype"),
-           py::arg("max_batch"),
+           py::arg("max_batch"), py::arg("dropout") = std::vector<double>(),
+           py::arg("batch_norm") = std::vector<bool>(),
            "sizes [s_1, ..., s_L]; hidden: one (name, param) per hidden layer, ('maxout', k) "
            "for maxout; output 'softmax' | 'sigmoid' | 'identity' | 'exp'; loss 'cross_entropy' | "
-           "'binary_cross_entropy' | 'quadratic' | 'poisson'; dtype float32 | float64.")
+           "'binary_cross_entropy' | 'quadratic' | 'poisson'; dtype float32 | float64; dropout: "
+           "one rate in [0, 1) per hidden layer (empty: none); batch_norm: one flag per hidden "
+           "layer (empty: none).")
       .def_property_readonly("max_batch", &TrainingWorkspace::max_batch)
       .def_property_readonly("dtype", &TrainingWorkspace::dtype)
       .def("step", &TrainingWorkspace::step, py::arg("weights"), py::arg("biases"), py::arg("x"),
@@ -448,7 +610,9 @@ void bind_training(py::module_& m) {
            py::arg("nesterov") = false, py::arg("betas") = py::make_tuple(0.9, 0.999),
            py::arg("eps") = 1e-8, py::arg("sklearn_eps") = false, py::arg("decoupled") = false, py::arg("step") = 0,
            py::arg("state") = py::tuple(), py::arg("decay_per_sample") = false,
-           py::arg("sample_weight") = py::none(),
+           py::arg("sample_weight") = py::none(), py::arg("mask_seed") = 0, py::arg("gammas") = py::tuple(),
+           py::arg("betas_") = py::tuple(), py::arg("running_means") = py::tuple(),
+           py::arg("running_vars") = py::tuple(),
            "One update of the weights and biases, in place, on the batch (x, y) -> (J before "
            "the update with the L2 penalty, score_sum, whether J and the new weights and "
            "biases are all finite). NonFiniteInputError, and no change, if a row of x is not "
@@ -458,7 +622,11 @@ void bind_training(py::module_& m) {
            "v) a pair (arrays like the weights, arrays like the biases), updated in place; "
            "decay_per_sample: weight_decay and penalty are divided by the batch's sum of "
            "sample weights (scikit-learn's alpha); sample_weight: None or one weight >= 0 per "
-           "row, J then being the weighted mean loss.")
+           "row, J then being the weighted mean loss. "
+           "mask_seed: the dropout masks' generator (this update's masks are those of update "
+           "number step + 1); gammas, betas_, running_means, running_vars: one array per "
+           "batch-normalised layer (betas_: betas is Adam's), updated in place; with batch "
+           "norm, state holds (weights', biases', gammas', betas' buffers) per buffer.")
       .def("epoch", &TrainingWorkspace::epoch, py::arg("weights"), py::arg("biases"), py::arg("x"),
            py::arg("y"), py::arg("order"), py::arg("batch_size"), py::arg("lr"),
            py::arg("weight_decay"), py::kw_only(), py::arg("rule") = "sgd",
@@ -466,6 +634,8 @@ void bind_training(py::module_& m) {
            py::arg("betas") = py::make_tuple(0.9, 0.999), py::arg("eps") = 1e-8,
            py::arg("sklearn_eps") = false, py::arg("decoupled") = false, py::arg("step") = 0, py::arg("state") = py::tuple(),
            py::arg("decay_per_sample") = false, py::arg("sample_weight") = py::none(),
+           py::arg("mask_seed") = 0, py::arg("gammas") = py::tuple(), py::arg("betas_") = py::tuple(),
+           py::arg("running_means") = py::tuple(), py::arg("running_vars") = py::tuple(),
            py::arg("progress") = py::none(), py::arg("progress_interval") = 0.1,
            "One epoch: batches of batch_size rows of x[order] (order None: row order), one "
            "update each, as step -> (sum of J_batch * rows_batch, total score_sum). "
@@ -476,11 +646,16 @@ void bind_training(py::module_& m) {
       .def("gradients", &TrainingWorkspace::gradients, py::arg("dws"), py::arg("dbs"),
            py::arg("weights"), py::arg("biases"), py::arg("x"), py::arg("y"), py::arg("rows"),
            py::arg("scale"), py::arg("weight_decay"), py::kw_only(),
-           py::arg("sample_weight") = py::none(),
+           py::arg("sample_weight") = py::none(), py::arg("mask_seed") = 0,
+           py::arg("mask_step") = -1, py::arg("row_offset") = 0, py::arg("gammas") = py::tuple(),
+           py::arg("betas") = py::tuple(), py::arg("dgammas") = py::tuple(), py::arg("dbetas") = py::tuple(),
            "Gradients of J on the batch x[rows] (rows None: all of x), times scale, written into "
            "dws and dbs (arrays shaped like the weights and biases); the weights are not changed "
            "and weight decay is left to the update -> (J of the batch with the weight-decay "
-           "penalty, score_sum).");
+           "penalty, score_sum). mask_step >= 0: with the dropout masks of that update number "
+           "(generator mask_seed), row i of the batch being row row_offset + i of the masks. "
+           "Batch norm: gammas, betas, and dgammas, dbetas written, one array per "
+           "batch-normalised layer (the batch's statistics; the running ones are not read).");
 }
 
 }  // namespace fastmlp::bindings

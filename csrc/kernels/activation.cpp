@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "kernels/dropout.h"
 #include "kernels/eltwise_isa.h"
 
 namespace fastmlp {
@@ -38,6 +39,43 @@ void activation_backward(T* delta, const T* z, const T* a, std::size_t n, Act ac
 }
 
 template <class T>
+void activation_backward_masked(T* delta, const T* z, const T* a, const T* mask, std::size_t n,
+                                Act act, T param) {
+  with_active_isa([&](auto isa) {
+    activation_backward_masked_isa<T, isa.value>(delta, z, a, mask, n, act, param);
+  });
+}
+
+template <class T>
+void dropout_forward(const DropoutPass<T>& pass, const T* a, std::size_t i0, std::size_t i1,
+                     std::size_t j0, std::size_t j1, std::size_t ld) {
+  with_active_isa([&](auto isa) {
+    for (std::size_t i = i0; i < i1; ++i) {
+      const std::size_t at = i * ld + j0;
+      dropout_row_isa<T, isa.value>(pass.out + at, pass.mask + at, a + at, j1 - j0,
+                                    dropout_row_key(pass.key, pass.row_offset + i),
+                                    static_cast<std::uint32_t>(j0), pass.threshold, pass.scale);
+    }
+  });
+}
+
+template <class T>
+void batch_norm_forward(T* y, T* xhat, T* mean, T* var, T* inv_std, const T* z, const T* gamma,
+                        const T* beta, std::size_t n, std::size_t m, T eps) {
+  with_active_isa([&](auto isa) {
+    batch_norm_forward_isa<T, isa.value>(y, xhat, mean, var, inv_std, z, gamma, beta, n, m, eps);
+  });
+}
+
+template <class T>
+void batch_norm_backward(T* dz, T* dgamma, T* dbeta, const T* dy, const T* xhat, const T* gamma,
+                         const T* inv_std, std::size_t n, std::size_t m) {
+  with_active_isa([&](auto isa) {
+    batch_norm_backward_isa<T, isa.value>(dz, dgamma, dbeta, dy, xhat, gamma, inv_std, n, m);
+  });
+}
+
+template <class T>
 void maxout_forward(T* a, std::int64_t* argmax, const T* z, std::size_t n, std::size_t m,
                     std::size_t k) {
   for (std::size_t i = 0; i < n * m; ++i) {
@@ -64,6 +102,14 @@ void maxout_backward(T* dz, const T* da, const std::int64_t* argmax, std::size_t
   template void activation_forward<T>(T*, const T*, std::size_t, Act, T);                  \
   template void activation_derivative<T>(T*, const T*, const T*, std::size_t, Act, T);     \
   template void activation_backward<T>(T*, const T*, const T*, std::size_t, Act, T);       \
+  template void activation_backward_masked<T>(T*, const T*, const T*, const T*, std::size_t, \
+                                              Act, T);                                     \
+  template void dropout_forward<T>(const DropoutPass<T>&, const T*, std::size_t, std::size_t, \
+                                   std::size_t, std::size_t, std::size_t);                  \
+  template void batch_norm_forward<T>(T*, T*, T*, T*, T*, const T*, const T*, const T*,       \
+                                      std::size_t, std::size_t, T);                          \
+  template void batch_norm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,    \
+                                       std::size_t, std::size_t);                             \
   template void maxout_forward<T>(T*, std::int64_t*, const T*, std::size_t, std::size_t,   \
                                   std::size_t);                                            \
   template void maxout_backward<T>(T*, const T*, const std::int64_t*, std::size_t,         \

@@ -21,6 +21,20 @@ template <class T, Isa isa>
 void activation_backward_isa(T* delta, const T* z, const T* a, std::size_t n, Act act, T param);
 
 template <class T, Isa isa>
+void activation_backward_masked_isa(T* delta, const T* z, const T* a, const T* mask, std::size_t n,
+                                    Act act, T param);
+template <class T, Isa isa>
+void dropout_row_isa(T* out, T* mask, const T* a, std::size_t count, std::uint32_t row_key,
+                     std::uint32_t first_unit, std::uint32_t threshold, T scale);
+
+template <class T, Isa isa>
+void batch_norm_forward_isa(T* y, T* xhat, T* mean, T* var, T* inv_std, const T* z, const T* gamma,
+                            const T* beta, std::size_t n, std::size_t m, T eps);
+template <class T, Isa isa>
+void batch_norm_backward_isa(T* dz, T* dgamma, T* dbeta, const T* dy, const T* xhat, const T* gamma,
+                             const T* inv_std, std::size_t n, std::size_t m);
+
+template <class T, Isa isa>
 void sgd_update_isa(T* w, const T* dw, std::size_t n, T lr, T weight_decay);
 template <class T, Isa isa>
 void momentum_update_isa(T* w, T* velocity, const T* dw, std::size_t n, T lr, T momentum,
@@ -75,6 +89,14 @@ decltype(auto) with_active_isa(F&& f) {
   template void activation_forward_isa<T, ISA>(T*, const T*, std::size_t, Act, T);             \
   template void activation_derivative_isa<T, ISA>(T*, const T*, const T*, std::size_t, Act, T); \
   template void activation_backward_isa<T, ISA>(T*, const T*, const T*, std::size_t, Act, T);   \
+  template void activation_backward_masked_isa<T, ISA>(T*, const T*, const T*, const T*,       \
+                                                       std::size_t, Act, T);                   \
+  template void dropout_row_isa<T, ISA>(T*, T*, const T*, std::size_t, std::uint32_t,           \
+                                        std::uint32_t, std::uint32_t, T);                       \
+  template void batch_norm_forward_isa<T, ISA>(T*, T*, T*, T*, T*, const T*, const T*, const T*, \
+                                               std::size_t, std::size_t, T);                    \
+  template void batch_norm_backward_isa<T, ISA>(T*, T*, T*, const T*, const T*, const T*,         \
+                                                const T*, std::size_t, std::size_t);             \
   template void sgd_update_isa<T, ISA>(T*, const T*, std::size_t, T, T);                       \
   template void momentum_update_isa<T, ISA>(T*, T*, const T*, std::size_t, T, T, bool, T);     \
   template void adam_update_isa<T, ISA>(T*, T*, T*, const T*, std::size_t,                     \

@@ -426,7 +426,8 @@ template <class T>
 void linear_forward_rows(T* z, T* a, const T* x, std::ptrdiff_t rs_x, std::ptrdiff_t cs_x,
                          const std::int64_t* x_rows, const T* w, std::ptrdiff_t rs_w,
                          std::ptrdiff_t cs_w, const T* bias, std::ptrdiff_t s_bias, std::size_t n,
-                         std::size_t k, std::size_t m, Act act, T param) {
+                         std::size_t k, std::size_t m, Act act, T param,
+                         const DropoutPass<T>* dropout) {
   // Z = X Wᵀ: B = Wᵀ is W read with its strides swapped.
   auto bias_and_activation = [&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
     for (std::size_t i = i0; i < i1; ++i) {
@@ -440,6 +441,7 @@ void linear_forward_rows(T* z, T* a, const T* x, std::ptrdiff_t rs_x, std::ptrdi
     else
       for (std::size_t i = i0; i < i1; ++i)
         activation_forward(a + i * m + j0, z + i * m + j0, j1 - j0, act, param);
+    if (dropout != nullptr) dropout_forward(*dropout, a, i0, i1, j0, j1, m);
   };
   gemm_driver(z, as_offset(m), x, rs_x, cs_x, w, cs_w, rs_w, n, m, k, stored<T>(false), bias_and_activation,
               x_rows);
@@ -451,6 +453,18 @@ void linear_backward(T* dw, T* db, T* delta_prev, const T* delta, std::ptrdiff_t
                      const T* w, std::ptrdiff_t rs_w, std::ptrdiff_t cs_w, const T* z_prev,
                      const T* a_prev, std::size_t n, std::size_t k, std::size_t m, Act act_prev,
                      T param_prev, bool accumulate) {
+  linear_backward_masked(dw, db, delta_prev, delta, rs_d, cs_d, x, rs_x, cs_x, w, rs_w, cs_w, z_prev,
+                         a_prev, n, k, m, act_prev, param_prev, accumulate,
+                         static_cast<const T*>(nullptr));
+}
+
+template <class T>
+void linear_backward_masked(T* dw, T* db, T* delta_prev, const T* delta, std::ptrdiff_t rs_d,
+                            std::ptrdiff_t cs_d, const T* x, std::ptrdiff_t rs_x,
+                            std::ptrdiff_t cs_x, const T* w, std::ptrdiff_t rs_w,
+                            std::ptrdiff_t cs_w, const T* z_prev, const T* a_prev, std::size_t n,
+                            std::size_t k, std::size_t m, Act act_prev, T param_prev,
+                            bool accumulate, const T* mask_prev) {
   // dW = δᵀ X: A = δᵀ is δ read with its strides swapped; the reduction runs over the batch.
   if (dw != nullptr)
     gemm_driver(dw, as_offset(k), delta, cs_d, rs_d, x, rs_x, cs_x, m, k, n, stored<T>(accumulate),
@@ -467,6 +481,16 @@ void linear_backward(T* dw, T* db, T* delta_prev, const T* delta, std::ptrdiff_t
   if (delta_prev == nullptr) return;
   // δ_prev = (δ W) ⊙ f'(z_prev), the derivative applied to each finished block of rows.
   auto times_derivative = [&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
+    if (mask_prev != nullptr) {  // (δ W) ⊙ f'(z_prev) ⊙ mask; whole rows in one run
+      const bool whole_rows = j0 == 0 && j1 == k;
+      for (std::size_t i = i0; i < (whole_rows ? i0 + 1 : i1); ++i) {
+        const std::size_t at = i * k + j0;
+        activation_backward_masked(delta_prev + at, z_prev ? z_prev + at : nullptr,
+                                   a_prev ? a_prev + at : nullptr, mask_prev + at,
+                                   whole_rows ? (i1 - i0) * k : j1 - j0, act_prev, param_prev);
+      }
+      return;
+    }
     if (act_prev == Act::identity) return;
     if (j0 == 0 && j1 == k) {  // whole rows: one contiguous run, as in linear_forward
       activation_backward(delta_prev + i0 * k, z_prev + i0 * k, a_prev + i0 * k, (i1 - i0) * k,
@@ -523,13 +547,18 @@ void weight_gradient_blocks(T* dw, const T* delta, std::ptrdiff_t rs_d, std::ptr
                                    const T*, std::ptrdiff_t, std::ptrdiff_t, const T*,         \
                                    std::ptrdiff_t, std::ptrdiff_t, const T*, const T*,         \
                                    std::size_t, std::size_t, std::size_t, Act, T, bool);      \
+  template void linear_backward_masked<T>(T*, T*, T*, const T*, std::ptrdiff_t, std::ptrdiff_t, \
+                                          const T*, std::ptrdiff_t, std::ptrdiff_t, const T*,  \
+                                          std::ptrdiff_t, std::ptrdiff_t, const T*, const T*,  \
+                                          std::size_t, std::size_t, std::size_t, Act, T, bool, \
+                                          const T*);                                          \
   template void weight_sgd_step<T>(T*, T*, const T*, std::ptrdiff_t, std::ptrdiff_t, const T*, \
                                    std::ptrdiff_t, std::ptrdiff_t, const std::int64_t*,       \
                                    std::size_t, std::size_t, std::size_t, T, T);              \
   template void linear_forward_rows<T>(T*, T*, const T*, std::ptrdiff_t, std::ptrdiff_t,        \
                                        const std::int64_t*, const T*, std::ptrdiff_t,          \
                                        std::ptrdiff_t, const T*, std::ptrdiff_t, std::size_t,  \
-                                       std::size_t, std::size_t, Act, T);
+                                       std::size_t, std::size_t, Act, T, const DropoutPass<T>*);
 FASTMLP_INSTANTIATE(float)
 FASTMLP_INSTANTIATE(double)
 #undef FASTMLP_INSTANTIATE

@@ -21,6 +21,7 @@
 #include <cstdint>
 
 #include "kernels/activation.h"
+#include "kernels/dropout.h"
 
 namespace fastmlp {
 
@@ -54,6 +55,16 @@ void linear_backward(T* dw, T* db, T* delta_prev, const T* delta, std::ptrdiff_t
                      const T* a_prev, std::size_t n, std::size_t k, std::size_t m, Act act_prev,
                      T param_prev, bool accumulate);
 
+// linear_backward with delta_prev multiplied by mask_prev (n,k), the dropout mask of the
+// previous layer's output, in the same epilogue (activation_backward_masked).
+template <class T>
+void linear_backward_masked(T* dw, T* db, T* delta_prev, const T* delta, std::ptrdiff_t rs_d,
+                            std::ptrdiff_t cs_d, const T* x, std::ptrdiff_t rs_x,
+                            std::ptrdiff_t cs_x, const T* w, std::ptrdiff_t rs_w,
+                            std::ptrdiff_t cs_w, const T* z_prev, const T* a_prev, std::size_t n,
+                            std::size_t k, std::size_t m, Act act_prev, T param_prev,
+                            bool accumulate, const T* mask_prev);
+
 // delta (n,m), X (n,k), W (m,k) row-major -> W ← W − lr (δᵀX + weight_decay W): the weight
 // step of linear_backward followed by sgd_update, with the same operations in the same
 // order (so W ends bitwise the same), but the gradient dW = δᵀX is applied to W tile by
@@ -82,12 +93,14 @@ void weight_gradient_blocks(T* dw, const T* delta, std::ptrdiff_t rs_d, std::ptr
                             std::size_t m, BlockCallback then, const void* context);
 
 // linear_forward on the batch whose row i is row x_rows[i] of a row-major X (cs_x == 1;
-// x_rows null: rows 0 .. n-1): a shuffled batch read where it lies, without a copy.
+// x_rows null: rows 0 .. n-1): a shuffled batch read where it lies, without a copy. With
+// `dropout`, its pass (dropout.h) over A runs in the same epilogue, after f.
 template <class T>
 void linear_forward_rows(T* z, T* a, const T* x, std::ptrdiff_t rs_x, std::ptrdiff_t cs_x,
                          const std::int64_t* x_rows, const T* w, std::ptrdiff_t rs_w,
                          std::ptrdiff_t cs_w, const T* bias, std::ptrdiff_t s_bias, std::size_t n,
-                         std::size_t k, std::size_t m, Act act, T param);
+                         std::size_t k, std::size_t m, Act act, T param,
+                         const DropoutPass<T>* dropout = nullptr);
 
 // ---- Internal: the micro-kernels, one set per ISA (gemm_avx2.cpp, gemm_avx512.cpp). ----
 

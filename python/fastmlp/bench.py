@@ -42,10 +42,11 @@ def torch_optimizer(torch, params, name):
 OPTIMIZER_NAMES = ("sgd", "momentum", "adam")
 
 
-def fastmlp_epoch(backend, sizes, activation, batch_size, X, y, dtype, optimizer="sgd"):
+def fastmlp_epoch(backend, sizes, activation, batch_size, X, y, dtype, optimizer="sgd",
+                  **model_options):
     from .model import MLP
     net = MLP(sizes, activation=activation, output="softmax", backend=backend, dtype=dtype,
-              seed=0)
+              seed=0, **model_options)
     settings = fastmlp_optimizer(optimizer)
     return lambda: net.fit(X, y, epochs=1, batch_size=batch_size, **settings)
 
@@ -76,15 +77,16 @@ def torch_epoch(sizes, activation, batch_size, X, y, dtype, optimizer="sgd"):
     return epoch
 
 
-def make_runner(runner, case, dtype, n=None, optimizer="sgd"):
+def make_runner(runner, case, dtype, n=None, optimizer="sgd", **model_options):
     """(epoch function or None if `runner` is unavailable, samples per epoch); `optimizer`
-    one of OPTIMIZER_NAMES."""
+    one of OPTIMIZER_NAMES; model_options (dropout=...) go to fastmlp's MLP."""
     sizes, activation, batch_size, default_n = CASES[case]
     n = default_n if n is None else n
     X, y = synthetic(n, sizes, dtype)
     if runner == "torch":
         return torch_epoch(sizes, activation, batch_size, X, y, dtype, optimizer), n
-    return fastmlp_epoch(runner, sizes, activation, batch_size, X, y, dtype, optimizer), n
+    return fastmlp_epoch(runner, sizes, activation, batch_size, X, y, dtype, optimizer,
+                         **model_options), n
 
 
 def take_turns(epochs, rounds, pause=0.0):

@@ -194,3 +194,11 @@ def rows_per_chunk(X, batch_size, chunk_bytes=16 << 20):
     those of a dense epoch), about chunk_bytes of them."""
     row_bytes = X.shape[1] * X.dtype.itemsize
     return max(1, chunk_bytes // max(row_bytes * batch_size, 1)) * batch_size
+
+
+def check_batch_rows(net, n, name):
+    """A batch-normalised net trains on batches of at least 2 rows (one row has no
+    variance; torch.nn.BatchNorm1d refuses it too)."""
+    if n < 2 and any(net.batch_norm):
+        raise ValueError(f"{name}: batch normalization needs training batches of at least 2 "
+                         f"rows, got {n}")

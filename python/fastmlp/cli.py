@@ -226,6 +226,11 @@ def add_train_parser(commands):
                    help="one for all hidden layers or one per layer: sigmoid, tanh, relu, "
                         "leaky_relu[:slope], elu[:alpha], maxout[:k], identity "
                         "(default: sigmoid)")
+    p.add_argument("--dropout", type=fraction_arg, nargs="+", default=[0.0], metavar="RATE",
+                   help="dropout rate of the hidden layers while training, one for all or one "
+                        "per layer, in [0, 1) (default: 0, none)")
+    p.add_argument("--batch-norm", action="store_true",
+                   help="batch-normalise every hidden layer's pre-activations (default: off)")
     p.add_argument("--output", choices=["softmax", "sigmoid"], default="softmax",
                    help="output layer: softmax + cross-entropy, or one sigmoid unit per class "
                         "+ binary cross-entropy (accuracy then counts rows with every unit "
@@ -317,8 +322,10 @@ def train(args, comm):
     activation = args.activation[0] if len(args.activation) == 1 else args.activation
     backend = pick_backend(args.backend)
     k = len(ds.classes)
+    dropout = args.dropout[0] if len(args.dropout) == 1 else args.dropout
     net = MLP([ds.train[0].shape[1], *args.hidden, k], activation=activation,
-              output=args.output, backend=backend, dtype=args.dtype, seed=args.seed)
+              output=args.output, backend=backend, dtype=args.dtype, seed=args.seed,
+              dropout=dropout, batch_norm=args.batch_norm)
     print(f"{net}\n{ds.describe()}")
     if comm is not None:
         from .distributed import threads_per_rank
@@ -347,7 +354,8 @@ def train(args, comm):
 
 # ---------------------------------------------------------------- fastmlp plot
 
-PLOTS = ("curves", "boundaries", "templates", "universal")
+PLOTS = ("curves", "boundaries", "templates", "universal", "gradients")
+DEEP = [30] * 5   # the hidden layers of the vanishing-gradient picture
 TEMPLATE_ROWS = 5000   # enough for clear templates, few enough for numpy on MNIST
 
 
@@ -364,7 +372,10 @@ def add_plot_parser(commands):
                     "epoch on a small training set, early stopping marked), boundaries.png "
                     "(a logistic unit against a small MLP on blobs, XOR, circles and moons), "
                     "templates.png (first-layer weights as images), universal.png (a curve "
-                    "approximated by sums of sigmoid towers). Needs matplotlib.")
+                    "approximated by sums of sigmoid towers), gradients.png (each layer's "
+                    "weight-gradient norm over training in a deep sigmoid network, a ReLU one "
+                    "and a batch-normalised sigmoid one: the vanishing gradient and its "
+                    "cures). Needs matplotlib.")
     p.add_argument("names", nargs="*", type=plot_name_arg, metavar="NAME",
                    help=f"which pictures: {', '.join(PLOTS)} (default: all)")
     p.add_argument("--out-dir", default=".", metavar="DIR",
@@ -373,7 +384,8 @@ def add_plot_parser(commands):
     p.add_argument("--train-rows", type=positive_int_arg, default=200, metavar="N",
                    help="curves: training rows, few enough to overfit (default: 200)")
     p.add_argument("--epochs", type=positive_int_arg, default=150,
-                   help="curves: at most this many epochs; templates: at most 40 (default: 150)")
+                   help="curves: at most this many epochs; templates: at most 40; gradients: "
+                        "at most 10 (default: 150)")
     p.add_argument("--backend", choices=["numpy", "native"], default=None,
                    help="kernels to run on (default: native if built, else numpy)")
     p.add_argument("--seed", type=int, default=0, help="(default: 0)")
@@ -404,7 +416,7 @@ def cmd_plot(args):
         written.append(path)
         print(f"wrote {path}")
 
-    if "curves" in names or "templates" in names:
+    if "curves" in names or "templates" in names or "gradients" in names:
         ds = load_dataset(args)
         has_val = len(ds.val[0]) > 0
         k = len(ds.classes)
@@ -436,6 +448,17 @@ def cmd_plot(args):
             cases, backend=backend, seed=args.seed, path=path))
     if "universal" in names:
         save("universal", lambda path: plots.universal_approximation(path=path))
+    if "gradients" in names:
+        X, y = ds.train
+        sizes = [X.shape[1], *DEEP, k]
+        kinds = {"sigmoid": ("sigmoid", False), "relu": ("relu", False),
+                 "sigmoid + batch norm": ("sigmoid", True)}
+        nets = {f"{name} {'-'.join(map(str, sizes))}": MLP(
+                    sizes, activation=act, batch_norm=bn, backend=backend, seed=args.seed)
+                for name, (act, bn) in kinds.items()}
+        rates = dict(zip(nets, (0.5, 0.05, 0.5)))   # plain SGD at a rate each trains well with
+        save("gradients", lambda path: plots.gradient_norms(
+            nets, X, y, epochs=min(args.epochs, 10), lr=rates, path=path))
     return 0
 
 

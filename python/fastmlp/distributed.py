@@ -18,6 +18,10 @@ model and calls fit with the same X, Y, validation data and arguments. Then:
   over the ranks, and rank 0's totals are broadcast, so every rank returns the same
   History and takes the same early-stopping decisions. Progress (bar, lines or callable)
   is shown by rank 0 only.
+- Batch normalization uses the statistics of the global batch: each batch-normalised layer
+  sums its shard's Σz, Σ(z − μ)² forward and Σδ_y, Σδ_y x̂ backward over the ranks
+  (GlobalBatchNorm), so 2 ranks still equal 1 process; every rank then updates the same
+  running statistics. Every batch needs at least one row per rank.
 - An exception on one rank during training (after the ranks agreed) prints the rank and
   the error to stderr and calls comm.Abort(1), which ends every rank: no rank is left
   waiting in a collective call. A rank that dies is noticed by the MPI launcher, which
@@ -37,9 +41,10 @@ import traceback
 
 import numpy as np
 
-from . import backend
+from . import backend, equations
+from .reference.batch_norm import normalise, normalise_backward
 from .specs import REGRESSION_OUTPUTS
-from .training import History, checked_fit_args, train_epochs
+from .training import History, checked_fit_args, parameters, train_epochs
 
 COMM_METHODS = ("Get_rank", "Get_size", "Allreduce", "Bcast", "allgather", "bcast", "Abort",
                 "Split_type")
@@ -124,9 +129,10 @@ def require_same_on_every_rank(comm, settings):
 
 
 def _broadcast_model(comm, net, optimizer):
-    """Rank 0's weights, biases, generator state and optimizer state on every rank."""
-    optimizer.attach(net.weights + net.biases)
-    for p in net.weights + net.biases + optimizer.state_arrays():
+    """Rank 0's parameters (batch norm's running statistics too), generator state and
+    optimizer state on every rank."""
+    optimizer.attach(parameters(net))
+    for p in parameters(net) + net.running_means + net.running_vars + optimizer.state_arrays():
         comm.Bcast(p, root=0)
     net._rng.bit_generator.state = comm.bcast(net._rng.bit_generator.state, root=0)
     optimizer.state = comm.bcast(optimizer.state, root=0)
@@ -139,14 +145,56 @@ def shard(lo, hi, rank, size):
 
 
 def _gradient_buffer(net):
-    """One flat array for every gradient (one Allreduce per step), and its per-layer views."""
+    """One flat array for every gradient (one Allreduce per step), and its views: one list
+    per net.parameter_lists entry."""
     flat = np.empty(net.n_params, dtype=net.dtype)
-    views, offset = [], 0
-    for p in net.weights + net.biases:
-        views.append(flat[offset:offset + p.size].reshape(p.shape))
-        offset += p.size
-    n_layers = len(net.weights)
-    return flat, views[:n_layers], views[n_layers:]
+    grads, offset = [], 0
+    for params in net.parameter_lists:
+        grads.append([])
+        for p in params:
+            grads[-1].append(flat[offset:offset + p.size].reshape(p.shape))
+            offset += p.size
+    return flat, grads
+
+
+class GlobalBatchNorm:
+    """batch_norm_forward / batch_norm_backward (as the kernel tables have them) with the
+    statistics of the global batch of `rows` rows, of which this rank holds a shard: the
+    twin's formulas (fastmlp.reference.batch_norm) with the per-unit sums summed over the
+    ranks (float64 Allreduce). Backward returns this shard's share of ∂J/∂γ and ∂J/∂β,
+    which the step's gradient Allreduce sums like every other gradient."""
+
+    def __init__(self, comm, rows):
+        self.comm, self.rows = comm, rows
+
+    def _total(self, local):
+        MPI = _mpi()
+        total = np.asarray(local, dtype=np.float64).copy()
+        self.comm.Allreduce(MPI.IN_PLACE, total, op=MPI.SUM)
+        return total.astype(local.dtype)
+
+    def batch_norm_forward(self, z, gamma, beta, eps):
+        return normalise(z, gamma, beta, eps, self.rows, self._total)
+
+    def batch_norm_backward(self, dy, xhat, gamma, inv_std):
+        return normalise_backward(dy, xhat, gamma, inv_std, self.rows, self._total)
+
+
+def _shard_gradients(net, comm, X, Y, rows, scale, weight_decay, grads, masks, batch_rows):
+    """The backend's gradients of this rank's shard X[rows] (as numpy_training.gradients);
+    with batch norm, through GlobalBatchNorm on the net's kernels, and the running
+    statistics updated with the global batch's."""
+    trainer = net._kernels.training
+    if not any(net.batch_norm):
+        return trainer.gradients(net, X, Y, rows, scale, weight_decay, grads, masks)
+    loss, score_sum, computed, norms = equations.backprop(
+        net._kernels, net, X[rows], Y[rows], scale, masks,
+        batch_stats=GlobalBatchNorm(comm, batch_rows))
+    for dst, src in zip([g for gs in grads for g in gs], [g for gs in computed for g in gs],
+                        strict=True):
+        dst[...] = src
+    equations.update_running_stats(net, norms, batch_rows)
+    return loss + equations.weight_penalty(net, weight_decay), score_sum
 
 
 def _epoch(net, comm, X, Y, order, batch_size, optimizer, lr, grads, bar):
@@ -156,18 +204,20 @@ def _epoch(net, comm, X, Y, order, batch_size, optimizer, lr, grads, bar):
     MPI = _mpi()
     trainer = net._kernels.training
     rank, size = comm.Get_rank(), comm.Get_size()
-    flat, dws, dbs = grads
+    flat, grad_lists = grads
     if order is None:
         order = np.arange(len(X))
     loss_sum, score_sum = 0.0, 0
     for lo in range(0, len(X), batch_size):
         hi = min(lo + batch_size, len(X))
         start, stop = shard(lo, hi, rank, size)
-        loss, shard_score = trainer.gradients(net, X, Y, order[start:stop],
-                                              (stop - start) / (hi - lo),
-                                              optimizer.l2_penalty, dws, dbs)
+        # dropout: the masks of the whole batch's update, this shard's rows of them
+        masks = (optimizer.state["step"] + 1, start - lo) if any(net.dropout) else None
+        loss, shard_score = _shard_gradients(net, comm, X, Y, order[start:stop],
+                                             (stop - start) / (hi - lo), optimizer.l2_penalty,
+                                             grad_lists, masks, hi - lo)
         comm.Allreduce(MPI.IN_PLACE, flat, op=MPI.SUM)
-        trainer.update(net, dws, dbs, optimizer, lr)
+        trainer.update(net, grad_lists, optimizer, lr)
         loss_sum += loss * (stop - start)
         score_sum += shard_score
         if bar is not None:
@@ -208,15 +258,31 @@ def _abort(comm, exc):
     comm.Abort(1)
 
 
+def _checked_args(net, X, Y, ranks, *args):
+    """checked_fit_args, and with batch norm every batch of at least one row per rank (each
+    shard takes part in the global batch's statistics)."""
+    checked = checked_fit_args(net, X, Y, *args)
+    rows, batch_size = len(checked[0]), checked[3]
+    if checked[4].decay_per_sample:   # each shard would divide by its own rows
+        raise ValueError("optimizer: a per-sample weight decay (decay_per_sample=True) is not "
+                         "supported over MPI")
+    smallest = min(batch_size, rows % batch_size or batch_size, rows)
+    if any(net.batch_norm) and smallest < ranks:
+        raise ValueError(f"batch_size: batch normalization over {ranks} MPI ranks needs batches "
+                         f"of at least {ranks} rows (one per rank); batches of {batch_size} over "
+                         f"{rows} rows leave one of {smallest}")
+    return checked
+
+
 def fit(net, X, Y, comm, epochs=30, batch_size=10, lr=None, weight_decay=None, optimizer=None,
         validation_data=None, patience=None, shuffle=True, progress=False):
     """MLP.fit over the ranks of the MPI communicator `comm` (see the module
     docstring); batch_size is the global mini-batch, shared out among the ranks. Call it
     on every rank with the same arguments; returns the same History on every rank."""
     check_comm(comm)
-    args = agree(comm, lambda: checked_fit_args(net, X, Y, epochs, batch_size, lr,
-                                                weight_decay, optimizer, validation_data,
-                                                patience, shuffle, progress))
+    args = agree(comm, lambda: _checked_args(net, X, Y, comm.Get_size(), epochs, batch_size,
+                                             lr, weight_decay, optimizer, validation_data,
+                                             patience, shuffle, progress))
     X, Y, epochs, batch_size, optimizer, validation, patience = args
     require_same_on_every_rank(comm, {
         "model": repr(net), "training data": _digest(X, Y),

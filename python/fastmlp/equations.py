@@ -11,30 +11,84 @@ lecture's notation, for layers l = 1 … L−1:
 A maxout hidden layer with s units of k pieces has W of shape (s·k, s_prev): its z holds
 the pieces and a(l+1) their maxima (maxout_forward / maxout_backward).
 
+Dropout (training only): a hidden layer with rate p passes a(l+1) ⊙ m to the next layer,
+m = 1/(1 − p) for a kept unit and 0 for a dropped one (inverted dropout: the expected
+input of the next layer is unchanged, so evaluation needs no rescaling); backward,
+δ(l) = (W(l))ᵀ δ(l+1) ⊙ f'(z(l)) ⊙ m. The masks are those of update number `step`
+(fastmlp.reference.dropout: a pure function of the net's mask seed, step, layer, row and
+unit), row i of X being row row_offset + i of the batch.
+
+Batch normalization of a hidden layer (torch.nn.BatchNorm1d's): its pre-activation is
+y = γ x̂ + β with x̂ = (z − μ)/√(σ² + ε), a(l+1) = f(y); while training μ, σ² are the
+batch's (batch_norm_forward) and backprop goes through them (batch_norm_backward, after
+the derivative's product: δ_y = (W(l))ᵀ δ(l+1) ⊙ f'(y)); evaluation uses the running
+statistics, so each row's output depends on that row alone.
+
 The native trainer (csrc/mlp.h) makes the same kernel calls in the same order, so it is
 bitwise these functions run on the native kernel table.
 """
 import numpy as np
 
-from .specs import OUTPUT_ACTIVATION, REGRESSION_OUTPUTS
+from .reference.dropout import dropout_key
+from .specs import BATCH_NORM_EPS, BATCH_NORM_MOMENTUM, OUTPUT_ACTIVATION, REGRESSION_OUTPUTS
 
 
-def forward(k, net, X):
-    """Forward pass; per layer (its input a(l), z(l+1), a(l+1), maxout argmax or None)."""
-    layers = []
+def forward(k, net, X, dropout=None, batch_stats=None):
+    """Forward pass; per layer (its input a(l), z(l+1), a(l+1), maxout argmax or None),
+    where a batch-normalised layer's z is y, the normalised pre-activation. dropout=(step,
+    row_offset): with the masks of that update; batch_stats: batch norm with the batch's
+    statistics, as training (see forward_masked)."""
+    return forward_masked(k, net, X, dropout, batch_stats)[0]
+
+
+def batch_norm_eval(net, j, z):
+    """Batch-normalised layer j's y from its running statistics (evaluation)."""
+    t = z.dtype.type
+    return ((z - net.running_means[j]) / np.sqrt(net.running_vars[j] + t(BATCH_NORM_EPS))
+            * net.gammas[j] + net.betas[j])
+
+
+def forward_masked(k, net, X, dropout=None, batch_stats=None):
+    """forward -> (layers, masks, norms): masks[l] is hidden layer l's dropout mask, or
+    None (no dropout there, or dropout None: evaluation), and a layer's input is then
+    a(l) ⊙ m. batch_stats None: batch norm with the running statistics (evaluation); else
+    what normalises with the batch's statistics, by its batch_norm_forward: the kernel
+    table k, or distributed.GlobalBatchNorm (the global batch's statistics over MPI).
+    norms[l] is batch_norm_forward's (x̂, μ, σ², 1/√(σ² + ε)) of a batch-normalised layer
+    with batch_stats, else None."""
+    layers, masks, norms = [], [], []
     a = X
-    for w, b, (act, param) in zip(net.weights, net.biases, net.activations):
-        if act == "maxout":
+    j = 0   # index of the next batch-normalised layer's γ, β
+    for l, (w, b, (act, param)) in enumerate(zip(net.weights, net.biases, net.activations)):
+        stats = None
+        if act == "maxout" or net.batch_norm[l]:
             z, _ = k.linear_forward(a, w, b, "identity", 0.0)
-            a_next, argmax = k.maxout_forward(z, param)
+            if net.batch_norm[l]:
+                if batch_stats is not None:
+                    z, *stats = batch_stats.batch_norm_forward(z, net.gammas[j], net.betas[j],
+                                                               BATCH_NORM_EPS)
+                else:
+                    z = batch_norm_eval(net, j, z)
+                j += 1
+            if act == "maxout":
+                a_next, argmax = k.maxout_forward(z, param)
+            else:
+                a_next, argmax = k.activation_forward(z, act, param), None
         else:
             (z, a_next), argmax = k.linear_forward(a, w, b, act, param), None
         layers.append((a, z, a_next, argmax))
-        a = a_next
+        norms.append(stats)
+        a, mask = a_next, None
+        p = net.dropout[l]
+        if dropout is not None and p > 0:
+            step, row_offset = dropout
+            a, mask = k.dropout_forward(a_next, dropout_key(net.mask_seed, step, l),
+                                        row_offset, p)
+        masks.append(mask)
     z, out = k.linear_forward(a, net.weights[-1], net.biases[-1],
                               OUTPUT_ACTIVATION[net.output], 0.0)
     layers.append((a, z, out, None))
-    return layers
+    return layers, masks, norms
 
 
 def loss_and_delta(k, net, z, out, Y, sample_weight=None):
@@ -53,10 +107,14 @@ def loss_and_delta(k, net, z, out, Y, sample_weight=None):
     return loss, k.activation_backward(d_out, z, out, net.output, 0.0)
 
 
-def backward(k, net, layers, delta):
-    """Backpropagate δ(L) through every layer -> (list of ∂J/∂W, list of ∂J/∂b)."""
+def backward(k, net, layers, delta, masks=None, norms=None, batch_stats=None):
+    """Backpropagate δ(L) through every layer -> one gradient list per
+    net.parameter_lists entry: ∂J/∂W, ∂J/∂b (and ∂J/∂γ, ∂J/∂β with batch norm); masks,
+    norms, batch_stats: forward_masked's (batch_stats None: k)."""
+    batch_stats = k if batch_stats is None else batch_stats
     n_layers = len(net.weights)
     dws, dbs = [None] * n_layers, [None] * n_layers
+    dgammas, dbetas = [None] * len(net.gammas), [None] * len(net.gammas)
     for l in reversed(range(n_layers)):
         x = layers[l][0]
         if l == 0:
@@ -69,22 +127,49 @@ def backward(k, net, layers, delta):
             # then routes it to the winning piece of each unit
             dws[l], dbs[l], delta = k.linear_backward(delta, x, net.weights[l], None, None,
                                                       "identity", 0.0)
+            if masks is not None and masks[l - 1] is not None:
+                delta = delta * masks[l - 1]
             delta = k.maxout_backward(delta, argmax_prev, param)
         else:
             dws[l], dbs[l], delta = k.linear_backward(delta, x, net.weights[l], z_prev,
                                                       a_prev, act, param)
-    return dws, dbs
+            if l > 0 and masks is not None and masks[l - 1] is not None:
+                delta = delta * masks[l - 1]
+        if l > 0 and norms is not None and norms[l - 1] is not None:
+            j = sum(net.batch_norm[:l - 1])
+            xhat, _, _, inv_std = norms[l - 1]
+            delta, dgammas[j], dbetas[j] = batch_stats.batch_norm_backward(
+                delta, xhat, net.gammas[j], inv_std)
+    return [dws, dbs, dgammas, dbetas][:len(net.parameter_lists)]
 
 
-def backprop(k, net, X, Y, scale=None, sample_weight=None):
-    """Forward, loss, backward on one batch -> (J without weight decay, score_sum, list of
-    ∂J/∂W, list of ∂J/∂b); with `scale`, the gradients of scale·J."""
-    layers = forward(k, net, X)
+def backprop(k, net, X, Y, scale=None, dropout=None, sample_weight=None, batch_stats=None):
+    """Forward (batch norm with the batch's statistics, by batch_stats: k unless given),
+    loss, backward on one batch -> (J without weight decay, score_sum, backward's gradient
+    lists, forward_masked's norms); with `scale`, the gradients of scale·J; dropout=(step,
+    row_offset): with the masks of that update; sample_weight: J the weighted mean."""
+    batch_stats = k if batch_stats is None else batch_stats
+    layers, masks, norms = forward_masked(k, net, X, dropout, batch_stats)
     _, z, out, _ = layers[-1]
     loss, delta = loss_and_delta(k, net, z, out, Y, sample_weight)
     if scale is not None:
         delta = delta * delta.dtype.type(scale)
-    return (loss, score_sum(net, z, out, Y)) + backward(k, net, layers, delta)
+    return (loss, score_sum(net, z, out, Y),
+            backward(k, net, layers, delta, masks, norms, batch_stats), norms)
+
+
+def update_running_stats(net, norms, n):
+    """After a training batch of n >= 2 rows, in place: running mean ← (1 − m)·running
+    mean + m·μ and running var ← (1 − m)·running var + m·σ²·n/(n − 1) (unbiased), with
+    torch's momentum m."""
+    stats = [s for s in norms if s is not None]
+    if not stats:
+        return
+    t = stats[0][1].dtype.type
+    m, keep, unbiased = t(BATCH_NORM_MOMENTUM), t(1 - BATCH_NORM_MOMENTUM), t(n / (n - 1))
+    for run_mean, run_var, (_, mean, var, _) in zip(net.running_means, net.running_vars, stats):
+        np.copyto(run_mean, keep * run_mean + m * mean)
+        np.copyto(run_var, keep * run_var + m * (var * unbiased))
 
 
 def weight_penalty(net, weight_decay):

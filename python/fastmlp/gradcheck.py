@@ -6,25 +6,31 @@ import numpy as np
 GRADIENT_FLOOR = 1e-7
 
 
-def gradcheck(net, X, Y, weight_decay=0.0, eps=1e-6):
+def gradcheck(net, X, Y, weight_decay=0.0, eps=1e-6, dropout_step=None):
     """Max relative error between net.gradients(X, Y) and (J(θ+ε) − J(θ−ε)) / 2ε for every
-    weight and bias θ of `net` (each nudged in place, then restored).
+    weight and bias θ of `net` (with batch norm also γ and β; each nudged in place, then
+    restored). dropout_step=u fixes the dropout masks of a net with dropout to those of
+    update number u (see MLP.loss).
 
     Use a float64 network: in float32 the differences drown in rounding. Kinks (ReLU at 0,
     maxout ties) within eps of a unit's input make the check meaningless there.
     """
     if not np.isfinite(eps) or eps <= 0:
         raise ValueError(f"eps: expected a finite step > 0, got {eps!r}")
-    dws, dbs = net.gradients(X, Y, weight_decay)
+    fixed = {} if dropout_step is None else {"dropout_step": dropout_step}
+    grads = net.gradients(X, Y, weight_decay, **fixed)
+    if any(net.batch_norm):   # J as training takes it: with the batch's statistics
+        fixed["training"] = True
     worst = 0.0
-    for param, grad in zip(net.weights + net.biases, dws + dbs):
+    params = [p for arrays in net.parameter_lists for p in arrays]
+    for param, grad in zip(params, [g for arrays in grads for g in arrays], strict=True):
         flat = param.reshape(-1)            # a view: writes go to the network
         for i in range(flat.size):
             old = flat[i]
             flat[i] = old + eps
-            up, loss_up = flat[i], net.loss(X, Y, weight_decay)
+            up, loss_up = flat[i], net.loss(X, Y, weight_decay, **fixed)
             flat[i] = old - eps
-            down, loss_down = flat[i], net.loss(X, Y, weight_decay)
+            down, loss_down = flat[i], net.loss(X, Y, weight_decay, **fixed)
             flat[i] = old
             # divide by the step actually taken, after rounding to the parameter's dtype
             numeric = (loss_up - loss_down) / (float(up) - float(down))

@@ -11,10 +11,10 @@ import numpy as np
 
 from . import distributed, equations, model_file, optim, training
 from .backend import get_backend
-from .checks import (all_finite, check_int, check_real, check_sample_weight, check_X, check_Y,
-                     is_int)
+from .checks import (all_finite, check_batch_rows, check_int, check_real, check_sample_weight,
+                     check_X, check_Y, is_int)
 from .specs import (activation_spec, check_dtype, check_n_params, check_output, check_sizes,
-                    parse_activations, weight_shapes)
+                    parse_activations, parse_batch_norm, parse_dropout, weight_shapes)
 
 
 # MLP(init=...): variance scaling. W(l) has mean 0 and variance 1/n, n from its fan-in and
@@ -57,7 +57,22 @@ class MLP:
                 reassigned later (net.backend = "numpy"), the weights stay
     dtype       "float32" or "float64"; inputs are converted to it
     seed        seeds the one Generator that draws the initial weights (in float64, then
-                cast) and every shuffle of fit()
+                cast) and every shuffle of fit(), and is the dropout masks' mask_seed (None:
+                a random one)
+    dropout     a rate p in [0, 1) for every hidden layer, or a list with one per hidden
+                layer (0: none; the inputs are never dropped): while training, each hidden
+                unit's output is dropped with probability p and the kept ones are scaled by
+                1/(1 − p) (inverted dropout); forward, predict, loss and score use every
+                unit unscaled. The masks are a pure function of (mask_seed, update number,
+                layer, row of the batch, unit): the same on both backends and any thread
+                count, and a resumed fit continues them (the update number is the
+                optimizer's step count, which save() writes)
+    batch_norm  True/False for every hidden layer, or a list with one per hidden layer:
+                normalise the layer's pre-activations z over the mini-batch, then scale and
+                shift by learned γ, β (net.gammas, net.betas) before the activation, as
+                torch.nn.BatchNorm1d (momentum 0.1, eps 1e-5); training keeps running means
+                and variances (net.running_means, net.running_vars), which forward, predict,
+                loss and score use
     init        how the initial weights are drawn (biases start at 0): "lecun_normal",
                 N(0, 1/fan_in), the lecture's; "glorot_uniform", U(±√(6/(fan_in+fan_out)));
                 "glorot_normal", N(0, 2/(fan_in+fan_out)); "he_normal", N(0, 2/fan_in);
@@ -66,24 +81,43 @@ class MLP:
     """
 
     def __init__(self, sizes, activation="sigmoid", output="softmax", loss=None,
-                 backend="native", dtype="float32", seed=0, init="lecun_normal"):
-        self._configure(sizes, activation, output, loss, backend, dtype, seed)
+                 backend="native", dtype="float32", seed=0, dropout=0.0, batch_norm=False,
+                 init="lecun_normal"):
+        self._configure(sizes, activation, output, loss, backend, dtype, seed, dropout,
+                        batch_norm=batch_norm)
         if init not in INITS:
             raise ValueError(f"init: expected one of {tuple(INITS)}, got {init!r}")
         self._weights, self._biases = [], []
         for rows, fan_in in weight_shapes(self.sizes, self.activations):
             self._weights.append(initial_weights(self._rng, init, rows, fan_in).astype(self.dtype))
             self._biases.append(np.zeros(rows, dtype=self.dtype))
+        shapes = self._batch_norm_shapes()
+        self._gammas = [np.ones(shape, dtype=self.dtype) for shape in shapes]
+        self._betas = [np.zeros(shape, dtype=self.dtype) for shape in shapes]
+        self._running_means = [np.zeros(shape, dtype=self.dtype) for shape in shapes]
+        self._running_vars = [np.ones(shape, dtype=self.dtype) for shape in shapes]
 
-    def _configure(self, sizes, activation, output, loss, backend, dtype, seed):
+    def _batch_norm_shapes(self):
+        """The shape of γ, β and the running statistics of each batch-normalised layer:
+        one per row of its W (a maxout layer normalises each piece)."""
+        return [(rows,) for (rows, _), bn in zip(weight_shapes(self.sizes, self.activations),
+                                                 self._batch_norm) if bn]
+
+    def _configure(self, sizes, activation, output, loss, backend, dtype, seed, dropout=0.0,
+                   mask_seed=None, batch_norm=False):
         """Everything but the weights, checked."""
         self.sizes = check_sizes(sizes)
         self.activations = parse_activations(activation, len(self.sizes) - 2)
+        self._dropout = parse_dropout(dropout, len(self.sizes) - 2)
+        self._batch_norm = parse_batch_norm(batch_norm, len(self.sizes) - 2)
         self.output, self.loss_name = check_output(output, loss, self.sizes[-1])
         self.dtype = check_dtype(dtype)
         if seed is not None and (not is_int(seed) or seed < 0):
             raise ValueError(f"seed: expected an integer >= 0 or None, got {seed!r}")
         self.seed = seed
+        if mask_seed is None:
+            mask_seed = seed if seed is not None else np.random.SeedSequence().entropy
+        self.mask_seed = int(mask_seed) % 2**64
         self.backend = backend
         check_n_params(self.sizes, self.activations)
         training.init_guards(self)
@@ -100,6 +134,43 @@ class MLP:
     @backend.setter
     def backend(self, name):
         self._kernels = get_backend(name)
+
+    @property
+    def dropout(self):
+        """The dropout rate of each hidden layer (fixed at construction)."""
+        return list(self._dropout)
+
+    @property
+    def batch_norm(self):
+        """Whether each hidden layer is batch-normalised (fixed at construction)."""
+        return list(self._batch_norm)
+
+    @property
+    def gammas(self):
+        """γ of each batch-normalised layer (in layer order), shaped (rows of its W,)."""
+        return self._gammas
+
+    @property
+    def betas(self):
+        """β of each batch-normalised layer."""
+        return self._betas
+
+    @property
+    def running_means(self):
+        """The running mean of z of each batch-normalised layer, for evaluation."""
+        return self._running_means
+
+    @property
+    def running_vars(self):
+        """The running (unbiased) variance of z of each batch-normalised layer."""
+        return self._running_vars
+
+    @property
+    def parameter_lists(self):
+        """The lists of trained arrays: [weights, biases], then [gammas, betas] with batch
+        norm; net.gradients returns one gradient list per list here."""
+        lists = [self._weights, self._biases]
+        return lists + [self._gammas, self._betas] if any(self._batch_norm) else lists
 
     @property
     def weights(self):
@@ -151,13 +222,16 @@ class MLP:
 
     @property
     def n_params(self):
-        """Number of weights and biases."""
-        return sum(w.size + b.size for w, b in zip(self._weights, self._biases))
+        """Number of weights and biases (and batch norm's γ and β)."""
+        return sum(p.size for params in self.parameter_lists for p in params)
 
     def __repr__(self):
         specs = [activation_spec(*act) for act in self.activations]
+        extra = f", dropout={self._dropout!r}" if any(self._dropout) else ""
+        extra += f", batch_norm={self._batch_norm!r}" if any(self._batch_norm) else ""
         return (f"MLP({self.sizes}, activation={specs!r}, output={self.output!r}, "
-                f"loss={self.loss_name!r}, backend={self.backend!r}, dtype={self.dtype!r})")
+                f"loss={self.loss_name!r}, backend={self.backend!r}, dtype={self.dtype!r}"
+                f"{extra})")
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -168,6 +242,11 @@ class MLP:
 
     def __setstate__(self, state):
         state.setdefault("optimizer", None)   # pickled before models kept their optimizer
+        state.setdefault("_dropout", [0.0] * (len(state["sizes"]) - 2))   # before dropout
+        state.setdefault("mask_seed", (state["seed"] or 0) % 2**64)
+        state.setdefault("_batch_norm", [False] * (len(state["sizes"]) - 2))
+        for name in ("_gammas", "_betas", "_running_means", "_running_vars"):
+            state.setdefault(name, [])
         self.__dict__.update(state)
         self.backend = state["_kernels"]
         training.init_guards(self)
@@ -187,35 +266,53 @@ class MLP:
             return self._kernels.softmax(z)
         return np.exp(z) if self.output == "exp" else out
 
-    def loss(self, X, Y, weight_decay=0.0, sample_weight=None):
+    def loss(self, X, Y, weight_decay=0.0, sample_weight=None, dropout_step=None,
+             training=False):
         """J = the mean loss over the rows of X (weighted by sample_weight, when given) +
-        (weight_decay/2) Σ W²."""
+        (weight_decay/2) Σ W², as predict sees the net. training=True: as a training step on
+        the batch X takes J (batch norm with the batch's own statistics), with the dropout
+        masks of update number dropout_step when given (which implies training); without,
+        no dropout."""
         X = check_X(self, X)
         Y = check_Y(self, Y, len(X))
         weight_decay = check_real(weight_decay, "weight_decay", 0)
         sample_weight = check_sample_weight(self, sample_weight, len(X))
-        return self._kernels.training.evaluate(self, X, Y, weight_decay, sample_weight)[0]
+        if dropout_step is None and not training:
+            return self._kernels.training.evaluate(self, X, Y, weight_decay, sample_weight)[0]
+        masks = None if dropout_step is None else (
+            check_int(dropout_step, "dropout_step", minimum=0), 0)
+        check_batch_rows(self, len(X), "X")
+        _, z, out, _ = equations.forward(self._kernels, self, X, masks,
+                                         batch_stats=self._kernels)[-1]
+        loss, _ = equations.loss_and_delta(self._kernels, self, z, out, Y, sample_weight)
+        return loss + equations.weight_penalty(self, weight_decay)
 
-    def gradients(self, X, Y, weight_decay=0.0, sample_weight=None):
-        """(list of ∂J/∂W(l), list of ∂J/∂b(l)) by backpropagation, weight decay included."""
-        return self.loss_and_gradients(X, Y, weight_decay, sample_weight)[1:]
+    def gradients(self, X, Y, weight_decay=0.0, sample_weight=None, dropout_step=None):
+        """(list of ∂J/∂W(l), list of ∂J/∂b(l)) by backpropagation, weight decay included;
+        with batch norm also the lists of ∂J/∂γ and ∂J/∂β (one list per parameter_lists
+        entry): the gradients of loss(X, Y, weight_decay, sample_weight, dropout_step,
+        training=True). dropout_step=u: with the fixed dropout masks of update number u (a
+        gradient check of a net with dropout); None: without dropout."""
+        return self.loss_and_gradients(X, Y, weight_decay, sample_weight, dropout_step)[1:]
 
-    def loss_and_gradients(self, X, Y, weight_decay=0.0, sample_weight=None):
-        """(J, list of ∂J/∂W(l), list of ∂J/∂b(l)) from one forward and one backward pass
-        (one C++ call on the native backend): what a full-batch optimizer such as L-BFGS
-        asks for at each point."""
+    def loss_and_gradients(self, X, Y, weight_decay=0.0, sample_weight=None, dropout_step=None):
+        """(J, then the gradient lists of gradients()) from one forward and one backward
+        pass (one C++ call on the native backend): what a full-batch optimizer such as
+        L-BFGS asks for at each point."""
         X = check_X(self, X)
         Y = check_Y(self, Y, len(X))
         weight_decay = check_real(weight_decay, "weight_decay", 0)
         sample_weight = check_sample_weight(self, sample_weight, len(X))
-        dws = [np.empty_like(w) for w in self._weights]
-        dbs = [np.empty_like(b) for b in self._biases]
-        loss, _ = self._kernels.training.gradients(self, X, Y, None, 1.0, weight_decay, dws,
-                                                   dbs, sample_weight)
+        masks = None if dropout_step is None else (
+            check_int(dropout_step, "dropout_step", minimum=0), 0)
+        check_batch_rows(self, len(X), "X")
+        grads = [[np.empty_like(p) for p in params] for params in self.parameter_lists]
+        loss, _ = self._kernels.training.gradients(self, X, Y, None, 1.0, weight_decay, grads,
+                                                   masks, sample_weight)
         if weight_decay:
-            dws = [dw + np.dtype(self.dtype).type(weight_decay) * w
-                   for dw, w in zip(dws, self._weights)]
-        return loss, dws, dbs
+            grads[0] = [dw + np.dtype(self.dtype).type(weight_decay) * w
+                        for dw, w in zip(grads[0], self._weights)]
+        return (loss, *grads)
 
     def step(self, X, Y, lr=None, weight_decay=None, optimizer=None, sample_weight=None):
         """One update on the batch (X, Y); returns the batch loss J before the update.
@@ -320,9 +417,13 @@ class MLP:
         config = {"sizes": self.sizes, "activations": self.activations, "output": self.output,
                   "loss": self.loss_name, "dtype": self.dtype, "backend": self.backend,
                   "seed": self.seed, "rng_state": self._rng.bit_generator.state,
+                  "dropout": self._dropout, "mask_seed": self.mask_seed,
+                  "batch_norm": self._batch_norm,
                   "optimizer": None if opt is None else opt.config()}
         model_file.write(path, config, self._weights, self._biases,
-                         () if opt is None else opt.buffers)
+                         () if opt is None else opt.buffers,
+                         list(zip(self._gammas, self._betas, self._running_means,
+                                  self._running_vars)))
 
     @classmethod
     def load(cls, path, backend=None, max_params=DEFAULT_MAX_LOAD_PARAMS):
@@ -334,15 +435,21 @@ class MLP:
         declaring more than max_params weights and biases raises ValueError naming the file
         and the problem. Memory and time: about the weights' size and one read of them (no
         initial weights are drawn, nothing is copied)."""
-        def build(config, weights, biases, buffers):
+        def build(config, weights, biases, buffers, norms):
             net = cls.__new__(cls)
             net._configure(config["sizes"], config["activations"], config["output"],
                            config["loss"], config["backend"] if backend is None else backend,
-                           config["dtype"], config["seed"])
+                           config["dtype"], config["seed"], config.get("dropout", 0.0),
+                           config.get("mask_seed"), config.get("batch_norm", False))
             shapes = weight_shapes(net.sizes, net.activations)
             net._weights = net._checked_params(weights, "weights", shapes, copy=False)
             net._biases = net._checked_params(biases, "biases", [s[:1] for s in shapes],
                                               copy=False)
+            norm_shapes = net._batch_norm_shapes()
+            net._gammas, net._betas, net._running_means, net._running_vars = (
+                net._checked_params(arrays, name, norm_shapes, copy=False)
+                for arrays, name in zip(norms, ("gammas", "betas", "running_means",
+                                                "running_vars")))
             net._rng.bit_generator.state = config["rng_state"]
             if config.get("optimizer") is not None:
                 net.optimizer = optim.from_config(config["optimizer"], buffers)

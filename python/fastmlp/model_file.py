@@ -17,12 +17,20 @@ import zipfile
 import numpy as np
 
 from . import optim
-from .specs import activation_spec, check_dtype, check_sizes, parse_activations, weight_shapes
+from .specs import (activation_spec, check_dtype, check_sizes, parse_activations,
+                    parse_batch_norm, weight_shapes)
+
+BATCH_NORM_ARRAYS = ("gamma", "beta", "mean", "var")
 
 FORMAT_VERSION = 1
 CONFIG_KEYS = {"sizes", "activations", "output", "loss", "dtype", "backend", "seed", "rng_state"}
 # optional: "optimizer", the optimizer's config() (hyperparameters, schedule, state), whose
-# buffers are the arrays opt{i}_{j}: buffer j of parameter array i (weights, then biases)
+# buffers are the arrays opt{i}_{j}: buffer j of parameter array i (weights, then biases);
+# "dropout" (the rate per hidden layer) and "mask_seed": absent from files written before
+# dropout, which load with no dropout and the seed as mask_seed; "batch_norm" (a flag per
+# hidden layer; absent: none), whose layers j have the arrays gamma{j}, beta{j}, mean{j},
+# var{j} (γ, β, running mean and variance), and whose γ, β have optimizer buffers after
+# the biases'.
 # A temporary file of ours older than this was left by a save that was killed: removed.
 STALE_SECONDS = 3600
 
@@ -60,13 +68,16 @@ def _remove_stale_temporaries(path):
                 os.unlink(tmp)
 
 
-def write(path, config, weights, biases, buffers=()):
+def write(path, config, weights, biases, buffers=(), batch_norm=()):
     """Write `config` (a dict with CONFIG_KEYS) and the arrays to target_path(path), under
     a temporary name in the same directory renamed over it at the end: a crash mid-save
     leaves the old file (or none), never half a model. The file gets the permissions the
-    umask gives a new file. `buffers`: per parameter array, its optimizer buffers."""
+    umask gives a new file. `buffers`: per parameter array, its optimizer buffers;
+    `batch_norm`: per batch-normalised layer, its (γ, β, running mean, running var)."""
     arrays = {f"W{l}": w for l, w in enumerate(weights)}
     arrays.update({f"b{l}": b for l, b in enumerate(biases)})
+    arrays.update({f"{name}{j}": a for j, layer in enumerate(batch_norm)
+                   for name, a in zip(BATCH_NORM_ARRAYS, layer, strict=True)})
     arrays.update({f"opt{i}_{j}": a for i, bufs in enumerate(buffers) for j, a in enumerate(bufs)})
     path = target_path(path)
     _remove_stale_temporaries(path)
@@ -131,6 +142,8 @@ def _read(path, max_params):
             sizes = check_sizes(config["sizes"])
             activations = [activation_spec(*a) for a in config["activations"]]
             shapes = weight_shapes(sizes, parse_activations(activations, len(sizes) - 2))
+            flags = parse_batch_norm(config.get("batch_norm", False), len(sizes) - 2)
+            norm_shapes = [shape[:1] for shape, flag in zip(shapes, flags) if flag]
             n_params = sum(rows * fan_in + rows for rows, fan_in in shapes)
             if n_params > max_params:
                 fail(f"declares {n_params} parameters; expected at most max_params="
@@ -138,13 +151,15 @@ def _read(path, max_params):
             dtype = np.dtype(check_dtype(config["dtype"]))
             expected = {f"W{l}": shape for l, shape in enumerate(shapes)}
             expected.update({f"b{l}": shape[:1] for l, shape in enumerate(shapes)})
+            expected.update({f"{name}{j}": shape for j, shape in enumerate(norm_shapes)
+                             for name in BATCH_NORM_ARRAYS})
             buffer_names = []
             if config.get("optimizer") is not None:   # its settings checked by building it
                 if not isinstance(config["optimizer"], dict) or not isinstance(
                         config["optimizer"].get("schedule"), dict):
                     fail("config: expected the optimizer's settings as an object")
                 n_buffers = len(optim.from_config(config["optimizer"], []).buffer_names)
-                param_shapes = shapes + [shape[:1] for shape in shapes]
+                param_shapes = shapes + [shape[:1] for shape in shapes] + norm_shapes * 2
                 for i, shape in enumerate(param_shapes):
                     for j in range(n_buffers):
                         buffer_names.append(f"opt{i}_{j}")
@@ -158,7 +173,9 @@ def _read(path, max_params):
             params = {name: f[name] for name in expected}
     config = {**config, "sizes": sizes, "activations": activations, "dtype": dtype.name}
     return (config, [params[f"W{l}"] for l in range(len(shapes))],
-            [params[f"b{l}"] for l in range(len(shapes))], [params[n] for n in buffer_names])
+            [params[f"b{l}"] for l in range(len(shapes))], [params[n] for n in buffer_names],
+            [[params[f"{name}{j}"] for j in range(len(norm_shapes))]
+             for name in BATCH_NORM_ARRAYS])
 
 
 def _npz_headers(file, fail):

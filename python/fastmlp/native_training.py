@@ -8,6 +8,8 @@ switch backends at any time.
 """
 import weakref
 
+import numpy as np
+
 from . import native_core, numpy_training
 from .checks import NonFiniteInputError
 from .optim import Adam
@@ -45,15 +47,17 @@ def workspace(net, max_batch):
     ws = _workspaces.get(net)
     if ws is None or ws.max_batch < max_batch:
         ws = native_core.load().TrainingWorkspace(net.sizes, _hidden_specs(net), net.output,
-                                                  net.loss_name, net.dtype, max(max_batch, 1))
+                                                  net.loss_name, net.dtype, max(max_batch, 1),
+                                                  net.dropout, net.batch_norm)
         _workspaces[net] = ws
     return ws
 
 
 def params(net):
     """The weight and bias lists, each array C-contiguous in the net's dtype and writable
-    (C++ updates them in place); an array that is not gets replaced by a copy."""
-    for arrays in (net.weights, net.biases):
+    (C++ updates them in place); an array that is not gets replaced by a copy (batch
+    norm's γ, β and running statistics too)."""
+    for arrays in net.parameter_lists + [net.running_means, net.running_vars]:
         for i, p in enumerate(arrays):
             if not (p.flags.c_contiguous and p.flags.writeable and p.flags.aligned
                     and p.dtype == net.dtype):
@@ -61,24 +65,32 @@ def params(net):
     return net.weights, net.biases
 
 
-def gradients(net, X, Y, rows, scale, weight_decay, dws, dbs, sample_weight=None):
+def gradients(net, X, Y, rows, scale, weight_decay, grads, dropout=None, sample_weight=None):
     weights, biases = params(net)
+    dws, dbs, *norm_grads = grads
+    dgammas, dbetas = norm_grads or ((), ())
     n = len(X) if rows is None else len(rows)
+    step, row_offset = (-1, 0) if dropout is None else dropout
     return workspace(net, n).gradients(dws, dbs, weights, biases, X, Y, rows, scale,
-                                       weight_decay, sample_weight=sample_weight)
+                                       weight_decay, sample_weight=sample_weight,
+                                       mask_seed=net.mask_seed, mask_step=step,
+                                       row_offset=row_offset, gammas=net.gammas,
+                                       betas=net.betas, dgammas=dgammas, dbetas=dbetas)
 
 
-def update(net, dws, dbs, optimizer, lr, weight_decay=None):
+def update(net, grads, optimizer, lr, weight_decay=None):
     params(net)   # the native kernels write in place: C-contiguous arrays of the dtype
-    numpy_training.update(net, dws, dbs, optimizer, lr, weight_decay)
+    numpy_training.update(net, grads, optimizer, lr, weight_decay)
 
 
 def _rule(net, optimizer):
     """The optimizer as TrainingWorkspace's step and epoch take it: the update rule, its
-    hyperparameters, the updates applied so far, and its buffers (per buffer name, a pair:
-    the weights' arrays, the biases' arrays)."""
+    hyperparameters, the updates applied so far, its buffers (per buffer name, a tuple: the
+    weights' arrays, the biases' arrays, and with batch norm the gammas' and the betas'),
+    and batch norm's arrays."""
     weights, biases = params(net)
-    optimizer.attach(weights + biases)
+    lists = net.parameter_lists
+    optimizer.attach(numpy_training.flat(lists))
     if isinstance(optimizer, Adam):
         rule = dict(rule="adam", betas=optimizer.betas, eps=optimizer.eps,
                     sklearn_eps=optimizer.eps_style == "sklearn",
@@ -87,13 +99,16 @@ def _rule(net, optimizer):
         rule = dict(rule="momentum", momentum=optimizer.momentum, nesterov=optimizer.nesterov)
     else:
         rule = dict(rule="sgd")
-    n_weights = len(weights)
-    state = [(list(arrays[:n_weights]), list(arrays[n_weights:]))
+    bounds = np.cumsum([0] + [len(arrays) for arrays in lists])
+    state = [tuple(list(arrays[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:]))
              for arrays in zip(*optimizer.buffers)]
     return weights, biases, dict(rule, weight_decay=optimizer.weight_decay,
                                  penalty=optimizer.l2_penalty,
                                  decay_per_sample=optimizer.decay_per_sample,
-                                 step=optimizer.state["step"], state=state)
+                                 step=optimizer.state["step"], state=state,
+                                 mask_seed=net.mask_seed, gammas=net.gammas, betas_=net.betas,
+                                 running_means=net.running_means,
+                                 running_vars=net.running_vars)
 
 
 def step(net, X, Y, optimizer, lr, sample_weight=None):

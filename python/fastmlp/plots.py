@@ -241,3 +241,63 @@ def universal_approximation(target=wiggly, towers=(3, 8, 20, 60), lo=0.0, hi=1.0
         ax.set_xlabel("x")
     np.atleast_1d(axes)[0].legend(fontsize="x-small", loc="upper left")
     return _finish(fig, path)
+
+
+# ---------------------------------------------------------------------------------------
+# the vanishing gradient
+
+
+def gradient_norm_history(net, X, Y, epochs=10, batch_size=10, lr=0.5, probe_rows=500):
+    """Train a copy of `net` (the net itself is left as it is) and measure, before training
+    and after each epoch, the norm ‖∂J/∂W(l)‖ of each layer's weight gradient on the first
+    `probe_rows` rows of (X, Y) -> (norms (epochs + 1, layers), accuracy of each of those
+    points on the same rows)."""
+    import copy
+    net = copy.deepcopy(net)
+    X_probe, Y_probe = X[:probe_rows], Y[:probe_rows]
+    norms, accuracy = [], []
+    for epoch in range(epochs + 1):
+        if epoch:
+            net.fit(X, Y, epochs=1, batch_size=batch_size, lr=lr)
+        dws = net.gradients(X_probe, Y_probe)[0]
+        norms.append([float(np.linalg.norm(dw)) for dw in dws])
+        accuracy.append(net.score(X_probe, Y_probe))
+    return np.array(norms), np.array(accuracy)
+
+
+def _viridis(x):
+    from matplotlib import colormaps
+    return colormaps["viridis"](x)
+
+
+def gradient_norms(nets, X, Y, epochs=10, batch_size=10, lr=0.5, probe_rows=500, path=None):
+    """The vanishing gradient: per network, ‖∂J/∂W(l)‖ of every layer (one line each, front
+    layer darkest) before training and after each epoch of plain SGD, on a log scale shared
+    by the panels.
+
+    `nets` is an MLP or a dict {title: MLP}; each is trained as a copy by
+    gradient_norm_history (`lr` a number, or a dict {title: lr}). In a deep sigmoid network
+    the front layers' gradients are orders of magnitude smaller than the last layer's (each
+    layer back multiplies δ by σ' <= 1/4 and a weight matrix), so they learn that much
+    slower; ReLU (f' = 1 where active) or batch normalization keep them level. Titles give
+    the accuracy on the probe rows after the last epoch.
+    """
+    if not isinstance(nets, dict):
+        nets = {"network": nets}
+    fig = _figure(3.2 * len(nets), 3.4)
+    axes = np.atleast_1d(fig.subplots(1, len(nets), sharey=True))
+    for ax, (title, net) in zip(axes, nets.items()):
+        rate = lr[title] if isinstance(lr, dict) else lr
+        norms, accuracy = gradient_norm_history(net, X, Y, epochs, batch_size, rate, probe_rows)
+        layers = norms.shape[1]
+        for l in range(layers):   # front layer dark, last light
+            ax.plot(np.arange(epochs + 1), norms[:, l], marker=".", label=f"W({l + 1})",
+                    color=_viridis(0.85 * l / max(layers - 1, 1)))
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_title(f"{title}\naccuracy {accuracy[-1]:.0%} after {epochs} epochs",
+                     fontsize="small")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("‖∂J/∂W(l)‖")
+    axes[-1].legend(fontsize="x-small", loc="lower right")
+    return _finish(fig, path)

@@ -20,6 +20,7 @@ fastmlp's extensions, each defaulting to scikit-learn's behaviour:
 - backend ("native" or "numpy") picks the kernels; dtype ("float32" or "float64"; None, the
   default: X's, as scikit-learn computes in float32 only for float32 X). The underlying
   fastmlp.MLP is the fitted attribute ``net_``.
+- dropout and batch_norm: fastmlp.MLP's (off by default); the stochastic solvers only.
 - MLPClassifier(class_weight=None | dict | "balanced") weighs the samples by class.
 - validation_loss_curve_: the validation set's loss after each epoch (early_stopping=True).
 
@@ -92,6 +93,8 @@ class _BaseMLP(BaseEstimator):
         "max_fun": [Interval(numbers.Integral, 1, None, closed="left")],
         "backend": [StrOptions({"native", "numpy"})],
         "dtype": [StrOptions({"float32", "float64"}), None],
+        "dropout": "no_validation",      # a rate or one per hidden layer: checked by MLP
+        "batch_norm": "no_validation",   # a flag or one per hidden layer: checked by MLP
     }
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
@@ -100,7 +103,7 @@ class _BaseMLP(BaseEstimator):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 backend="native", dtype=None):
+                 backend="native", dtype=None, dropout=0.0, batch_norm=False):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -126,6 +129,8 @@ class _BaseMLP(BaseEstimator):
         self.max_fun = max_fun
         self.backend = backend
         self.dtype = dtype
+        self.dropout = dropout          # extensions: fastmlp.MLP's dropout and batch_norm
+        self.batch_norm = batch_norm
 
     # -- parameters -------------------------------------------------------------------
 
@@ -239,7 +244,8 @@ class _BaseMLP(BaseEstimator):
         sizes = [X.shape[1], *self._hidden_sizes(), self.n_outputs_]
         output = OUTPUT_OF[self.out_activation_]
         self.net_ = MLP(sizes, activation=self._activation_spec(), output=output,
-                        backend=self.backend, dtype=dtype, seed=None)
+                        backend=self.backend, dtype=dtype, seed=None, dropout=self.dropout,
+                        batch_norm=self.batch_norm)
         factor = 2.0 if all(a == "sigmoid" for a, _ in self.net_.activations) else 6.0
         weights, biases = [], []
         for w in self.net_.weights:
@@ -259,8 +265,7 @@ class _BaseMLP(BaseEstimator):
                 self.validation_loss_curve_ = []
                 self.best_validation_score_ = -np.inf
                 self.best_loss_ = None
-                self._best_params = ([w.copy() for w in self.net_.weights],
-                                     [b.copy() for b in self.net_.biases])
+                self._best_params = self._copy_model()
             else:
                 self.best_loss_ = np.inf
                 self.validation_scores_ = None
@@ -312,7 +317,8 @@ class _BaseMLP(BaseEstimator):
         except KeyboardInterrupt:   # the model keeps its last completed epoch
             warnings.warn("Training interrupted by user.")
         if self.early_stopping:
-            self.net_.weights, self.net_.biases = self._best_params
+            for current, best in zip(training.model_state(self.net_), self._best_params):
+                np.copyto(current, best)
 
     def _epoch(self, X, Y, sample_weight, batch_size):
         """One epoch of the solver: one update per batch, in the C++ trainer on the native
@@ -333,6 +339,11 @@ class _BaseMLP(BaseEstimator):
         self.loss_curve_.append(self.loss_)
         if self.verbose:
             print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
+
+    def _copy_model(self):
+        """Copies of what training changes: the parameters (batch norm's too) and the
+        running statistics."""
+        return [a.copy() for a in training.model_state(self.net_)]
 
     def _shuffled(self, n):
         """scikit-learn's shuffle of an epoch: its previous order permuted by random_state,
@@ -376,8 +387,7 @@ class _BaseMLP(BaseEstimator):
                                       if score < self.best_validation_score_ + self.tol else 0)
         if score > self.best_validation_score_:
             self.best_validation_score_ = score
-            self._best_params = ([w.copy() for w in self.net_.weights],
-                                 [b.copy() for b in self.net_.biases])
+            self._best_params = self._copy_model()
 
     def _stop(self):
         """n_iter_no_change epochs without improvement: stop, or, with the adaptive rate,
@@ -403,6 +413,9 @@ class _BaseMLP(BaseEstimator):
         """scipy's L-BFGS-B over all the weights and biases, as scikit-learn runs it: J and
         its gradient of the whole set from fastmlp (one native call for dense X)."""
         net = self.net_
+        if any(net.dropout) or any(net.batch_norm):
+            raise ValueError("solver: 'lbfgs' minimises the loss of the whole set; dropout and "
+                             "batch_norm train on mini-batches: use solver='adam' or 'sgd'")
         params = net.weights + net.biases
         sizes = np.cumsum([0] + [p.size for p in params])
         total_weight = X.shape[0] if sample_weight is None else float(sample_weight.sum())
@@ -495,7 +508,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 backend="native", dtype=None, class_weight=None):
+                 backend="native", dtype=None, dropout=0.0, batch_norm=False,
+                 class_weight=None):
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
             learning_rate=learning_rate, learning_rate_init=learning_rate_init,
@@ -504,7 +518,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
-            backend=backend, dtype=dtype)
+            backend=backend, dtype=dtype, dropout=dropout, batch_norm=batch_norm)
         self.class_weight = class_weight
 
     def _validate_input(self, X, y, incremental, reset):
@@ -608,7 +622,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 backend="native", dtype=None, scale_targets=False):
+                 backend="native", dtype=None, dropout=0.0, batch_norm=False,
+                 scale_targets=False):
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
             learning_rate=learning_rate, learning_rate_init=learning_rate_init,
@@ -617,7 +632,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
-            backend=backend, dtype=dtype)
+            backend=backend, dtype=dtype, dropout=dropout, batch_norm=batch_norm)
         self.loss = loss
         self.scale_targets = scale_targets
 

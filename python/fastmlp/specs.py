@@ -118,3 +118,46 @@ def check_n_params(sizes, activations):
     if n_params > MAX_PARAMS:
         raise ValueError(f"sizes: {sizes} need {n_params} parameters; expected at most "
                          f"{MAX_PARAMS}")
+
+
+def per_hidden_layer(value, n_hidden, name, what, check):
+    """One value for every hidden layer, or a list with one per hidden layer -> a list of
+    check(value, its name) per hidden layer."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != n_hidden:
+            raise ValueError(f"{name}: expected one {what} per hidden layer ({n_hidden}), "
+                             f"got {len(value)}")
+        return [check(v, f"{name}[{i}]") for i, v in enumerate(value)]
+    return [check(value, name)] * n_hidden
+
+
+def _check_rate(p, name):
+    if not is_real(p):
+        raise TypeError(f"{name}: expected a rate in [0, 1), got {p!r}")
+    if not 0 <= p < 1:   # NaN fails too
+        raise ValueError(f"{name}: expected a rate in [0, 1) (the fraction of units dropped), "
+                         f"got {p!r}")
+    return float(p)
+
+
+def parse_dropout(dropout, n_hidden):
+    """One dropout rate for every hidden layer, or a list with one per hidden layer -> a
+    list of floats in [0, 1)."""
+    return per_hidden_layer(dropout, n_hidden, "dropout", "rate", _check_rate)
+
+
+# batch normalization's constants: torch.nn.BatchNorm1d's defaults
+BATCH_NORM_MOMENTUM = 0.1
+BATCH_NORM_EPS = 1e-5
+
+
+def _check_flag(flag, name):
+    if not isinstance(flag, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {flag!r}")
+    return bool(flag)
+
+
+def parse_batch_norm(batch_norm, n_hidden):
+    """True/False for every hidden layer, or a list with one per hidden layer -> a list of
+    bools."""
+    return per_hidden_layer(batch_norm, n_hidden, "batch_norm", "flag", _check_flag)

@@ -17,8 +17,9 @@ from typing import List, Optional
 import numpy as np
 
 from . import equations, optim
-from .checks import (NonFiniteInputError, check_int, check_real, check_sample_weight, check_X,
-                     check_Y, dense_rows, in_range, is_sparse, nonfinite_X, rows_per_chunk)
+from .checks import (NonFiniteInputError, check_batch_rows, check_int, check_real,
+                     check_sample_weight, check_X, check_Y, dense_rows, in_range, is_sparse,
+                     nonfinite_X, rows_per_chunk)
 
 DEFAULT_LR = 0.5   # plain SGD's, when neither lr nor an optimizer is given
 # rows of the training set that warn_if_untrained looks at
@@ -191,11 +192,26 @@ def training_here(net):
     return holder is not None and holder.thread == threading.get_ident() and holder.under_way()
 
 
+def parameters(net):
+    """Every trained array of the net: weights, biases, and batch norm's γ and β."""
+    return [p for params in net.parameter_lists for p in params]
+
+
+def _batch_norm_state(net):
+    """Batch norm's γ, β and running statistics (none without batch norm)."""
+    return net.gammas + net.betas + net.running_means + net.running_vars
+
+
+def model_state(net):
+    """What a training step changes: the parameters and batch norm's running statistics."""
+    return parameters(net) + net.running_means + net.running_vars
+
+
 def _snapshot(net, optimizer):
-    """Copy the weights and biases, and the optimizer's state, into buffers kept for it
-    (no allocation once made)."""
-    optimizer.attach(net.weights + net.biases)
-    params = net.weights + net.biases + optimizer.state_arrays()
+    """Copy the parameters, running statistics and the optimizer's state into buffers kept
+    for it (no allocation once made)."""
+    optimizer.attach(parameters(net))
+    params = model_state(net) + optimizer.state_arrays()
     saved = getattr(net, "_snapshot", None)
     if saved is None or [p.shape for p in saved] != [p.shape for p in params] \
             or saved[0].dtype != params[0].dtype:
@@ -208,7 +224,7 @@ def _snapshot(net, optimizer):
 def _rollback(net):
     """Back to the last _snapshot(), in place (views users hold see it too)."""
     optimizer, state = net._snapshot_state
-    for dst, src in zip(net.weights + net.biases + optimizer.state_arrays(), net._snapshot):
+    for dst, src in zip(model_state(net) + optimizer.state_arrays(), net._snapshot):
         np.copyto(dst, src)
     optimizer.state = dict(state)
 
@@ -258,6 +274,7 @@ def step(net, X, Y, lr=None, weight_decay=None, optimizer=None, sample_weight=No
     X = check_X(net, X, finite=not trainer.FINDS_NONFINITE_X)
     Y = check_Y(net, Y, len(X))
     sample_weight = check_sample_weight(net, sample_weight, len(X))
+    check_batch_rows(net, len(X), "X")
     if optimizer is None and lr is None:
         raise TypeError("lr: expected a real number (a learning rate, or optimizer=...), got None")
     optimizer = resolve_optimizer(net, optimizer, lr, weight_decay)
@@ -299,6 +316,11 @@ def checked_fit_args(net, X, Y, epochs, batch_size, lr, weight_decay, optimizer,
     if epochs == 0 and epoch_checks_X:
         X = check_X(net, X, sparse=sparse)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
+    smallest = min(batch_size, X.shape[0] % batch_size or batch_size, X.shape[0])
+    if smallest < 2 and any(net.batch_norm):
+        raise ValueError(f"batch_size: batch normalization needs training batches of at least "
+                         f"2 rows; batches of {batch_size} over {len(X)} rows leave one of "
+                         f"{smallest}")
     optimizer = resolve_optimizer(net, optimizer, lr, weight_decay)
     check_lr_fits(net, optimizer)
     validation = None
@@ -330,9 +352,10 @@ class _EarlyStopping:
     def record(self, net, history, epoch, val_loss):
         if val_loss < self.best_loss:
             self.best_loss, history.best_epoch, self.waited = val_loss, epoch, 0
-            if self.patience is not None:
+            if self.patience is not None:   # batch norm's arrays too
                 self.best_params = ([w.copy() for w in net.weights],
-                                    [b.copy() for b in net.biases])
+                                    [b.copy() for b in net.biases],
+                                    [a.copy() for a in _batch_norm_state(net)])
         else:
             self.waited += 1
 
@@ -341,7 +364,9 @@ class _EarlyStopping:
 
     def restore_best(self, net, history):
         if self.best_params is not None and history.best_epoch != len(history.loss) - 1:
-            net.weights, net.biases = self.best_params
+            net.weights, net.biases, norms = self.best_params
+            for dst, src in zip(_batch_norm_state(net), norms, strict=True):
+                np.copyto(dst, src)
 
 
 def fit(net, X, Y, epochs=30, batch_size=10, lr=None, weight_decay=None, optimizer=None,
@@ -409,7 +434,7 @@ def _guarded_epoch(net, optimizer, epoch, run, history):
     after = f"epoch {epoch}" if epoch else "fit() started"
     try:
         loss_sum, score_sum = run()
-        if not (math.isfinite(loss_sum) and in_range(net.weights + net.biases)):
+        if not (math.isfinite(loss_sum) and in_range(parameters(net))):
             raise FloatingPointError(
                 f"fit: training diverged in epoch {epoch + 1} (loss {loss_sum}, or weights not "
                 f"finite); the model holds its weights as of {after}; try a smaller lr")

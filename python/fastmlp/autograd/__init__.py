@@ -12,12 +12,13 @@ SGD (nn.py).
 from . import nn
 from .function import (Context, Function, backend, get_backend_name, is_grad_enabled,
                        no_grad, set_backend)
-from .ops import (activation, add, conv2d, elu, identity, leaky_relu, matmul, maxout, mean,
+from .ops import (activation, add, batch_norm, conv2d, dropout, elu, identity, leaky_relu, matmul, maxout, mean,
                   mul, neg, quadratic_loss, relu, reshape, sigmoid, sigmoid_binary_cross_entropy,
                   softmax, softmax_cross_entropy, sub, sum, tanh, transpose)
 from .tensor import Tensor
 
-__all__ = ["Context", "Function", "Tensor", "activation", "add", "backend", "conv2d", "elu",
+__all__ = ["Context", "Function", "Tensor", "activation", "add", "backend", "batch_norm",
+           "conv2d", "dropout", "elu",
            "get_backend_name", "identity", "is_grad_enabled", "leaky_relu", "matmul",
            "maxout", "mean", "mul", "neg", "nn", "no_grad", "quadratic_loss", "relu",
            "reshape", "set_backend", "sigmoid", "sigmoid_binary_cross_entropy", "softmax",

@@ -14,16 +14,31 @@ import numpy as np
 from .. import optim
 from ..backend import get_backend
 from . import ops
+from ..reference.dropout import dropout_key
 from .function import get_backend_name
 from .tensor import Tensor
 
 
 class Module:
     """A callable layer; parameters() finds the Tensors that require grad among its
-    attributes, in sub-modules and in lists of them."""
+    attributes, in sub-modules and in lists of them. train() / eval() set `training` on it
+    and its sub-modules (Dropout and BatchNorm1d behave differently in each, as in torch)."""
+
+    training = True
 
     def __call__(self, x):
         return self.forward(x)
+
+    def train(self, mode=True):
+        self.training = bool(mode)
+        for value in vars(self).values():
+            for item in value if isinstance(value, (list, tuple)) else (value,):
+                if isinstance(item, Module):
+                    item.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
 
     def forward(self, x):
         raise NotImplementedError
@@ -111,6 +126,48 @@ class Maxout(Module):
 
     def forward(self, x):
         return ops.maxout(x, self.k)
+
+
+class Dropout(Module):
+    """Inverted dropout while training (each unit dropped with probability p, the kept ones
+    scaled by 1/(1 − p)); the identity in eval(). The masks come from fastmlp's counter-based
+    generator, keyed by (seed, the number of training calls so far)."""
+
+    def __init__(self, p=0.5, seed=0):
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+            raise ValueError(f"p: expected a rate in [0, 1), got {p!r}")
+        self.p, self.seed, self.calls = float(p), seed, 0
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        self.calls += 1
+        return ops.dropout(x, self.p, dropout_key(self.seed, self.calls, 0))
+
+
+class BatchNorm1d(Module):
+    """torch.nn.BatchNorm1d over (n, num_features): while training, normalise with the
+    batch's mean and biased variance, scale by weight (γ) and shift by bias (β), and update
+    running_mean / running_var (unbiased) with `momentum`; in eval(), use those. γ and β
+    are 1-D, so the optimizers here do not decay them."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=np.float64):
+        self.eps, self.momentum = eps, momentum
+        self.weight = Tensor(np.ones(num_features), requires_grad=True, dtype=dtype)
+        self.bias = Tensor(np.zeros(num_features), requires_grad=True, dtype=dtype)
+        self.running_mean = np.zeros(num_features, dtype=dtype)
+        self.running_var = np.ones(num_features, dtype=dtype)
+
+    def forward(self, x):
+        if not self.training:
+            scale = self.weight * (1 / np.sqrt(self.running_var + self.eps))
+            return (x - self.running_mean) * scale + self.bias
+        stats = []
+        y = ops.batch_norm(x, self.weight, self.bias, self.eps, stats)
+        (mean, var), n, m = stats[0], x.shape[0], self.momentum
+        self.running_mean = (1 - m) * self.running_mean + m * mean
+        self.running_var = (1 - m) * self.running_var + m * var * (n / (n - 1))
+        return y
 
 
 class Softmax(Module):

@@ -197,6 +197,37 @@ class Maxout(Function):
         return ctx.kernel("maxout_backward")(np.ascontiguousarray(g), ctx.argmax, ctx.k)
 
 
+class BatchNorm(Function):
+    """y = γ x̂ + β with x̂ the batch-normalised z (n, m) (batch_norm_forward); backward by
+    batch_norm_backward. `stats`, a list, receives the batch's (mean, biased variance)."""
+
+    @staticmethod
+    def forward(ctx, z, gamma, beta, eps, stats):
+        y, xhat, mean, var, inv_std = ctx.kernel("batch_norm_forward")(
+            np.ascontiguousarray(z), np.ascontiguousarray(gamma), np.ascontiguousarray(beta), eps)
+        ctx.save_for_backward(xhat, np.ascontiguousarray(gamma), inv_std)
+        stats.append((mean, var))
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        xhat, gamma, inv_std = ctx.saved_tensors
+        return ctx.kernel("batch_norm_backward")(np.ascontiguousarray(g), xhat, gamma, inv_std)
+
+
+class Dropout(Function):
+    """x ⊙ mask, the mask of dropout_forward (1/(1 − p) kept, 0 dropped); backward g ⊙ mask."""
+
+    @staticmethod
+    def forward(ctx, x, key, p):
+        out, ctx.mask = ctx.kernel("dropout_forward")(np.ascontiguousarray(x), key, 0, p)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * ctx.mask
+
+
 class Softmax(Function):
     """p = softmax(z) row by row; ∂L/∂z = p ⊙ (g − Σ_k g_k p_k)."""
 
@@ -380,6 +411,28 @@ def maxout(z, k):
     if _matrix(z, "z").shape[1] % k:
         raise ValueError(f"z: expected (n, m·k) columns with k={k}, got shape {_data(z).shape}")
     return Maxout.apply(z, k=int(k))
+
+
+def batch_norm(z, gamma, beta, eps=1e-5, stats=None):
+    """Batch normalization of z (n, m) over its n >= 2 rows, scaled by γ and shifted by β
+    (m,) (torch.nn.BatchNorm1d in training mode); the list `stats` (if given) receives the
+    batch's (mean, biased variance)."""
+    n, m = _matrix(z, "z").shape
+    if n < 2:
+        raise ValueError(f"z: batch normalization needs at least 2 rows, got {n}")
+    for name, v in (("gamma", gamma), ("beta", beta)):
+        if _data(v).shape != (m,):
+            raise ValueError(f"{name}: expected shape ({m},), got {_data(v).shape}")
+    return BatchNorm.apply(z, gamma, beta, eps=float(eps), stats=[] if stats is None else stats)
+
+
+def dropout(x, p, key):
+    """Inverted dropout of x (n, m): each unit kept with probability 1 − p and scaled by
+    1/(1 − p), by the masks of the 32-bit `key` (fastmlp.reference.dropout)."""
+    _matrix(x, "x")
+    if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)) or not 0 <= p < 1:
+        raise ValueError(f"p: expected a rate in [0, 1), got {p!r}")
+    return Dropout.apply(x, key=int(key), p=float(p))
 
 
 def softmax(z):

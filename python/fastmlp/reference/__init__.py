@@ -5,6 +5,8 @@ Each kernel here has a native twin with the same name and signature in fastmlp._
 from .activation import (ACTIVATIONS, DEFAULT_PARAM, activation_backward,
                          activation_derivative, activation_forward, maxout_backward,
                          maxout_forward)
+from .batch_norm import batch_norm_backward, batch_norm_forward
+from .dropout import dropout_forward
 from .gemm import linear_backward, linear_forward, matmul
 from .loss import (poisson_loss, quadratic_loss, sigmoid_binary_cross_entropy, softmax,
                    softmax_cross_entropy)
@@ -27,6 +29,9 @@ KERNELS = {
     "sgd_update": sgd_update,
     "momentum_update": momentum_update,
     "adam_update": adam_update,
+    "dropout_forward": dropout_forward,
+    "batch_norm_forward": batch_norm_forward,
+    "batch_norm_backward": batch_norm_backward,
 }
 
 __all__ = ["ACTIVATIONS", "DEFAULT_PARAM", "KERNELS", *KERNELS]
