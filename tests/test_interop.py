@@ -182,3 +182,22 @@ def test_torch_interop_without_torch_names_the_extra(monkeypatch):
         MLP([2, 2]).to_torch()
     with pytest.raises(ImportError, match=r"pip install 'fastmlp\[torch\]'"):
         importlib.import_module("fastmlp.torch_io")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_exports_carry_batch_norm_and_leave_out_dropout(dtype, tmp_path):
+    """A trained net with batch norm (running statistics away from 0 and 1) and dropout:
+    ONNX and torch compute predict's forward (batch norm from the running statistics, no
+    dropout)."""
+    torch = pytest.importorskip("torch")
+    net = MLP([5, 8, 6, 3], activation=["relu", ("maxout", 2)], batch_norm=True,
+              dropout=[0.3, 0.0], dtype=dtype, seed=1)
+    X = 2 * np.random.default_rng(0).standard_normal((40, 5)).astype(dtype) + 1
+    net.fit(X, np.arange(40) % 3, epochs=3, batch_size=8, lr=0.1)
+    assert not np.allclose(net.running_means[0], 0)
+    expected = net.forward(X)
+    with torch.no_grad():
+        np.testing.assert_allclose(net.to_torch()(torch.from_numpy(X)).numpy(), expected,
+                                   **TOLERANCE[dtype])
+    if importlib.util.find_spec("onnxruntime"):
+        np.testing.assert_allclose(run_onnx(net, X, tmp_path), expected, **TOLERANCE[dtype])

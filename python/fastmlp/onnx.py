@@ -10,9 +10,13 @@ classifier its predict_proba (one column per class, in the order of classes_); f
 regressor its predict, in the targets' units (n, n_outputs). Each layer is a Gemm with
 W(l) as stored (transB=1), then its activation: Sigmoid, Tanh, Relu, LeakyRelu(alpha =
 the slope), Elu(alpha), nothing for identity, and maxout as Reshape (n, units, k) +
-ReduceMax over the k pieces (unit j's pieces are rows j·k … j·k+k−1 of W).
+ReduceMax over the k pieces (unit j's pieces are rows j·k … j·k+k−1 of W); a
+batch-normalised layer normalises its Gemm's output by its running statistics first, and
+dropout (training only) is left out, as predict leaves it.
 """
 import numpy as np
+
+from .specs import BATCH_NORM_EPS
 
 OPSET = 17   # ReduceMax takes its axes as an attribute up to opset 17
 ELEMENTWISE = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu",
@@ -83,14 +87,28 @@ def _piecewise(g, act, param, l):
     g.add("Where", f"a{l}", z, negative)
 
 
+def _batch_norm(g, net, j, l):
+    """Batch norm j (of layer l) as evaluation has it, (z − μ) / √(σ² + ε) · γ + β, from
+    elementary ops in the order of equations.batch_norm_eval (so float64 stays float64)."""
+    t = np.dtype(net.dtype).type
+    std = np.sqrt(net.running_vars[j] + t(BATCH_NORM_EPS))
+    g.add("Sub", f"centred{l}", g.const(f"running_mean{l}", net.running_means[j]))
+    g.add("Div", f"normalised{l}", g.const(f"running_std{l}", std))
+    g.add("Mul", f"scaled{l}", g.const(f"gamma{l}", net.gammas[j]))
+    g.add("Add", f"shifted{l}", g.const(f"beta{l}", net.betas[j]))
+
+
 def build(model):
     """The ONNX ModelProto of `model` (see the module docstring), checked."""
     onnx = _onnx()
     net, after = _parts(model)
     g = _Graph(onnx, net.dtype)
     n_layers = len(net.weights)
+    normalised = iter(range(len(net.gammas)))
     for l, (w, b) in enumerate(zip(net.weights, net.biases)):
         g.add("Gemm", f"z{l}", g.const(f"W{l}", w), g.const(f"b{l}", b), transB=1)
+        if l < n_layers - 1 and net.batch_norm[l]:   # with the running statistics
+            _batch_norm(g, net, next(normalised), l)
         act, param = net.activations[l] if l < n_layers - 1 else (net.output, 0.0)
         if act == "maxout":
             shape = g.const(f"pieces_shape{l}", [0, w.shape[0] // param, param], np.int64)

@@ -17,7 +17,7 @@ except ImportError as exc:
 
 import numpy as np
 
-from .specs import DTYPES
+from .specs import BATCH_NORM_EPS, BATCH_NORM_MOMENTUM, DTYPES
 
 
 class Maxout(nn.Module):
@@ -51,20 +51,39 @@ def _activation_module(act, param):
 
 
 def to_torch(net):
-    """net as an nn.Sequential with copies of its weights, in its dtype."""
+    """net as an nn.Sequential with copies of its weights, in its dtype, in eval mode (as
+    predict computes: batch norm with the running statistics, no dropout; .train() for
+    training). A batch-normalised layer gets an nn.BatchNorm1d with γ, β and the running
+    statistics after its nn.Linear; a layer with dropout an nn.Dropout after its activation."""
     dtype = getattr(torch, net.dtype)
     modules = []
+    normalised = iter(range(len(net.gammas)))
     for l, (w, b) in enumerate(zip(net.weights, net.biases)):
-        linear = nn.Linear(w.shape[1], w.shape[0], dtype=dtype)
-        with torch.no_grad():
-            linear.weight.copy_(torch.from_numpy(w))
-            linear.bias.copy_(torch.from_numpy(b))
-        modules.append(linear)
-        act, param = net.activations[l] if l < len(net.weights) - 1 else (net.output, 0.0)
+        modules.append(_filled(nn.Linear(w.shape[1], w.shape[0], dtype=dtype),
+                               weight=w, bias=b))
+        hidden = l < len(net.weights) - 1
+        if hidden and net.batch_norm[l]:
+            j = next(normalised)
+            modules.append(_filled(
+                nn.BatchNorm1d(w.shape[0], eps=BATCH_NORM_EPS, momentum=BATCH_NORM_MOMENTUM,
+                               dtype=dtype),
+                weight=net.gammas[j], bias=net.betas[j], running_mean=net.running_means[j],
+                running_var=net.running_vars[j]))
+        act, param = net.activations[l] if hidden else (net.output, 0.0)
         module = _activation_module(act, param)
         if module is not None:
             modules.append(module)
-    return nn.Sequential(*modules)
+        if hidden and net.dropout[l]:
+            modules.append(nn.Dropout(net.dropout[l]))
+    return nn.Sequential(*modules).eval()
+
+
+def _filled(module, **arrays):
+    """module with copies of the named arrays in its parameters and buffers."""
+    with torch.no_grad():
+        for name, array in arrays.items():
+            getattr(module, name).copy_(torch.from_numpy(np.ascontiguousarray(array)))
+    return module
 
 
 def _hidden_activation(module, where):
