@@ -19,7 +19,7 @@ cmake=$work/tools/bin/cmake
   -DCMAKE_BUILD_TYPE=Release -DFASTMLP_PYTHON=OFF -DFASTMLP_KERNEL_CHECK=ON > "$work/configure.log"
 "$cmake" --build "$work/build" -j 2 --target kernel_check > "$work/build.log" 2>&1 \
   || { tail -50 "$work/build.log"; exit 1; }
-file -L "$work/build/kernel_check" | grep -q "ARM aarch64" \
+grep -q "ARM aarch64" <(file -L "$work/build/kernel_check") \
   || { echo "kernel_check is not an aarch64 binary: $(file -L "$work/build/kernel_check")"; exit 1; }
 objects=$(cd "$work/build/CMakeFiles/fastmlp_kernels.dir/csrc" && ls ./*.o kernels/*.o)
 if grep -q avx <<< "$objects"; then echo "x86 (AVX) kernels were compiled for aarch64"; exit 1; fi

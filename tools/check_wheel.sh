@@ -23,7 +23,9 @@ echo "== build the wheel"
   -Cbuild-dir="$work/build" "$src" > "$work/build.log" 2>&1 || { tail -50 "$work/build.log"; exit 1; }
 wheel=$(ls "$work"/dist/fastmlp-*.whl)
 echo "built $(basename "$wheel")"
-unzip -l "$wheel" | grep -q "dist-info/licenses/LICENSE" || { echo "no LICENSE in the wheel"; exit 1; }
+# grep -q on a process substitution, not a pipe: under pipefail, grep -q's early exit would
+# fail the listing with SIGPIPE
+grep -q "dist-info/licenses/LICENSE" <(unzip -l "$wheel") || { echo "no LICENSE in the wheel"; exit 1; }
 
 echo "== auditwheel show (as built)"
 "$tools/bin/auditwheel" show "$wheel"
@@ -38,9 +40,9 @@ case "$(basename "$repaired")" in
   *) echo "the repaired wheel has no manylinux/musllinux tag"; exit 1 ;;
 esac
 # the tag auditwheel says the repaired wheel is consistent with is the one in its name
-tag=$(grep -o '"[a-z]*linux_[0-9]*_[0-9]*_[a-z0-9_]*"' "$work/show.txt" | head -1 | tr -d '"')
+tag=$(grep -o -m1 '"[a-z]*linux_[0-9]*_[0-9]*_[a-z0-9_]*"' "$work/show.txt" | tr -d '"')
 [[ "$(basename "$repaired")" == *"$tag"* ]] || { echo "tag $tag not in the file name"; exit 1; }
-unzip -l "$repaired" | grep -q "fastmlp.libs/libgomp" || { echo "libgomp was not vendored"; exit 1; }
+grep -q "fastmlp.libs/libgomp" <(unzip -l "$repaired") || { echo "libgomp was not vendored"; exit 1; }
 
 echo "== install the repaired wheel into a fresh venv and run the suite"
 fresh_venv "$work/venv"
