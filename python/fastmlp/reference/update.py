@@ -16,7 +16,9 @@ BLOCK_BYTES = 1 << 16
 
 def row_blocks(w):
     """Slices of w's leading axis covering about BLOCK_BYTES each."""
-    rows = max(1, BLOCK_BYTES // max(1, w[:1].nbytes))
+    if w.nbytes <= BLOCK_BYTES:
+        return (slice(None),)
+    rows = max(1, BLOCK_BYTES * len(w) // w.nbytes)
     return [slice(i, i + rows) for i in range(0, len(w), rows)]
 
 
