@@ -26,6 +26,8 @@ def sgd_update(w, dw, lr, weight_decay):
     """In place: W ← W − lr (∂J/∂W + weight_decay · W). Biases are passed weight_decay=0."""
     t = w.dtype.type
     lr, decay = t(lr), t(weight_decay)
+    if np.may_share_memory(w, dw):   # read before any block of w changes
+        dw = dw.copy()
     for rows in row_blocks(w):
         w_rows, dw_rows = w[rows], dw[rows]
         # a decay of 0 skips its pass (0 · W adds nothing to a finite W)
