@@ -144,3 +144,23 @@ def test_epoch_against_numpy_loop(benchmark, record_measured, table, case, dtype
           f"({min(turn_ratios):.2f}-{max(turn_ratios):.2f}) | numpy/loop "
           f"{best['numpy loop'] / best['numpy']:.2f}x slower | GEMM {gemm_rate / 1e9:6.1f} "
           f"GFLOP/s, native at {fraction:.0%}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", ["seed", "mid"])
+def test_shuffle_epoch(benchmark, record_measured, case, dtype):
+    """fit(shuffle=True), what users run (the rows gathered in a new order each epoch),
+    against in-order epochs of the same native net, taking turns (the issue's goal: within
+    1.1x)."""
+    sizes, activation, batch_size, _ = CASES[case]
+    X, y = synthetic(TABLE_SAMPLES, sizes, dtype)
+    net = MLP(sizes, activation=activation, backend="native", dtype=dtype, seed=0)
+    benchmark.group = f"epoch {case} {dtype}, shuffled or in order, taking turns"
+    seconds = benchmark.pedantic(take_turns, args=(
+        {name: (lambda s=shuffle: net.fit(X, y, epochs=1, batch_size=batch_size, lr=LR,
+                                          shuffle=s))
+         for name, shuffle in (("in order", False), ("shuffle", True))},
+        PROGRESS_ROUNDS, SETTLE_SECONDS), rounds=1, iterations=1)
+    for name, times in seconds.items():   # best turn: the machine at its quietest
+        record_measured(f"epoch {case} {dtype}, shuffled or in order", name, min(times),
+                        items=TABLE_SAMPLES, baseline="in order")
