@@ -15,9 +15,10 @@ BLOCK_BYTES = 1 << 16
 
 
 def row_blocks(w):
-    """Slices of w's leading axis covering about BLOCK_BYTES each."""
+    """Indices of w's blocks: slices of its leading axis covering about BLOCK_BYTES each,
+    or all of w (...) when it is that small (or 0-d)."""
     if w.nbytes <= BLOCK_BYTES:
-        return (slice(None),)
+        return (...,)
     rows = max(1, BLOCK_BYTES * len(w) // w.nbytes)
     return [slice(i, i + rows) for i in range(0, len(w), rows)]
 
