@@ -13,6 +13,7 @@ import pytest
 
 import fastmlp
 from fastmlp import reference
+from fastmlp.bench import gemm_runner
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
 native = fastmlp.get_backend("native")
@@ -75,13 +76,12 @@ def test_matmul(record, threads, product, dtype, impl):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_matmul_thread_scaling(record, dtype, n_threads):
     """Native 1024³ with 1 and with 2 threads, one group: the ratio is the scaling."""
-    a, b = _operands("1024^3", dtype)
+    matmul, flops = gemm_runner(dtype)   # the yardstick of bench_training's speed table
     previous = fastmlp.get_num_threads()
     fastmlp.set_num_threads(n_threads)
     try:
-        record(f"native matmul 1024^3 {dtype} scaling", f"{n_threads} thread(s)",
-               lambda: native.matmul(a, b), items=2 * 1024 ** 3, rounds=10,
-               baseline="1 thread(s)")
+        record(f"native matmul 1024^3 {dtype} scaling", f"{n_threads} thread(s)", matmul,
+               items=flops, rounds=10, baseline="1 thread(s)")
     finally:
         fastmlp.set_num_threads(previous)
 

@@ -486,6 +486,27 @@ def test_sgd_update_with_overlapping_dw_reads_the_old_values(native, numpy_twin)
     np.testing.assert_array_equal(buf, ref)
 
 
+@pytest.mark.parametrize("weight_decay", (0.0, 1e-3))
+@pytest.mark.parametrize("dtype", ("float32", "float64"))
+def test_sgd_update_of_a_large_w_is_bitwise_native(native, numpy_twin, dtype, weight_decay):
+    """The twin updates a W larger than its block (reference.update.BLOCK_BYTES) block by
+    block: every element as the native kernel computes it, the last partial block too, and
+    an overlapping dw still read before w changes."""
+    from fastmlp.reference.update import BLOCK_BYTES
+    rng = np.random.default_rng(5)
+    shape = (3 * BLOCK_BYTES // (np.dtype(dtype).itemsize * 300) + 7, 300)
+    w, dw = logits(rng, shape, dtype), logits(rng, shape, dtype)
+    got, want = w.copy(), w.copy()
+    numpy_twin.sgd_update(got, dw, 0.37, weight_decay)
+    native.sgd_update(want, dw, 0.37, weight_decay)
+    np.testing.assert_array_equal(got, want)
+    bufs = [logits(rng, shape[0] * shape[1] + 1, dtype) for _ in range(2)]
+    bufs[1][...] = bufs[0]
+    for table, buf in zip((numpy_twin, native), bufs):
+        table.sgd_update(buf[1:], buf[:-1], 0.37, weight_decay)
+    np.testing.assert_array_equal(bufs[0], bufs[1])
+
+
 @pytest.mark.parametrize("decoupled", (False, True))
 @pytest.mark.parametrize("dw_at", ("shifted", "same"))
 def test_optimizers_with_dw_sharing_memory_with_w_read_the_old_values(native, numpy_twin, decoupled, dw_at):

@@ -77,14 +77,77 @@ def torch_epoch(sizes, activation, batch_size, X, y, dtype, optimizer="sgd"):
     return epoch
 
 
+def numpy_loop_epoch(sizes, activation, batch_size, X, y, dtype):
+    """The same network and plain SGD as a user writes it by hand in vectorised NumPy (not
+    fastmlp's NumPy backend): a shuffle per epoch, then per batch X[s:s+b] @ W.T + b, the
+    activation, the softmax cross-entropy gradient, d.T @ a and an in-place update."""
+    rng = np.random.default_rng(0)
+    Ws = [(rng.standard_normal((fan_out, fan_in)) / np.sqrt(fan_in)).astype(dtype)
+          for fan_in, fan_out in zip(sizes[:-1], sizes[1:])]
+    bs = [np.zeros(fan_out, dtype) for fan_out in sizes[1:]]
+    sigmoid = activation == "sigmoid"
+
+    def epoch():
+        perm = rng.permutation(len(X))
+        Xs, ys = X[perm], y[perm]
+        for s in range(0, len(X), batch_size):
+            a, labels = Xs[s:s + batch_size], ys[s:s + batch_size]
+            acts = [a]
+            for W, b in zip(Ws[:-1], bs[:-1]):
+                z = a @ W.T + b
+                a = 1 / (1 + np.exp(-z)) if sigmoid else np.maximum(z, 0)
+                acts.append(a)
+            z = a @ Ws[-1].T + bs[-1]
+            p = np.exp(z - z.max(axis=1, keepdims=True))
+            p /= p.sum(axis=1, keepdims=True)
+            p[np.arange(len(labels)), labels] -= 1
+            d = p / len(labels)                       # ∂J/∂z of the mean cross-entropy
+            for l in reversed(range(len(Ws))):
+                dW, db = d.T @ acts[l], d.sum(axis=0)
+                if l:
+                    a = acts[l]
+                    d = (d @ Ws[l]) * (a * (1 - a) if sigmoid else (a > 0))
+                Ws[l] -= LR * dW
+                bs[l] -= LR * db
+    return epoch
+
+
+def flops_per_sample(sizes):
+    """Multiply-adds ×2 of one training sample: every layer's forward product and weight
+    gradient (2 · fan_in · fan_out each), and the δ product of every layer but the first."""
+    products = [fan_in * fan_out for fan_in, fan_out in zip(sizes[:-1], sizes[1:])]
+    return 2 * (2 * sum(products) + sum(products[1:]))
+
+
+GEMM_SIZE = 1024
+
+
+def gemm_runner(dtype, size=GEMM_SIZE):
+    """(a function running native matmul on size³ operands, its FLOPs): the machine's rate
+    as the benches measure it (benches/bench_gemm.py), the yardstick of the epochs."""
+    from .backend import get_backend
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((size, size)).astype(dtype) for _ in range(2))
+    matmul = get_backend("native").matmul
+    return (lambda: matmul(a, b)), 2 * size ** 3
+
+
+RUNNER_NAMES = ("numpy loop", "torch", "numpy", "native")
+
+
 def make_runner(runner, case, dtype, n=None, optimizer="sgd", **model_options):
-    """(epoch function or None if `runner` is unavailable, samples per epoch); `optimizer`
-    one of OPTIMIZER_NAMES; model_options (dropout=...) go to fastmlp's MLP."""
+    """(epoch function or None if `runner` is unavailable, samples per epoch); `runner`
+    one of RUNNER_NAMES ("numpy loop": numpy_loop_epoch, plain SGD only); `optimizer` one
+    of OPTIMIZER_NAMES; model_options (dropout=...) go to fastmlp's MLP."""
     sizes, activation, batch_size, default_n = CASES[case]
     n = default_n if n is None else n
     X, y = synthetic(n, sizes, dtype)
     if runner == "torch":
         return torch_epoch(sizes, activation, batch_size, X, y, dtype, optimizer), n
+    if runner == "numpy loop":
+        if optimizer != "sgd" or model_options:
+            raise ValueError("the numpy loop runner trains with plain SGD only")
+        return numpy_loop_epoch(sizes, activation, batch_size, X, y, dtype), n
     return fastmlp_epoch(runner, sizes, activation, batch_size, X, y, dtype, optimizer,
                          **model_options), n
 

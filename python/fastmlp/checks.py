@@ -45,11 +45,16 @@ def check_real(value, name, minimum=None, strict=False):
     return number
 
 
+SMALL_ARRAY = 4096   # elements: a few rows, as predict on one row sees them
+
+
 def all_finite(a):
     """No NaN or infinity in the float array `a`. A finite sum proves it in one pass with
     no temporary (isfinite(a) would allocate a boolean copy of a whole training set per
     fit); NaN or infinity anywhere makes the sum non-finite, and an overflowing sum of
     finite numbers falls back to the element-wise test."""
+    if a.size <= SMALL_ARRAY:   # a boolean copy costs less than the sum's errstate here
+        return bool(np.isfinite(a).all())
     with np.errstate(over="ignore", invalid="ignore"):   # inf + -inf, or an overflowing sum
         return bool(np.isfinite(a.sum())) or bool(np.isfinite(a).all())
 
@@ -118,8 +123,9 @@ def check_X(net, X, finite=True, sparse=False):
     if X.shape[1] != net.sizes[0]:
         raise ValueError(f"X: expected {net.sizes[0]} features per row (sizes[0]), got "
                          f"{X.shape[1]}")
-    with np.errstate(over="ignore"):   # a number too large for the dtype: reported below
-        X = np.ascontiguousarray(X, dtype=net.dtype)
+    if X.dtype != net.dtype or not X.flags.c_contiguous:
+        with np.errstate(over="ignore"):   # a number too large for the dtype: reported below
+            X = np.ascontiguousarray(X, dtype=net.dtype)
     if finite and not all_finite(X):
         raise nonfinite_X(net)
     return X

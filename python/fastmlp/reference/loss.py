@@ -40,15 +40,6 @@ def _checked_weights(sample_weight, n):
     return w
 
 
-def _one_hot(y, k, dtype):
-    """Integer labels (n,) -> one-hot (n, k); a 2-D Y is returned as is."""
-    if y.ndim == 2:
-        return y
-    t = np.zeros((y.shape[0], k), dtype=dtype)
-    t[np.arange(y.shape[0]), y] = 1
-    return t
-
-
 def log_softmax(z):
     """log p with p = softmax(z): subtract the row max first, so e^x never overflows."""
     s = z - z.max(axis=1, keepdims=True)
@@ -66,9 +57,15 @@ def softmax_cross_entropy(z, y, sample_weight=None):
 
     y is integer labels (n,) or a one-hot / probability matrix (n, K).
     """
-    t = _one_hot(y, z.shape[1], z.dtype)
     logp = log_softmax(z)
-    return _batch_mean(-(t * logp).sum(axis=1), np.exp(logp) - t, sample_weight)
+    if y.ndim == 2:
+        return _batch_mean(-(y * logp).sum(axis=1), np.exp(logp) - y, sample_weight)
+    # labels: y_ik is 1 at k = y_i and 0 elsewhere, so the sum is −log p_(i, y_i) and
+    # p − y subtracts 1 at the label (the same numbers as the one-hot matrix gives)
+    rows = np.arange(len(y))
+    grad = np.exp(logp)
+    grad[rows, y] -= 1
+    return _batch_mean(-logp[rows, y], grad, sample_weight)
 
 
 def sigmoid_binary_cross_entropy(z, y, sample_weight=None):

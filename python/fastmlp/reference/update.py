@@ -6,10 +6,33 @@ import math
 import numpy as np
 
 
+# sgd_update works through W in blocks of about this many bytes: the temporary
+# lr (∂J/∂W + ...) of a whole large W (a megabyte or more) would be a fresh allocation each
+# step, which glibc maps and unmaps (or trims off the heap), paying a page fault per 4 KiB
+# touched: 2.5x slower steps on the mid case in float64. A block stays in the heap and in
+# the cache.
+BLOCK_BYTES = 1 << 16
+
+
+def row_blocks(w):
+    """Indices of w's blocks: slices of its leading axis covering about BLOCK_BYTES each,
+    or all of w (...) when it is that small (or 0-d)."""
+    if w.nbytes <= BLOCK_BYTES:
+        return (...,)
+    rows = max(1, BLOCK_BYTES * len(w) // w.nbytes)
+    return [slice(i, i + rows) for i in range(0, len(w), rows)]
+
+
 def sgd_update(w, dw, lr, weight_decay):
     """In place: W ← W − lr (∂J/∂W + weight_decay · W). Biases are passed weight_decay=0."""
     t = w.dtype.type
-    w -= t(lr) * (dw + t(weight_decay) * w)
+    lr, decay = t(lr), t(weight_decay)
+    if np.may_share_memory(w, dw):   # read before any block of w changes
+        dw = dw.copy()
+    for rows in row_blocks(w):
+        w_rows, dw_rows = w[rows], dw[rows]
+        # a decay of 0 skips its pass (0 · W adds nothing to a finite W)
+        w_rows -= lr * (dw_rows + decay * w_rows) if weight_decay else lr * dw_rows
 
 
 def momentum_update(w, dw, velocity, lr, momentum, nesterov, weight_decay):
