@@ -78,25 +78,33 @@ def test_optimizer_epoch(benchmark, record_measured, case, dtype):
 PROGRESS_ROUNDS = 9
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_progress_bar_epoch(benchmark, record_measured, monkeypatch, dtype):
-    sizes, activation, batch_size, _ = CASES["mid"]
-    n = 20_000
+def fit_variants_in_turns(benchmark, record_measured, group, case, dtype, n, variants):
+    """One-epoch fits of one native net of `case` on n rows, with each variant's fit()
+    arguments (name -> kwargs; the first is the baseline), taking turns; files each best
+    turn under `group` -> {name: seconds of each turn}."""
+    sizes, activation, batch_size, _ = CASES[case]
     X, y = synthetic(n, sizes, dtype)
     net = MLP(sizes, activation=activation, backend="native", dtype=dtype, seed=0)
-    monkeypatch.setattr(training, "_bar_shows", lambda: True)   # a bar on captured stderr
-    benchmark.group = f"epoch mid {dtype} {n} rows, progress bar, taking turns"
+    benchmark.group = f"{group}, taking turns"
     seconds = benchmark.pedantic(take_turns, args=(
-        {name: (lambda p=progress: net.fit(X, y, epochs=1, batch_size=batch_size, lr=LR,
-                                           progress=p))
-         for name, progress in (("silent", False), ("bar", True))},
+        {name: (lambda kw=kwargs: net.fit(X, y, epochs=1, batch_size=batch_size, lr=LR, **kw))
+         for name, kwargs in variants.items()},
         PROGRESS_ROUNDS, SETTLE_SECONDS), rounds=1, iterations=1)
     for name, times in seconds.items():   # best turn: the machine at its quietest
-        record_measured(f"epoch mid {dtype} {n} rows, progress bar", name, min(times),
-                        items=n, baseline="silent")
+        record_measured(group, name, min(times), items=n, baseline=next(iter(variants)))
+    return seconds
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_progress_bar_epoch(benchmark, record_measured, monkeypatch, dtype):
+    n = 20_000
+    monkeypatch.setattr(training, "_bar_shows", lambda: True)   # a bar on captured stderr
+    seconds = fit_variants_in_turns(benchmark, record_measured,
+                                    f"epoch mid {dtype} {n} rows, progress bar", "mid", dtype,
+                                    n, {"silent": dict(progress=False),
+                                        "bar": dict(progress=True)})
     print(f"\n{dtype} bar/silent per turn: "
           + " ".join(f"{b / s:.3f}" for b, s in zip(seconds["bar"], seconds["silent"])))
-
 
 REGULARIZERS = {"native": {}, "native dropout 0.2": {"dropout": 0.2},
                 "native batch norm": {"batch_norm": True}}
@@ -152,15 +160,6 @@ def test_shuffle_epoch(benchmark, record_measured, case, dtype):
     """fit(shuffle=True), what users run (the rows gathered in a new order each epoch),
     against in-order epochs of the same native net, taking turns (the issue's goal: within
     1.1x)."""
-    sizes, activation, batch_size, _ = CASES[case]
-    X, y = synthetic(TABLE_SAMPLES, sizes, dtype)
-    net = MLP(sizes, activation=activation, backend="native", dtype=dtype, seed=0)
-    benchmark.group = f"epoch {case} {dtype}, shuffled or in order, taking turns"
-    seconds = benchmark.pedantic(take_turns, args=(
-        {name: (lambda s=shuffle: net.fit(X, y, epochs=1, batch_size=batch_size, lr=LR,
-                                          shuffle=s))
-         for name, shuffle in (("in order", False), ("shuffle", True))},
-        PROGRESS_ROUNDS, SETTLE_SECONDS), rounds=1, iterations=1)
-    for name, times in seconds.items():   # best turn: the machine at its quietest
-        record_measured(f"epoch {case} {dtype}, shuffled or in order", name, min(times),
-                        items=TABLE_SAMPLES, baseline="in order")
+    fit_variants_in_turns(benchmark, record_measured, f"epoch {case} {dtype}, shuffled or in order",
+                          case, dtype, TABLE_SAMPLES, {"in order": dict(shuffle=False),
+                                                       "shuffle": dict(shuffle=True)})
