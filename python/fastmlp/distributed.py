@@ -37,6 +37,7 @@ import hashlib
 import math
 import os
 import sys
+import time
 import traceback
 
 import numpy as np
@@ -248,6 +249,9 @@ def _global_sums(net, comm, loss_sum, score_sum):
     return float(totals[0]), score_sum
 
 
+ABORT_REPORT_WAIT = 1.0   # seconds
+
+
 def _abort(comm, exc):
     """Report this rank's failure and end every rank of comm."""
     sys.stdout.flush()
@@ -255,6 +259,10 @@ def _abort(comm, exc):
                      f"training ({type(exc).__name__}: {exc}); aborting every rank\n"
                      f"{''.join(traceback.format_exception(type(exc), exc, exc.__traceback__))}")
     sys.stderr.flush()
+    # The launcher forwards a rank's output asynchronously, and MPI_Abort can end the job
+    # before it has read this report (seen in CI: an empty stderr). A moment's wait on a
+    # path that ends the job anyway lets the report reach the user.
+    time.sleep(ABORT_REPORT_WAIT)
     comm.Abort(1)
 
 
