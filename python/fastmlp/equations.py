@@ -59,11 +59,12 @@ def forward_masked(k, net, X, dropout=None, batch_stats=None):
     layers, masks, norms = [], [], []
     a = X
     j = 0   # index of the next batch-normalised layer's γ, β
+    rates, batch_norm = net.dropout, net.batch_norm   # (copies: read once)
     for l, (w, b, (act, param)) in enumerate(zip(net.weights, net.biases, net.activations)):
         stats = None
-        if act == "maxout" or net.batch_norm[l]:
+        if act == "maxout" or batch_norm[l]:
             z, _ = k.linear_forward(a, w, b, "identity", 0.0)
-            if net.batch_norm[l]:
+            if batch_norm[l]:
                 if batch_stats is not None:
                     z, *stats = batch_stats.batch_norm_forward(z, net.gammas[j], net.betas[j],
                                                                BATCH_NORM_EPS)
@@ -79,7 +80,7 @@ def forward_masked(k, net, X, dropout=None, batch_stats=None):
         layers.append((a, z, a_next, argmax))
         norms.append(stats)
         a, mask = a_next, None
-        p = net.dropout[l]
+        p = rates[l]
         if dropout is not None and p > 0:
             step, row_offset = dropout
             a, mask = k.dropout_forward(a_next, dropout_key(net.mask_seed, step, l),

@@ -13,8 +13,13 @@ DEFAULT_PARAM = {"leaky_relu": 0.1, "elu": 1.0}
 def sigmoid(z):
     """σ(z) = 1 / (1 + e^(−z)), evaluated so that e^x never overflows: with e = e^(−|z|),
     1 / (1 + e) for z >= 0, else e / (1 + e) (the numerator chosen, then one division)."""
-    e = np.exp(-np.abs(z))          # in (0, 1]
-    return (np.where(z >= 0, z.dtype.type(1), e) / (1 + e)).astype(z.dtype, copy=False)
+    one = z.dtype.type(1)
+    e = np.empty_like(z)   # e^(−|z|) in (0, 1], computed in place: no temporaries
+    np.exp(np.negative(np.abs(z, out=e), out=e), out=e)
+    numerator = np.where(z >= 0, one, e)
+    e += one
+    numerator /= e
+    return numerator
 
 
 def activation_forward(z, name, param):

@@ -13,12 +13,14 @@ from .activation import sigmoid
 
 
 def _batch_mean(rows, grad, sample_weight):
-    """(J, ∂J/∂input) from the rows' losses (n,) and their gradients before the mean (n, K):
-    (1/n) Σ rows (accumulated in float64) and grad / n, or the weighted mean."""
+    """(J, ∂J/∂input) from the rows' losses (n,) and their gradients before the mean (n, K),
+    a fresh array this may divide in place: (1/n) Σ rows (accumulated in float64) and
+    grad / n, or the weighted mean."""
     n = grad.shape[0]
     if sample_weight is None:
         loss = float(np.sum(rows, dtype=np.float64) / n) if n else 0.0
-        return loss, grad / grad.dtype.type(max(n, 1))
+        grad /= grad.dtype.type(max(n, 1))
+        return loss, grad
     w = _checked_weights(sample_weight, n)
     total = sum(w.tolist())   # in row order, as the C++ kernels add them
     if total == 0:
@@ -43,7 +45,8 @@ def _checked_weights(sample_weight, n):
 def log_softmax(z):
     """log p with p = softmax(z): subtract the row max first, so e^x never overflows."""
     s = z - z.max(axis=1, keepdims=True)
-    return s - np.log(np.exp(s).sum(axis=1, keepdims=True))
+    s -= np.log(np.exp(s).sum(axis=1, keepdims=True))
+    return s
 
 
 def softmax(z):

@@ -9,9 +9,10 @@ import numpy as np
 # sgd_update works through W in blocks of about this many bytes: the temporary
 # lr (∂J/∂W + ...) of a whole large W (a megabyte or more) would be a fresh allocation each
 # step, which glibc maps and unmaps (or trims off the heap), paying a page fault per 4 KiB
-# touched: 2.5x slower steps on the mid case in float64. A block stays in the heap and in
-# the cache.
-BLOCK_BYTES = 1 << 16
+# touched: 2.5x slower steps on the mid case in float64. A block stays in the heap (below
+# glibc's 128 KiB mmap threshold) and in the cache; the seed case's W(0) in float32 (92 KiB)
+# is one block, since each block costs a few views (about 1 µs).
+BLOCK_BYTES = 96 << 10
 
 
 def row_blocks(w):
@@ -27,9 +28,10 @@ def sgd_update(w, dw, lr, weight_decay):
     """In place: W ← W − lr (∂J/∂W + weight_decay · W). Biases are passed weight_decay=0."""
     t = w.dtype.type
     lr, decay = t(lr), t(weight_decay)
-    if np.may_share_memory(w, dw):   # read before any block of w changes
+    blocks = row_blocks(w)
+    if len(blocks) > 1 and np.may_share_memory(w, dw):   # read before any block of w changes
         dw = dw.copy()
-    for rows in row_blocks(w):
+    for rows in blocks:
         w_rows, dw_rows = w[rows], dw[rows]
         # a decay of 0 skips its pass (0 · W adds nothing to a finite W)
         w_rows -= lr * (dw_rows + decay * w_rows) if weight_decay else lr * dw_rows
