@@ -176,7 +176,8 @@ def test_matmul_same_bits_whether_a_is_read_in_place_or_packed(isa, restore_thre
 
 @pytest.mark.parametrize("layout", ["nn", "nt"])
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("k,n", [(517, 300), (784, 30)])
+# "nt" with (1100, 600): W over 2 MiB in either dtype, so packed; the others unpacked.
+@pytest.mark.parametrize("k,n", [(517, 300), (784, 30), (1100, 600)])
 def test_matmul_row_does_not_depend_on_batch(isa, dtype, layout, k, n):
     a, b = operands(np.random.default_rng(4), 300, k, n, dtype, layout)
     full = native.matmul(a, b)

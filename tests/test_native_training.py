@@ -167,8 +167,8 @@ def test_a_cpp_step_is_bitwise_the_python_loop_over_the_native_kernels(activatio
 
 
 # The epoch reads each shuffled batch where it lies in X; a step gets a copied batch.
-# Wide inputs: W(0) too large for the GEMM's unpacked path, so the packed one reads the
-# rows by index too.
+# Wide inputs: W(0) (700 x 768) too large for the GEMM's unpacked path (over 2 MiB), so
+# the packed one reads the rows by index too.
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("wide", [False, True], ids=["digits", "wide"])
 def test_a_cpp_epoch_is_bitwise_one_cpp_step_per_batch(wide, dtype):
@@ -176,7 +176,7 @@ def test_a_cpp_epoch_is_bitwise_one_cpp_step_per_batch(wide, dtype):
     if wide:
         X = np.tile(X, (1, 12))[:300]
         y = y[:300]
-    epoch_net, step_net = (MLP([X.shape[1], 100 if wide else 20, 10], activation="relu",
+    epoch_net, step_net = (MLP([X.shape[1], 700 if wide else 20, 10], activation="relu",
                                dtype=dtype, seed=2) for _ in range(2))
     order = np.random.default_rng(0).permutation(len(X))
     sgd = optim.SGD(0.1, weight_decay=0.001)

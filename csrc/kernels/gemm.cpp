@@ -314,9 +314,12 @@ void compute_block_dot(const Product<T>& product, std::size_t i_begin, std::size
 }
 
 // B up to this size (W in X Wᵀ: n x k, contiguous along k) is read unpacked by the dot
-// kernel: it stays in L2, and packing it would cost as much as the product at small m.
+// kernel: packing W costs as much as the product at small m (one row against mid's W(0),
+// 256 x 784: 16 us packed, 7 unpacked in float32; 36 and 12 in float64), and at mid's
+// batch of 64 the two run alike (A/B in separate processes, 2026-12-07: mid float32
+// 101-123 k samples/s unpacked against 85-110 k packed, float64 54-65 k against 46-64 k).
 // The choice depends on n, k and the layout, never on m.
-constexpr std::size_t kDotMaxBBytes = 256 * 1024;
+constexpr std::size_t kDotMaxBBytes = 2048 * 1024;
 
 // Below this many multiply-adds per thread, sharing out blocks costs more than it saves.
 // (The seed case's first layer, 10 x 784 x 30 = 235k, gains a fifth of its step from two.)
