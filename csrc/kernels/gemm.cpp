@@ -320,6 +320,11 @@ void compute_block_dot(const Product<T>& product, std::size_t i_begin, std::size
 // 101-123 k samples/s unpacked against 85-110 k packed, float64 54-65 k against 46-64 k).
 // The choice depends on n, k and the layout, never on m.
 constexpr std::size_t kDotMaxBBytes = 2048 * 1024;
+// ... and W's rows at least this long: each element of the dot kernel's C ends in a sum
+// across vector lanes, which dominates when k is short (k = 13, 133 rows x 100 units,
+// float64: 33 us unpacked, 18 packed; the seed case's k = 30 layers, float64: 355 k
+// against 385 k samples/s, float32 alike).
+constexpr std::size_t kDotMinK = 32;
 
 // Below this many multiply-adds per thread, sharing out blocks costs more than it saves.
 // (The seed case's first layer, 10 x 784 x 30 = 235k, gains a fifth of its step from two.)
@@ -362,7 +367,7 @@ void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std:
   const Product<T> product{c, ldc, a, rs_a, cs_a, b, rs_b, cs_b, m, n, k, first, a_rows, b_rows,
                            &kernel, kc_even, kernel.nc, a_in_place};
   const bool dot = kernel.dot[0] != nullptr && first.mode != TileUpdate<T>::sgd && cs_a == 1 && rs_b == 1 &&
-                   n * k * sizeof(T) <= kDotMaxBBytes;
+                   n * k * sizeof(T) <= kDotMaxBBytes && k >= kDotMinK;
   const std::size_t mr = dot ? kernel.dot_mr : kernel.mr, nr = dot ? kernel.dot_nr : kernel.nr;
   const std::size_t tiles_m = ceil_div(m, mr), tiles_n = ceil_div(n, nr);
 

@@ -7,7 +7,7 @@
 // read through (row, col) strides, so transposed, Fortran-order, strided and
 // negative-stride inputs need no copy. Packing buffers are thread-local and only grow: a
 // steady-state call allocates nothing. Small X Wᵀ products (A row-major, B = Wᵀ with W
-// row-major and at most 2 MiB) skip packing and use a dot-product kernel instead.
+// row-major, at most 2 MiB, with k >= 32) skip packing and use a dot-product kernel instead.
 //
 // Determinism: each element of C is computed by a sequence of operations that depends on
 // the ISA, the dtype, k, n and the operands' layout, never on m or on the thread count
