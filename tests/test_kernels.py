@@ -507,6 +507,39 @@ def test_sgd_update_of_a_large_w_is_bitwise_native(native, numpy_twin, dtype, we
     np.testing.assert_array_equal(bufs[0], bufs[1])
 
 
+@pytest.mark.parametrize("dtype", ("float32", "float64"))
+@pytest.mark.parametrize("op, hyper", [
+    ("momentum_update", (0.37, 0.9, False, 1e-3)), ("momentum_update", (0.37, 0.9, True, 0.0)),
+    ("adam_update", (1e-3, 0.9, 0.999, 1e-8, 1e-2, False, 3)),
+    ("adam_update", (1e-3, 0.9, 0.999, 1e-8, 1e-2, True, 3))], ids=lambda v: str(v))
+def test_optimizer_twins_of_a_large_w_in_blocks_equal_one_pass(numpy_twin, monkeypatch, dtype, op, hyper):
+    """momentum_update and adam_update work through a W of several blocks (BLOCK_BYTES) as
+    sgd_update does: the same numbers as one pass over the whole arrays, bit for bit, the
+    last partial block and an overlapping dw included."""
+    from fastmlp.reference import update
+    rng = np.random.default_rng(6)
+    shape = (3 * update.BLOCK_BYTES // (np.dtype(dtype).itemsize * 300) + 7, 300)
+    n_state = 1 if op == "momentum_update" else 2
+    w, dw = logits(rng, shape, dtype), logits(rng, shape, dtype)
+    state = [np.abs(logits(rng, shape, dtype)) for _ in range(n_state)]
+    size = shape[0] * shape[1]
+    buf = logits(rng, size + 1, dtype)
+
+    def run():
+        ws, sts = w.copy(), [s.copy() for s in state]
+        getattr(numpy_twin, op)(ws, dw, *sts, *hyper)
+        b, b_sts = buf.copy(), [s.reshape(-1)[:size].copy() for s in state]
+        getattr(numpy_twin, op)(b[1:], b[:-1], *b_sts, *hyper)   # dw one element behind w
+        return [ws, *sts, b, *b_sts]
+
+    assert len(update.row_blocks(w)) == 4
+    blocked = run()
+    monkeypatch.setattr(update, "BLOCK_BYTES", 1 << 40)
+    assert update.row_blocks(w) == (...,)
+    for got, want in zip(blocked, run(), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("decoupled", (False, True))
 @pytest.mark.parametrize("dw_at", ("shifted", "same"))
 def test_optimizers_with_dw_sharing_memory_with_w_read_the_old_values(native, numpy_twin, decoupled, dw_at):
