@@ -8,8 +8,6 @@ switch backends at any time.
 """
 import weakref
 
-import numpy as np
-
 from . import native_core, numpy_training
 from .checks import NonFiniteInputError
 from .optim import Adam
@@ -99,9 +97,11 @@ def _rule(net, optimizer):
         rule = dict(rule="momentum", momentum=optimizer.momentum, nesterov=optimizer.nesterov)
     else:
         rule = dict(rule="sgd")
-    bounds = np.cumsum([0] + [len(arrays) for arrays in lists])
-    state = [tuple(list(arrays[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:]))
-             for arrays in zip(*optimizer.buffers)]
+    # per buffer name, the flat per-parameter list cut as parameter_lists is
+    state = []
+    for arrays in zip(*optimizer.buffers):
+        rest = iter(arrays)
+        state.append(tuple([next(rest) for _ in params] for params in lists))
     return weights, biases, dict(rule, weight_decay=optimizer.weight_decay,
                                  penalty=optimizer.l2_penalty,
                                  decay_per_sample=optimizer.decay_per_sample,
