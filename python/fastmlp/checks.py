@@ -69,9 +69,9 @@ def in_range(arrays):
     OpenBLAS threads long dots, and its idle thread then spins on the core that the
     native epoch's second thread needs. Only a sum that overflows the dtype is summed
     again in float64 (a copy of that array)."""
-    for p in arrays:
-        flat = p.ravel()
-        with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):   # once: it costs as much as a sum
+        for p in arrays:
+            flat = p.ravel()
             if math.isfinite(np.einsum("i,i->", flat, flat)):
                 continue
             if not np.einsum("i,i->", flat, flat, dtype=np.float64) <= np.finfo(p.dtype).max:

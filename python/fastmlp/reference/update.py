@@ -27,11 +27,14 @@ def row_blocks(w):
 
 
 def in_blocks(w, dw, *state):
-    """(w, dw, *state) block by block (row_blocks(w)), as views; dw is read whole first when
-    it shares memory with w and there are several blocks (so no block of w changes before
-    it is read)."""
+    """(w, dw, *state) block by block (row_blocks(w)): views, or the arrays themselves when
+    they make one block; dw is read whole first when it shares memory with w and there are
+    several blocks (so no block of w changes before it is read)."""
     blocks = row_blocks(w)
-    if len(blocks) > 1 and np.may_share_memory(w, dw):
+    if len(blocks) == 1:
+        yield (w, dw, *state)
+        return
+    if np.may_share_memory(w, dw):
         dw = dw.copy()
     for rows in blocks:
         yield (w[rows], dw[rows], *(s[rows] for s in state))
