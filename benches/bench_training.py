@@ -106,6 +106,7 @@ def test_progress_bar_epoch(benchmark, record_measured, monkeypatch, dtype):
     print(f"\n{dtype} bar/silent per turn: "
           + " ".join(f"{b / s:.3f}" for b, s in zip(seconds["bar"], seconds["silent"])))
 
+
 REGULARIZERS = {"native": {}, "native dropout 0.2": {"dropout": 0.2},
                 "native batch norm": {"batch_norm": True}}
 

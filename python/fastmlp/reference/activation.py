@@ -14,7 +14,7 @@ def sigmoid(z):
     """σ(z) = 1 / (1 + e^(−z)), evaluated so that e^x never overflows: with e = e^(−|z|),
     1 / (1 + e) for z >= 0, else e / (1 + e) (the numerator chosen, then one division)."""
     one = z.dtype.type(1)
-    e = np.empty_like(z)   # e^(−|z|) in (0, 1], computed in place: no temporaries
+    e = np.empty_like(z)   # e^(−|z|) in (0, 1], computed in this one buffer
     np.exp(np.negative(np.abs(z, out=e), out=e), out=e)
     numerator = np.where(z >= 0, one, e)
     e += one
