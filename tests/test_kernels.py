@@ -383,6 +383,8 @@ def test_relu_family_at_exactly_zero(native, numpy_twin, dtype, isa):
                          ("activation_derivative", (z, numpy_twin.activation_forward(z, name, p), name, p))):
             got, want = getattr(native, op)(*args), getattr(numpy_twin, op)(*args)
             np.testing.assert_array_equal(got[0, :2], want[0, :2], err_msg=f"{op} {name} at ±0")
+            np.testing.assert_array_equal(np.signbit(got), np.signbit(want),
+                                          err_msg=f"{op} {name}: signs, -0 included")
             np.testing.assert_allclose(got, want, rtol=4 * eps_of(dtype), err_msg=f"{op} {name}")
     assert not np.signbit(native.activation_forward(z, "relu", 0.0)).any()   # relu(-0) = +0, as in NumPy
     np.testing.assert_array_equal(native.activation_derivative(z, z, "relu", 0.0)[0, :2], [0, 0])

