@@ -107,14 +107,15 @@ def step(net, X, Y, optimizer, lr, sample_weight=None):
 def epoch(net, X, Y, order, batch_size, optimizer, lr, bar, sample_weight=None):
     """One train_batch per batch of X[order] (order None: row order); `bar` (a tqdm bar or
     None) advances per batch."""
-    Xs, Ys = (X, Y) if order is None else (X[order], Y[order])
-    Ws = sample_weight if order is None or sample_weight is None else sample_weight[order]
     n = len(X)
     loss_sum, score_sum = 0.0, 0
     for lo in range(0, n, batch_size):
         hi = min(lo + batch_size, n)
-        loss, batch_score = train_batch(net, Xs[lo:hi], Ys[lo:hi], optimizer, lr,
-                                        None if Ws is None else Ws[lo:hi])
+        # a shuffled batch's rows gathered one batch at a time, not X[order] whole: no copy of
+        # all of X to allocate and write, and the batch is still in cache for its products
+        rows = slice(lo, hi) if order is None else order[lo:hi]
+        loss, batch_score = train_batch(net, X[rows], Y[rows], optimizer, lr,
+                                        None if sample_weight is None else sample_weight[rows])
         loss_sum += loss * (hi - lo)
         score_sum += batch_score
         if bar is not None:

@@ -18,7 +18,7 @@ def sigmoid(z):
     # Python scalars are rounded to z's dtype, as z.dtype.type(...) would be, but faster.)
     numerator, e = np.empty_like(z), np.empty_like(z)
     np.exp(np.minimum(z, 0.0, out=numerator), out=numerator)
-    np.exp(np.negative(np.abs(z, out=e), out=e), out=e)
+    np.exp(np.copysign(z, -1.0, out=e), out=e)   # −|z|, NaN included, in one pass
     e += 1.0
     numerator /= e
     return numerator
