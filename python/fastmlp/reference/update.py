@@ -1,7 +1,8 @@
 """Parameter updates (NumPy twin of csrc/kernels/update.*): SGD, and torch.optim's SGD with
 momentum and Adam/AdamW. The optimizers' constants are computed in Python floats (double)
-and rounded to the arrays' dtype once, as the native kernels do: with t(...), or by NumPy
-itself where a Python float meets an array."""
+and stay Python floats: NumPy rounds one to the array's dtype where it meets an array, to
+the same number as w.dtype.type(...) would (and the native kernels do), without making a
+NumPy scalar per constant per call (a few µs a step for a small net's six arrays)."""
 import math
 
 import numpy as np
@@ -41,8 +42,6 @@ def in_blocks(w, dw, *state):
 
 def sgd_update(w, dw, lr, weight_decay):
     """In place: W ← W − lr (∂J/∂W + weight_decay · W). Biases are passed weight_decay=0."""
-    # Python floats, not t(...): NumPy rounds them to w's dtype alike, without the cost of
-    # making two NumPy scalars per call (six calls a step on the seed case)
     lr, decay = float(lr), float(weight_decay)
     for w_b, dw_b in in_blocks(w, dw):
         # a decay of 0 skips its pass (0 · W adds nothing to a finite W)
@@ -53,8 +52,7 @@ def momentum_update(w, dw, velocity, lr, momentum, nesterov, weight_decay):
     """In place, torch.optim.SGD's step with momentum (dampening 0): g = ∂J/∂W + weight_decay · W,
     velocity ← momentum · velocity + g, W ← W − lr · velocity, or with Nesterov
     W ← W − lr (g + momentum · velocity). velocity starts at zeros (the first step gives g)."""
-    t = w.dtype.type
-    lr, momentum, decay = t(lr), t(momentum), t(weight_decay)
+    lr, momentum, decay = float(lr), float(momentum), float(weight_decay)
     for w_b, dw_b, velocity_b in in_blocks(w, dw, velocity):
         g = dw_b + decay * w_b
         velocity_b[...] = momentum * velocity_b + g
@@ -65,22 +63,17 @@ def adam_update(w, dw, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, ste
     """In place, torch.optim.Adam's step (torch.optim.AdamW's when decoupled); step >= 1 counts
     the steps including this one. m and v, the moving averages of g and g², start at zeros;
     the bias corrections 1 − β₁^step and √(1 − β₂^step) undo that start."""
-    t = w.dtype.type
     lr, beta1, beta2, eps, weight_decay = (float(x) for x in (lr, beta1, beta2, eps, weight_decay))
-    step_size = t(lr / (1.0 - beta1 ** step))
+    step_size = lr / (1.0 - beta1 ** step)
     # 1 / √(1 − β₂^step), multiplied rather than divided by: one division fewer per weight
     # (within an ulp of torch's division; both backends round it the same)
-    inv_bc2_sqrt = t(1.0 / math.sqrt(1.0 - beta2 ** step))
-    # the constants in the dtype once, not per block
-    shrink, decay = t(1.0 - lr * weight_decay), t(weight_decay)
-    b1, one_minus_b1, b2, one_minus_b2 = t(beta1), t(1.0 - beta1), t(beta2), t(1.0 - beta2)
-    eps = t(eps)
+    inv_bc2_sqrt = 1.0 / math.sqrt(1.0 - beta2 ** step)
     for w_b, dw_b, m_b, v_b in in_blocks(w, dw, m, v):
         if decoupled:
             g = dw_b.copy()   # read before w changes, in case dw shares memory with w
-            w_b *= shrink
+            w_b *= 1.0 - lr * weight_decay
         else:
-            g = dw_b + decay * w_b
-        m_b[...] = b1 * m_b + one_minus_b1 * g
-        v_b[...] = b2 * v_b + one_minus_b2 * (g * g)
+            g = dw_b + weight_decay * w_b
+        m_b[...] = beta1 * m_b + (1.0 - beta1) * g
+        v_b[...] = beta2 * v_b + (1.0 - beta2) * (g * g)
         w_b -= step_size * (m_b / (np.sqrt(v_b) * inv_bc2_sqrt + eps))
