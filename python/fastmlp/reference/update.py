@@ -68,12 +68,13 @@ def adam_update(w, dw, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, ste
     # 1 / √(1 − β₂^step), multiplied rather than divided by: one division fewer per weight
     # (within an ulp of torch's division; both backends round it the same)
     inv_bc2_sqrt = 1.0 / math.sqrt(1.0 - beta2 ** step)
+    shrink, one_minus_b1, one_minus_b2 = 1.0 - lr * weight_decay, 1.0 - beta1, 1.0 - beta2
     for w_b, dw_b, m_b, v_b in in_blocks(w, dw, m, v):
         if decoupled:
             g = dw_b.copy()   # read before w changes, in case dw shares memory with w
-            w_b *= 1.0 - lr * weight_decay
+            w_b *= shrink
         else:
             g = dw_b + weight_decay * w_b
-        m_b[...] = beta1 * m_b + (1.0 - beta1) * g
-        v_b[...] = beta2 * v_b + (1.0 - beta2) * (g * g)
+        m_b[...] = beta1 * m_b + one_minus_b1 * g
+        v_b[...] = beta2 * v_b + one_minus_b2 * (g * g)
         w_b -= step_size * (m_b / (np.sqrt(v_b) * inv_bc2_sqrt + eps))
