@@ -178,8 +178,11 @@ def test_matmul_same_bits_whether_a_is_read_in_place_or_packed(isa, restore_thre
 @pytest.mark.parametrize("dtype", DTYPES)
 # "nt" with (1100, 600): W over 2 MiB in either dtype, so packed; the others unpacked.
 @pytest.mark.parametrize("k,n", [(517, 300), (784, 30), (1100, 600)])
-def test_matmul_row_does_not_depend_on_batch(isa, dtype, layout, k, n):
-    a, b = operands(np.random.default_rng(4), 300, k, n, dtype, layout)
+# 1200 rows on two threads: the unpacked path splits them between the threads (300: W's rows)
+@pytest.mark.parametrize("m", [300, 1200])
+def test_matmul_row_does_not_depend_on_batch(isa, restore_threads, dtype, layout, k, n, m):
+    fastmlp.set_num_threads(2)
+    a, b = operands(np.random.default_rng(4), m, k, n, dtype, layout)
     full = native.matmul(a, b)
     np.testing.assert_array_equal(native.matmul(a[:5], b), full[:5])
     rows = [7, 150, 299]
@@ -221,6 +224,19 @@ def test_linear_forward_any_layout(dtype):
         wb = np.hstack([w, b[:, None]])
         assert_product(z, x1, wb.T)
         assert_ulps(a, reference.activation_forward(z, "tanh", 0.0))
+
+
+@pytest.mark.parametrize("kernels", [native, reference], ids=["native", "reference"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_linear_forward_without_z_gives_the_same_a(kernels, dtype, name):
+    """keep_z=False (evaluation) computes A over Z in place: the same A, and no Z."""
+    rng = np.random.default_rng(12)
+    x, w, b = random(rng, (700, 300), dtype), random(rng, (37, 300), dtype), random(rng, (37,), dtype)
+    _, a = kernels.linear_forward(x, w, b, name, param_of(name))
+    z_none, a_alone = kernels.linear_forward(x, w, b, name, param_of(name), keep_z=False)
+    assert z_none is None
+    np.testing.assert_array_equal(a_alone, a)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

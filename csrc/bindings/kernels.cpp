@@ -39,18 +39,22 @@ py::array matmul_as(const py::array& a_arr, const py::array& b_arr) {
   return c;
 }
 
+// keep_z false: A is computed over Z in place and (None, A) returned: one array per layer
+// where evaluation has no use for Z.
 template <class T>
 py::tuple linear_forward_as(const py::array& x_arr, const py::array& w_arr, const py::array& b_arr,
-                            Act act, T param) {
+                            Act act, T param, bool keep_z) {
   View<T> x = view<T>(x_arr), w = view<T>(w_arr), b = view<T>(b_arr);
   std::size_t n = x.n0, k = x.n1, m = w.n0;
-  py::array_t<T> z({n, m}), a({n, m});
+  py::array_t<T> z({n, m});
+  py::array_t<T> a = keep_z ? py::array_t<T>({n, m}) : z;
   T *zp = z.mutable_data(), *ap = a.mutable_data();
   {
     py::gil_scoped_release release;
     fastmlp::linear_forward(zp, ap, x.data, x.s0, x.s1, w.data, w.s0, w.s1, b.data, b.s0, n, k,
                             m, act, param);
   }
+  if (!keep_z) return py::make_tuple(py::none(), a);
   return py::make_tuple(z, a);
 }
 
@@ -98,7 +102,8 @@ void bind_gemm(py::module_& m) {
       py::arg("a"), py::arg("b"), "C = A B for 2-D float32/float64 arrays of any strides.");
   m.def(
       "linear_forward",
-      [](py::object x_obj, py::object w_obj, py::object b_obj, py::object name, py::object param) {
+      [](py::object x_obj, py::object w_obj, py::object b_obj, py::object name, py::object param,
+         bool keep_z) {
         py::array x = require_float_array(x_obj, "x", 2, "(n, s_l)"),
                   w = require_float_array(w_obj, "w", 2, "(s_(l+1), s_l)"),
                   b = require_float_array(b_obj, "b", 1, "(s_(l+1),)");
@@ -112,11 +117,14 @@ void bind_gemm(py::module_& m) {
         Act act = require_activation(name, "name");
         return with_float_type(ft, [&](auto tag) {
           using T = decltype(tag);
-          return linear_forward_as<T>(x, w, b, act, require_activation_param<T>(param, "param", act));
+          return linear_forward_as<T>(x, w, b, act, require_activation_param<T>(param, "param", act),
+                                      keep_z);
         });
       },
       py::arg("x"), py::arg("w"), py::arg("b"), py::arg("name"), py::arg("param"),
-      "X (n, s_l), W (s_(l+1), s_l), b (s_(l+1),) -> (Z = X Wᵀ + b, A = f(Z)).");
+      py::arg("keep_z") = true,
+      "X (n, s_l), W (s_(l+1), s_l), b (s_(l+1),) -> (Z = X Wᵀ + b, A = f(Z)); keep_z=False: "
+      "(None, A), A computed over Z in place (evaluation: one array per layer).");
   m.def(
       "linear_backward",
       [](py::object d_obj, py::object x_obj, py::object w_obj, py::object z_obj, py::object a_obj,

@@ -387,7 +387,11 @@ void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std:
     // (columns of Z = rows of W) does: each core then updates the part of W it read in
     // the forward pass and still holds in its L2, instead of W crossing between the cores
     // twice per step (mid, 2 threads: about 10% more samples/s).
-    if (col_load <= row_load && !weight_rows) {
+    // The dot path packs nothing, so with many rows (predict on a large set) a split along
+    // rows is free and has each core stream only its share of A from memory, where a
+    // column split streams all of A through both cores.
+    const bool many_rows = dot && m >= threads * kMinBlockRows;
+    if (col_load <= row_load && !weight_rows && !many_rows) {
       blocks_n = std::min(tiles_n, threads);
     } else {
       blocks_m = std::min(tiles_m, threads * std::max<std::size_t>(1, m / (threads * 2 * kMinBlockRows)));

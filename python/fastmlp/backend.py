@@ -38,8 +38,12 @@ def get_backend(name="numpy"):
             kernels, training = dict(reference.KERNELS), numpy_training
         else:
             kernels, training = _native_kernels(), native_training
+        # rows_independent: row i of every kernel's result depends on row i of its inputs
+        # alone (the native products never split a reduction by the rows there are); NumPy's
+        # BLAS picks its kernels by the size of the product, so the last bits may change
+        # with the number of rows. Evaluation takes the rows in chunks only where it is so.
         _tables[name] = SimpleNamespace(name=name, kernels=kernels, training=training,
-                                        **kernels)
+                                        rows_independent=name == "native", **kernels)
     return _tables[name]
 
 

@@ -255,8 +255,7 @@ class MLP:
 
     def _output_layer(self, X):
         """(z(L), a(L)) of checked inputs."""
-        _, z, out, _ = equations.forward(self._kernels, self, X)[-1]
-        return z, out
+        return equations.output_layer(self._kernels, self, X)
 
     def forward(self, X):
         """Output activations a(L), shape (n, K): class probabilities for softmax/sigmoid;

@@ -126,7 +126,7 @@ def epoch(net, X, Y, order, batch_size, optimizer, lr, bar, sample_weight=None):
 def evaluate(net, X, Y, weight_decay, sample_weight=None):
     """J and score_sum of checked inputs in one forward pass."""
     k = net._kernels
-    _, z, out, _ = equations.forward(k, net, X)[-1]
+    z, out = equations.output_layer(k, net, X)
     loss, _ = equations.loss_and_delta(k, net, z, out, Y, sample_weight)
     return loss + equations.weight_penalty(net, weight_decay), equations.score_sum(net, z, out, Y)
 

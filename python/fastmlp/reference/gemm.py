@@ -13,11 +13,12 @@ def matmul(a, b):
     return np.matmul(a, b)
 
 
-def linear_forward(x, w, b, name, param):
-    """X (n, s_l), W (s_(l+1), s_l), b (s_(l+1),) -> Z = X Wᵀ + b and A = f(Z), both (n, s_(l+1))."""
+def linear_forward(x, w, b, name, param, keep_z=True):
+    """X (n, s_l), W (s_(l+1), s_l), b (s_(l+1),) -> Z = X Wᵀ + b and A = f(Z), both
+    (n, s_(l+1)); keep_z=False: (None, A), for evaluation, which has no use for Z."""
     z = x @ w.T
     z += b   # in place: one temporary fewer, the same sums
-    return z, activation_forward(z, name, param)
+    return z if keep_z else None, activation_forward(z, name, param)
 
 
 def linear_backward(delta, x, w, z_prev, a_prev, name_prev, param_prev):
