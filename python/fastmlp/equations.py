@@ -48,57 +48,24 @@ def batch_norm_eval(net, j, z):
             * net.gammas[j] + net.betas[j])
 
 
-def forward_masked(k, net, X, dropout=None, batch_stats=None):
+def forward_masked(k, net, X, dropout=None, batch_stats=None, keep_hidden=True):
     """forward -> (layers, masks, norms): masks[l] is hidden layer l's dropout mask, or
     None (no dropout there, or dropout None: evaluation), and a layer's input is then
     a(l) ⊙ m. batch_stats None: batch norm with the running statistics (evaluation); else
     what normalises with the batch's statistics, by its batch_norm_forward: the kernel
     table k, or distributed.GlobalBatchNorm (the global batch's statistics over MPI).
     norms[l] is batch_norm_forward's (x̂, μ, σ², 1/√(σ² + ε)) of a batch-normalised layer
-    with batch_stats, else None."""
-    steps = list(layer_by_layer(k, net, X, dropout, batch_stats))
-    hidden = steps[:-1]
-    return [layer for layer, _, _ in steps], [m for _, m, _ in hidden], [s for _, _, s in hidden]
-
-
-# Evaluation takes the rows in chunks of about this many bytes of the widest layer (X is
-# only read): each chunk's activations stay in cache from one layer to the next, and its
-# arrays are small enough to be reused rather than freshly faulted in (predict on 10,000
-# rows of mid, whole: 40 MB of new pages per call, 18% of its time zeroing them).
-EVAL_CHUNK_BYTES = 1 << 20
-
-
-def output_layer(k, net, X):
-    """(z(L), a(L)) of the evaluation forward pass; a chunk of rows at a time where the
-    kernels treat rows independently (k.rows_independent: then the chunks change no
-    result). A hidden layer's a(l+1) is computed over its z(l+1), and let go once the next
-    layer has been computed."""
-    rows = max(1, EVAL_CHUNK_BYTES // (max(net.sizes[1:]) * X.dtype.itemsize))
-    if len(X) <= rows or not k.rows_independent:
-        return _chunk_output_layer(k, net, X)
-    z, out = (np.empty((len(X), net.sizes[-1]), X.dtype) for _ in range(2))
-    for start in range(0, len(X), rows):
-        z[start:start + rows], out[start:start + rows] = _chunk_output_layer(
-            k, net, X[start:start + rows])
-    return z, out
-
-
-def _chunk_output_layer(k, net, X):
-    for (_, z, out, _), _, _ in layer_by_layer(k, net, X, keep_z=False):
-        pass
-    return z, out
-
-
-def layer_by_layer(k, net, X, dropout=None, batch_stats=None, keep_z=True):
-    """forward_masked one layer at a time: yields (layer, mask, norm) for each hidden layer,
-    then (the output layer, None, None). keep_z=False: a plain hidden layer's z is None."""
+    with batch_stats, else None. keep_hidden=False (evaluation): layers holds the output
+    layer alone, and a hidden layer's a(l+1) is computed over its z(l+1) (no z is kept) and
+    let go once the next layer has been computed."""
+    layers, masks, norms = [], [], []
     a = X
     j = 0   # index of the next batch-normalised layer's γ, β
     rates, batch_norm = net.dropout, net.batch_norm   # (copies: read once)
     for l, (w, b, (act, param)) in enumerate(zip(net.weights, net.biases, net.activations)):
         stats = None
         if act == "maxout" or batch_norm[l]:
-            _, z = k.linear_forward(a, w, b, "identity", 0.0, keep_z=False)   # (no copy)
+            _, z = k.linear_forward(a, w, b, "identity", 0.0, keep_z=False)   # a is z here
             if batch_norm[l]:
                 if batch_stats is not None:
                     z, *stats = batch_stats.batch_norm_forward(z, net.gammas[j], net.betas[j],
@@ -111,19 +78,47 @@ def layer_by_layer(k, net, X, dropout=None, batch_stats=None, keep_z=True):
             else:
                 a_next, argmax = k.activation_forward(z, act, param), None
         else:
-            (z, a_next), argmax = k.linear_forward(a, w, b, act, param, keep_z), None
-        layer = (a, z, a_next, argmax)
+            (z, a_next), argmax = k.linear_forward(a, w, b, act, param, keep_hidden), None
+        if keep_hidden:
+            layers.append((a, z, a_next, argmax))
+        norms.append(stats)
         a, mask = a_next, None
         p = rates[l]
         if dropout is not None and p > 0:
             step, row_offset = dropout
             a, mask = k.dropout_forward(a_next, dropout_key(net.mask_seed, step, l),
                                         row_offset, p)
-        yield layer, mask, stats
-        del layer, z, a_next   # the caller's reference alone keeps them
+        masks.append(mask)
     z, out = k.linear_forward(a, net.weights[-1], net.biases[-1],
                               OUTPUT_ACTIVATION[net.output], 0.0)
-    yield (a, z, out, None), None, None
+    layers.append((a, z, out, None))
+    return layers, masks, norms
+
+
+# Evaluation takes the rows in chunks of about this many bytes of the widest layer (X is
+# only read): each chunk's activations stay in cache from one layer to the next, and its
+# arrays are small enough to be reused rather than freshly faulted in (predict on 10,000
+# rows of mid, whole: 40 MB of new pages per call, 18% of its time zeroing them).
+EVAL_CHUNK_BYTES = 1 << 20
+
+
+def output_layer(k, net, X):
+    """(z(L), a(L)) of the evaluation forward pass; a chunk of rows at a time where the
+    kernels treat rows independently (k.rows_independent: then the chunks change no
+    result), each chunk by forward_masked with keep_hidden=False."""
+    rows = max(1, EVAL_CHUNK_BYTES // (max(net.sizes[1:]) * X.dtype.itemsize))
+    if len(X) <= rows or not k.rows_independent:
+        return _chunk_output_layer(k, net, X)
+    z, out = (np.empty((len(X), net.sizes[-1]), X.dtype) for _ in range(2))
+    for start in range(0, len(X), rows):
+        z[start:start + rows], out[start:start + rows] = _chunk_output_layer(
+            k, net, X[start:start + rows])
+    return z, out
+
+
+def _chunk_output_layer(k, net, X):
+    _, z, out, _ = forward_masked(k, net, X, keep_hidden=False)[0][-1]
+    return z, out
 
 
 def loss_and_delta(k, net, z, out, Y, sample_weight=None):
