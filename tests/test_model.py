@@ -296,14 +296,14 @@ def test_bad_step_arguments():
     ("softmax", "relu", False), ("sigmoid", ("maxout", 3), False), ("identity", "tanh", True)])
 def test_evaluation_in_chunks_of_rows_equals_the_whole_forward_pass(
         monkeypatch, mlp_backend, dtype, output, activation, batch_norm):
-    """forward, predict, loss and score take the rows a chunk at a time on the native
-    backend (equations.output_layer), whose kernels treat rows independently: the chunks
-    change no bit. The NumPy backend takes them whole (its BLAS does not)."""
+    """forward, predict, score and the validation loss take the rows a chunk at a time on
+    the native backend (equations.output_layer), whose kernels treat rows independently:
+    the chunks change no bit. The NumPy backend takes them whole (its BLAS does not)."""
     from fastmlp import equations
     net = MLP([13, 40, 20, 3], activation=activation, output=output, batch_norm=batch_norm,
               backend=mlp_backend, dtype=dtype, seed=4)
     rng = np.random.default_rng(4)
-    for l, (mean, var) in enumerate(zip(net.running_means, net.running_vars)):
+    for mean, var in zip(net.running_means, net.running_vars):
         mean[:], var[:] = rng.normal(size=mean.shape), rng.uniform(0.5, 2, var.shape)
     X = rng.normal(size=(103, 13)).astype(dtype)
     _, z, out, _ = equations.forward(net._kernels, net, X)[-1]   # all 103 rows at once
