@@ -296,7 +296,7 @@ def test_bad_step_arguments():
     ("softmax", "relu", False), ("sigmoid", ("maxout", 3), False), ("identity", "tanh", True)])
 def test_evaluation_in_chunks_of_rows_equals_the_whole_forward_pass(
         monkeypatch, mlp_backend, dtype, output, activation, batch_norm):
-    """forward, predict, score and the validation loss take the rows a chunk at a time on
+    """forward, predict, score and loss (evaluation) take the rows a chunk at a time on
     the native backend (equations.output_layer), whose kernels treat rows independently:
     the chunks change no bit. The NumPy backend takes them whole (its BLAS does not)."""
     from fastmlp import equations
