@@ -47,11 +47,12 @@ def activation_forward(z, name, param):
 
 def activation_derivative(z, a, name, param):
     """f'(z), given z and a = f(z) (sigmoid and tanh are cheaper from a)."""
-    one, zero = z.dtype.type(1), z.dtype.type(0)
+    # (Python floats take a's dtype; np.where below needs the dtype's own scalars)
     if name == "sigmoid":
-        return a * (one - a)
+        return a * (1.0 - a)
     if name == "tanh":
-        return one - a * a
+        return 1.0 - a * a
+    one, zero = z.dtype.type(1), z.dtype.type(0)
     if name == "relu":                       # f'(0) = 0
         return np.where(z > 0, one, zero)
     if name == "leaky_relu":
