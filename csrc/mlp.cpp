@@ -152,18 +152,27 @@ const T* output_mask(const Workspace<T>& ws, std::size_t l) {
   return ws.masked && ws.net.has_dropout(l) ? ws.mask[l].data() : nullptr;
 }
 
+// The parameter of layer l's activation (0 for the output layer).
+template <class T>
+T layer_param(const Network& net, std::size_t l) {
+  return l < net.hidden.size() ? static_cast<T>(net.hidden[l].param) : T(0);
+}
+
 // x_rows (n) or null: the batch's row i is row x_rows[i] of x (read in place). Dropout
 // layers apply the masks of `masks` (none when masks.step < 0); batch-normalised layers
-// use the batch's statistics (the running ones are the caller's to update).
+// use the batch's statistics (the running ones are the caller's to update). With
+// `layer0_done`, z(0) and a(0) of this batch are already in ws (see NextBatch) and the
+// pass starts at layer 1.
 template <class T>
 void forward(Workspace<T>& ws, T* const* w, T* const* b, const BatchNorms<T>& norms, const T* x,
-             const std::int64_t* x_rows, std::size_t n, const MaskSource& masks) {
+             const std::int64_t* x_rows, std::size_t n, const MaskSource& masks,
+             bool layer0_done = false) {
   const Network& net = ws.net;
   ws.masked = masks.step >= 0;
-  const T* in = x;
-  for (std::size_t l = 0; l < net.n_layers(); ++l) {
+  const T* in = layer0_done ? output(ws, 0) : x;
+  for (std::size_t l = layer0_done ? 1 : 0; l < net.n_layers(); ++l) {
     const std::size_t fan_in = net.sizes[l], rows = net.rows(l);
-    const T param = l < net.hidden.size() ? static_cast<T>(net.hidden[l].param) : T(0);
+    const T param = layer_param<T>(net, l);
     T* z = ws.z[l].data();
     DropoutPass<T> pass{};
     const bool drop = ws.masked && net.has_dropout(l);
@@ -314,16 +323,38 @@ void update_norm(Workspace<T>& ws, const BatchNorms<T>& norms, const Update<T>& 
   }
 }
 
+// The batch after this one in an epoch (x_rows as in step_on_rows). A plain SGD step runs
+// the next batch's layer-0 product right after updating W(0), in the same parallel region
+// (weight_sgd_step_then_forward): each thread computes the columns of z(0) from the rows of
+// W(0) it has just updated, still in its cache, and the next step starts at layer 1. Only
+// where layer 0's forward pass is that product alone (fuses_layer0). Between the two steps
+// only batch_done runs (a progress count), which neither reads nor changes the weights.
+template <class T>
+struct NextBatch {
+  const T* x;
+  const std::int64_t* x_rows;
+  std::size_t n;
+};
+
+// Whether a step by `rule` may compute the next batch's layer 0 (see NextBatch): plain SGD,
+// and layer 0 without batch norm, maxout or dropout, so that its forward pass is
+// linear_forward_rows with W(0) and b(0) and nothing else.
+template <class T>
+bool fuses_layer0(const Network& net, const Update<T>& rule) {
+  return rule.rule == Rule::sgd && !net.has_batch_norm(0) && !is_maxout(net, 0) && !net.has_dropout(0);
+}
+
 // Backpropagates delta of the output layer down to layer 0, updating each layer's W and b
 // as soon as its gradient is known (no later step reads them). δ_prev is computed first,
 // from W before its update. Plain SGD: weight_sgd_step applies dW to W tile by tile, as
 // linear_backward + sgd_update would. Other rules: weight_gradient_blocks computes dW and
 // the rule's kernel updates each block of W while its dW is still in cache, on the
-// product's threads; the same operations as the kernel over the whole array.
+// product's threads; the same operations as the kernel over the whole array. With `next`
+// (plain SGD and fuses_layer0 only), the next batch's z(0) and a(0) follow W(0)'s update.
 template <class T>
 void backward_and_update(Workspace<T>& ws, T* const* w, T* const* b, const BatchNorms<T>& norms,
                          const T* x, const std::int64_t* x_rows, std::size_t n, const Update<T>& up,
-                         long long number) {
+                         long long number, const NextBatch<T>* next) {
   const Network& net = ws.net;
   const T lr = static_cast<T>(up.lr), weight_decay = static_cast<T>(up.weight_decay);
   for (std::size_t l = net.n_layers(); l-- > 0;) {
@@ -334,9 +365,17 @@ void backward_and_update(Workspace<T>& ws, T* const* w, T* const* b, const Batch
     const T* in = l == 0 ? x : output(ws, l - 1);
     const std::int64_t* in_rows = l == 0 ? x_rows : nullptr;
     if (up.rule == Rule::sgd) {
-      weight_sgd_step(w[l], ws.dw.data(), ws.delta[l].data(), std::ptrdiff_t(rows), 1, in,
-                      std::ptrdiff_t(fan_in), 1, in_rows, n, fan_in, rows, lr, weight_decay);
+      // b before W: the next batch's forward product below reads the new b(0)
       sgd_update(b[l], ws.db.data(), rows, lr, T(0));
+      if (l == 0 && next != nullptr)
+        weight_sgd_step_then_forward(w[l], ws.dw.data(), ws.delta[l].data(), std::ptrdiff_t(rows), 1,
+                                     in, std::ptrdiff_t(fan_in), in_rows, n, fan_in, rows, lr,
+                                     weight_decay, ws.z[0].data(), activations(ws, 0), next->x,
+                                     next->x_rows, next->n, b[0], layer_activation(net, 0),
+                                     layer_param<T>(net, 0));
+      else
+        weight_sgd_step(w[l], ws.dw.data(), ws.delta[l].data(), std::ptrdiff_t(rows), 1, in,
+                        std::ptrdiff_t(fan_in), 1, in_rows, n, fan_in, rows, lr, weight_decay);
       continue;
     }
     const WeightBlockUpdate<T> block{&up, number, l, fan_in, w[l], ws.dw.data()};
@@ -405,15 +444,18 @@ std::pair<const T*, Targets<T>> gather_batch(Workspace<T>& ws, const T* x, Targe
 }
 
 // Update number `number` (by `up`) on the batch whose row i is row x_rows[i] of x (x_rows
-// null: rows 0 .. n-1), read in place: only the kernels of layer 0 read x.
+// null: rows 0 .. n-1), read in place: only the kernels of layer 0 read x. layer0_done: the
+// previous step computed this batch's z(0) and a(0); next (or null): the batch whose z(0)
+// and a(0) this step computes (see NextBatch).
 template <class T>
 StepResult step_on_rows(T* const* w, T* const* b, const BatchNorms<T>& norms, Workspace<T>& ws,
                         const T* x, const std::int64_t* x_rows, Targets<T> y, std::size_t n,
-                        const Update<T>& rule, long long number) {
+                        const Update<T>& rule, long long number, bool layer0_done = false,
+                        const NextBatch<T>* next = nullptr) {
   const Network& net = ws.net;
   const Update<T> up = batch_rule(rule, y, n);
   const std::size_t last = net.n_layers() - 1;
-  forward(ws, w, b, norms, x, x_rows, n, MaskSource{up.mask_seed, number, 0});
+  forward(ws, w, b, norms, x, x_rows, n, MaskSource{up.mask_seed, number, 0}, layer0_done);
   StepResult result;
   if (!batch_finite(ws, x, x_rows, n)) {
     result.x_finite = false;
@@ -422,7 +464,7 @@ StepResult step_on_rows(T* const* w, T* const* b, const BatchNorms<T>& norms, Wo
   update_running_stats(ws, norms, n);
   result.loss = loss_and_delta(ws, y, n) + weight_penalty(net, w, static_cast<T>(up.penalty));
   result.score_sum = score_sum(net, ws.z[last].data(), activations(ws, last), y, n);
-  backward_and_update(ws, w, b, norms, x, x_rows, n, up, number);
+  backward_and_update(ws, w, b, norms, x, x_rows, n, up, number, next);
   return result;
 }
 
@@ -635,19 +677,28 @@ StepResult train_epoch(T* const* w, T* const* b, const BatchNorms<T>& norms, Wor
                        const T* x, Targets<T> y, std::size_t n_rows, const std::int64_t* order,
                        std::size_t batch_size, const Update<T>& up, const BatchDone& batch_done) {
   const std::size_t s_in = ws.net.sizes.front(), k = ws.net.sizes.back();
+  const bool fuse = fuses_layer0(ws.net, up);
   StepResult total;
   long long number = up.step;
+  bool layer0_done = false;  // this batch's z(0), a(0) came with the last step (NextBatch)
   for (std::size_t lo = 0; lo < n_rows; lo += batch_size) {
-    const std::size_t n = std::min(batch_size, n_rows - lo);
+    const std::size_t n = std::min(batch_size, n_rows - lo), hi = lo + n;
     ++number;
     const Targets<T> y_lo = rows_from(y, lo, k);
+    const NextBatch<T> next = order != nullptr
+                                  ? NextBatch<T>{x, order + hi, std::min(batch_size, n_rows - hi)}
+                                  : NextBatch<T>{x + hi * s_in, nullptr, std::min(batch_size, n_rows - hi)};
+    const NextBatch<T>* then = fuse && hi < n_rows ? &next : nullptr;
     // a shuffled batch: its rows of x are read where they lie, only the targets are gathered
     StepResult step = order != nullptr
                           ? step_on_rows(w, b, norms, ws, x, order + lo, gather_targets(ws, y, order + lo, n),
-                                         n, up, number)
+                                         n, up, number, layer0_done, then)
                           : step_on_rows(w, b, norms, ws, x + lo * s_in, static_cast<const std::int64_t*>(nullptr),
-                                         y_lo, n, up, number);
+                                         y_lo, n, up, number, layer0_done, then);
+    // A batch with a NaN or inf in x ends the epoch with the weights the batches before it
+    // gave: computing its z(0) early changed only the workspace.
     if (!step.x_finite) return step;
+    layer0_done = then != nullptr;
     total.loss += step.loss * static_cast<double>(n);
     total.score_sum += step.score_sum;
     if (batch_done) batch_done(static_cast<std::size_t>(number - up.step));

@@ -191,6 +191,42 @@ def test_a_cpp_epoch_is_bitwise_one_cpp_step_per_batch(wide, dtype):
         np.testing.assert_array_equal(a, b)
 
 
+# The seed case's shape (784-30-30-10, sigmoid, batch 10): W(0) is large enough that its
+# SGD step and the next batch's z(0) share out across 2 threads, and a plain SGD epoch runs
+# them in one parallel region (weight_sgd_step_then_forward). 205 rows: the last batch is
+# short. A NaN in batch 7 ends the epoch with batches 0-6 applied, as step by step.
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shuffled", [False, True], ids=["in_order", "shuffled"])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("nan_batch", [None, 7])
+def test_an_sgd_epoch_whose_steps_run_the_next_batchs_layer_0_is_bitwise_one_step_per_batch(
+        dtype, shuffled, threads, nan_batch):
+    rng = np.random.default_rng(5)
+    X, y = rng.random((205, 784)).astype(dtype), rng.integers(0, 10, 205)
+    order = rng.permutation(len(X)) if shuffled else np.arange(len(X))
+    if nan_batch is not None:
+        X[order[nan_batch * 10 + 3], 100] = np.nan
+    epoch_net, step_net = (MLP([784, 30, 30, 10], activation="sigmoid", dtype=dtype, seed=4)
+                           for _ in range(2))
+    sgd = optim.SGD(0.5, weight_decay=1e-3)
+    before = fastmlp.build_info()["num_threads"]
+    try:
+        fastmlp.set_num_threads(threads)
+        if nan_batch is None:
+            native_training.epoch(epoch_net, X, y, order if shuffled else None, 10, sgd, 0.5, None)
+        else:
+            with pytest.raises(fastmlp.checks.NonFiniteInputError):
+                native_training.epoch(epoch_net, X, y, order if shuffled else None, 10, sgd, 0.5,
+                                      None)
+        for lo in range(0, len(X) if nan_batch is None else nan_batch * 10, 10):
+            rows = order[lo:lo + 10]
+            native_training.step(step_net, X[rows], y[rows], sgd, 0.5)
+    finally:
+        fastmlp.set_num_threads(before)
+    for a, b in zip(epoch_net.weights + epoch_net.biases, step_net.weights + step_net.biases):
+        np.testing.assert_array_equal(a, b)
+
+
 # ---------------------------------------------------------------- determinism
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -333,27 +333,31 @@ constexpr double kMinMacsPerThread = 1 << 16;
 // B again), and at least one per thread.
 constexpr std::size_t kMinBlockRows = 256;
 
-// C = A B, C += A B or the SGD step of C with the gradient A B, as `first` says (sgd needs
-// 1 <= k <= the kernel's kc: one pass over the reduction), then epilogue(i0, i1, j0, j1)
-// on each finished block of C, called once per element, from the thread that computed it.
-// a_rows / b_rows (or null): the rows of a row-major A / B by index, see gemm.h.
-//
-// Threads take independent blocks of C (rows, or columns when there are few rows), each
-// with its own packing buffers, from one queue (parallel.h): a thread that the OS preempts
-// or wakes late delays only the blocks it took. The blocks cannot change any result.
-template <class T, class Epilogue>
-void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std::ptrdiff_t cs_a,
-                 const T* b, std::ptrdiff_t rs_b, std::ptrdiff_t cs_b, std::size_t m,
-                 std::size_t n, std::size_t k, TileUpdate<T> first, const Epilogue& epilogue,
-                 const std::int64_t* a_rows = nullptr, const std::int64_t* b_rows = nullptr,
-                 bool c_is_weights = false) {
-  if (m == 0 || n == 0) return;
-  if (k == 0) {
-    if (first.mode == TileUpdate<T>::overwrite)
-      for (std::size_t i = 0; i < m; ++i) std::fill_n(c + as_offset(i) * ldc, n, T(0));
-    epilogue(0, m, 0, n);
-    return;
+// How gemm_driver shares one product out among threads: the blocks of C (rows
+// [i0, i1) x columns [j0, j1) of block b, see block()) and one slot of packed B and one of
+// packed A per thread (none on the dot path).
+template <class T>
+struct Plan {
+  Product<T> product;
+  bool dot;  // the unpacked dot kernel (compute_block_dot), not compute_block
+  std::size_t threads, blocks_m, blocks_n, rows_per_block, cols_per_block;
+  std::size_t b_slot, a_slot;  // elements, each a multiple of 64 bytes
+
+  std::size_t blocks() const { return blocks_m * blocks_n; }
+  void block(std::size_t b, std::size_t& i0, std::size_t& i1, std::size_t& j0, std::size_t& j1) const {
+    i0 = b / blocks_n * rows_per_block;
+    j0 = b % blocks_n * cols_per_block;
+    i1 = std::min(product.m, i0 + rows_per_block);
+    j1 = std::min(product.n, j0 + cols_per_block);
   }
+};
+
+// The plan of gemm_driver's product (m, n, k >= 1; the arguments as there).
+template <class T>
+Plan<T> plan_product(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std::ptrdiff_t cs_a,
+                     const T* b, std::ptrdiff_t rs_b, std::ptrdiff_t cs_b, std::size_t m,
+                     std::size_t n, std::size_t k, TileUpdate<T> first,
+                     const std::int64_t* a_rows, const std::int64_t* b_rows, bool c_is_weights) {
   const GemmKernel<T>& kernel = active_kernel<T>();
   // k is cut into equal blocks of at most kernel.kc: this depends on k alone (never on m,
   // n or the threads), so every element still sees the same additions.
@@ -406,25 +410,88 @@ void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std:
   blocks_m = ceil_div(m, rows_per_block);
   blocks_n = ceil_div(n, cols_per_block);
 
-  // One slot of packed B and one of packed A per thread, 64-byte aligned.
   const std::size_t kc = std::min(k, product.kc_max), align = 64 / sizeof(T);
-  const std::size_t b_slot = ceil_div(kc * std::min(cols_per_block, product.nc_max), align) * align;
-  const std::size_t a_slot = ceil_div(kc * mr, align) * align;
-  T* slots = dot ? nullptr : tls_packed.get<T>(threads * (b_slot + a_slot));
-
-  auto block = [&](std::size_t block_index, std::size_t thread) {
-    const std::size_t i0 = block_index / blocks_n * rows_per_block,
-                      j0 = block_index % blocks_n * cols_per_block;
-    const std::size_t i1 = std::min(m, i0 + rows_per_block), j1 = std::min(n, j0 + cols_per_block);
-    if (dot) {
-      compute_block_dot(product, i0, i1, j0, j1, epilogue);
-    } else {
-      T* packed_b = slots + thread * (b_slot + a_slot);
-      compute_block(product, i0, i1, j0, j1, packed_b, packed_b + b_slot, epilogue);
-    }
-  };
-  parallel_blocks(blocks_m * blocks_n, threads, block);
+  const std::size_t b_slot = dot ? 0 : ceil_div(kc * std::min(cols_per_block, product.nc_max), align) * align;
+  const std::size_t a_slot = dot ? 0 : ceil_div(kc * mr, align) * align;
+  return {product, dot, threads, blocks_m, blocks_n, rows_per_block, cols_per_block, b_slot, a_slot};
 }
+
+// The packing buffers of all the plan's threads (null on the dot path).
+template <class T>
+T* packing_slots(const Plan<T>& plan) {
+  return plan.dot ? nullptr : tls_packed.get<T>(plan.threads * (plan.b_slot + plan.a_slot));
+}
+
+// Block b of the plan, on the thread of `slot` (see parallel_blocks).
+template <class T, class Epilogue>
+void run_block(const Plan<T>& plan, T* slots, std::size_t b, std::size_t slot, const Epilogue& epilogue) {
+  std::size_t i0, i1, j0, j1;
+  plan.block(b, i0, i1, j0, j1);
+  if (plan.dot) {
+    compute_block_dot(plan.product, i0, i1, j0, j1, epilogue);
+  } else {
+    T* packed_b = slots + slot * (plan.b_slot + plan.a_slot);
+    compute_block(plan.product, i0, i1, j0, j1, packed_b, packed_b + plan.b_slot, epilogue);
+  }
+}
+
+// C = A B, C += A B or the SGD step of C with the gradient A B, as `first` says (sgd needs
+// 1 <= k <= the kernel's kc: one pass over the reduction), then epilogue(i0, i1, j0, j1)
+// on each finished block of C, called once per element, from the thread that computed it.
+// a_rows / b_rows (or null): the rows of a row-major A / B by index, see gemm.h.
+//
+// Threads take independent blocks of C (rows, or columns when there are few rows), each
+// with its own packing buffers, from one queue (parallel.h): a thread that the OS preempts
+// or wakes late delays only the blocks it took. The blocks cannot change any result.
+template <class T, class Epilogue>
+void gemm_driver(T* c, std::ptrdiff_t ldc, const T* a, std::ptrdiff_t rs_a, std::ptrdiff_t cs_a,
+                 const T* b, std::ptrdiff_t rs_b, std::ptrdiff_t cs_b, std::size_t m,
+                 std::size_t n, std::size_t k, TileUpdate<T> first, const Epilogue& epilogue,
+                 const std::int64_t* a_rows = nullptr, const std::int64_t* b_rows = nullptr,
+                 bool c_is_weights = false) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    if (first.mode == TileUpdate<T>::overwrite)
+      for (std::size_t i = 0; i < m; ++i) std::fill_n(c + as_offset(i) * ldc, n, T(0));
+    epilogue(0, m, 0, n);
+    return;
+  }
+  const Plan<T> plan = plan_product(c, ldc, a, rs_a, cs_a, b, rs_b, cs_b, m, n, k, first, a_rows,
+                                    b_rows, c_is_weights);
+  T* slots = packing_slots(plan);
+  parallel_blocks(plan.blocks(), plan.threads, [&](std::size_t block, std::size_t slot) {
+    run_block(plan, slots, block, slot, epilogue);
+  });
+}
+
+// The epilogue of linear_forward_rows on Z (n, m), A (n, m): Z += bias, A = f(Z), then the
+// dropout pass (when not null) over A.
+template <class T>
+struct BiasAndActivation {
+  T* z;
+  T* a;
+  const T* bias;
+  std::ptrdiff_t s_bias;
+  std::size_t m;
+  Act act;
+  T param;
+  const DropoutPass<T>* dropout;
+
+  void operator()(std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) const {
+    for (std::size_t i = i0; i < i1; ++i) {
+      T* z_row = z + i * m;
+      for (std::size_t j = j0; j < j1; ++j) z_row[j] += bias[as_offset(j) * s_bias];
+    }
+    // Whole rows are one contiguous run: one call keeps narrow layers (30 units) in full
+    // vectors instead of a scalar tail per row. Element-wise, so the values are the same.
+    if (j0 == 0 && j1 == m)
+      activation_forward(a + i0 * m, z + i0 * m, (i1 - i0) * m, act, param);
+    else
+      for (std::size_t i = i0; i < i1; ++i)
+        activation_forward(a + i * m + j0, z + i * m + j0, j1 - j0, act, param);
+    if (dropout != nullptr) dropout_forward(*dropout, a, i0, i1, j0, j1, m);
+  }
+};
 
 }  // namespace
 
@@ -451,22 +518,8 @@ void linear_forward_rows(T* z, T* a, const T* x, std::ptrdiff_t rs_x, std::ptrdi
                          std::size_t k, std::size_t m, Act act, T param,
                          const DropoutPass<T>* dropout) {
   // Z = X Wᵀ: B = Wᵀ is W read with its strides swapped.
-  auto bias_and_activation = [&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
-    for (std::size_t i = i0; i < i1; ++i) {
-      T* z_row = z + i * m;
-      for (std::size_t j = j0; j < j1; ++j) z_row[j] += bias[as_offset(j) * s_bias];
-    }
-    // Whole rows are one contiguous run: one call keeps narrow layers (30 units) in full
-    // vectors instead of a scalar tail per row. Element-wise, so the values are the same.
-    if (j0 == 0 && j1 == m)
-      activation_forward(a + i0 * m, z + i0 * m, (i1 - i0) * m, act, param);
-    else
-      for (std::size_t i = i0; i < i1; ++i)
-        activation_forward(a + i * m + j0, z + i * m + j0, j1 - j0, act, param);
-    if (dropout != nullptr) dropout_forward(*dropout, a, i0, i1, j0, j1, m);
-  };
-  gemm_driver(z, as_offset(m), x, rs_x, cs_x, w, cs_w, rs_w, n, m, k, stored<T>(false), bias_and_activation,
-              x_rows);
+  gemm_driver(z, as_offset(m), x, rs_x, cs_x, w, cs_w, rs_w, n, m, k, stored<T>(false),
+              BiasAndActivation<T>{z, a, bias, s_bias, m, act, param, dropout}, x_rows);
 }
 
 template <class T>
@@ -543,6 +596,39 @@ void weight_sgd_step(T* w, T* dw, const T* delta, std::ptrdiff_t rs_d, std::ptrd
 }
 
 template <class T>
+void weight_sgd_step_then_forward(T* w, T* dw, const T* delta, std::ptrdiff_t rs_d,
+                                  std::ptrdiff_t cs_d, const T* x, std::ptrdiff_t rs_x,
+                                  const std::int64_t* x_rows, std::size_t n, std::size_t k,
+                                  std::size_t m, T lr, T weight_decay, T* z, T* a,
+                                  const T* x_next, const std::int64_t* next_rows,
+                                  std::size_t n_next, const T* bias, Act act, T param) {
+  const auto one_after_the_other = [&] {
+    weight_sgd_step(w, dw, delta, rs_d, cs_d, x, rs_x, 1, x_rows, n, k, m, lr, weight_decay);
+    linear_forward_rows(z, a, x_next, rs_x, 1, next_rows, w, as_offset(k), 1, bias, 1, n_next, k,
+                        m, act, param);
+  };
+  if (n == 0 || n > active_kernel<T>().kc || n_next == 0 || k == 0 || m == 0)
+    return one_after_the_other();  // the step goes through dW, or a product is empty
+  // The plans weight_sgd_step and linear_forward_rows would make: the step's blocks are
+  // whole rows of W (blocks_n == 1), and the product of the dot kernel needs no packing,
+  // so the block of Z's columns that a block of W's rows gives can follow it on its thread.
+  const Plan<T> step = plan_product(w, as_offset(k), delta, cs_d, rs_d, x, rs_x, 1, m, k, n,
+                                    TileUpdate<T>{TileUpdate<T>::sgd, lr, weight_decay}, nullptr,
+                                    x_rows, false);
+  const Plan<T> forward = plan_product(z, as_offset(m), x_next, rs_x, 1, w, 1, as_offset(k), n_next,
+                                       m, k, stored<T>(false), next_rows, nullptr, false);
+  if (!forward.dot || step.blocks_n != 1) return one_after_the_other();
+  const BiasAndActivation<T> epilogue{z, a, bias, 1, m, act, param, nullptr};
+  T* slots = packing_slots(step);
+  parallel_blocks(step.blocks(), step.threads, [&](std::size_t block, std::size_t slot) {
+    run_block(step, slots, block, slot, NoEpilogue{});
+    std::size_t i0, i1, j0, j1;  // rows [i0, i1) of W, just stepped: columns [i0, i1) of Z
+    step.block(block, i0, i1, j0, j1);
+    compute_block_dot(forward.product, 0, n_next, i0, i1, epilogue);
+  });
+}
+
+template <class T>
 void weight_gradient_blocks(T* dw, const T* delta, std::ptrdiff_t rs_d, std::ptrdiff_t cs_d,
                             const T* x, std::ptrdiff_t rs_x, std::ptrdiff_t cs_x,
                             const std::int64_t* x_rows, std::size_t n, std::size_t k,
@@ -577,6 +663,10 @@ void weight_gradient_blocks(T* dw, const T* delta, std::ptrdiff_t rs_d, std::ptr
   template void weight_sgd_step<T>(T*, T*, const T*, std::ptrdiff_t, std::ptrdiff_t, const T*, \
                                    std::ptrdiff_t, std::ptrdiff_t, const std::int64_t*,       \
                                    std::size_t, std::size_t, std::size_t, T, T);              \
+  template void weight_sgd_step_then_forward<T>(                                              \
+      T*, T*, const T*, std::ptrdiff_t, std::ptrdiff_t, const T*, std::ptrdiff_t,             \
+      const std::int64_t*, std::size_t, std::size_t, std::size_t, T, T, T*, T*, const T*,     \
+      const std::int64_t*, std::size_t, const T*, Act, T);                                    \
   template void linear_forward_rows<T>(T*, T*, const T*, std::ptrdiff_t, std::ptrdiff_t,        \
                                        const std::int64_t*, const T*, std::ptrdiff_t,          \
                                        std::ptrdiff_t, const T*, std::ptrdiff_t, std::size_t,  \

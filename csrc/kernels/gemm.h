@@ -77,6 +77,21 @@ void weight_sgd_step(T* w, T* dw, const T* delta, std::ptrdiff_t rs_d, std::ptrd
                      const std::int64_t* x_rows, std::size_t n, std::size_t k, std::size_t m, T lr,
                      T weight_decay);
 
+// weight_sgd_step on a batch (cs_x == 1), then linear_forward_rows of the next batch of the
+// same X (rows x_next, or next_rows[i] of it; n_next rows) with the stepped W: Z (n_next, m)
+// = X_next Wᵀ + bias, A = f(Z) (bias contiguous, no dropout), bitwise the same as the two
+// calls. When the step updates W in place (1 <= n <= the kernel's kc) and the product
+// takes the dot kernel, both run in one parallel region instead of two: each thread steps
+// its block of W's rows and at once computes the columns of Z those rows give, while they
+// are in its cache, then their bias and f. Otherwise the two calls run one after the other.
+template <class T>
+void weight_sgd_step_then_forward(T* w, T* dw, const T* delta, std::ptrdiff_t rs_d,
+                                  std::ptrdiff_t cs_d, const T* x, std::ptrdiff_t rs_x,
+                                  const std::int64_t* x_rows, std::size_t n, std::size_t k,
+                                  std::size_t m, T lr, T weight_decay, T* z, T* a,
+                                  const T* x_next, const std::int64_t* next_rows,
+                                  std::size_t n_next, const T* bias, Act act, T param);
+
 // Called on a finished block of a product's C: rows [i0, i1), columns [j0, j1).
 using BlockCallback = void (*)(const void* context, std::size_t i0, std::size_t i1,
                                std::size_t j0, std::size_t j1);
