@@ -490,6 +490,22 @@ def test_sgd_update_with_overlapping_dw_reads_the_old_values(native, numpy_twin)
 
 @pytest.mark.parametrize("weight_decay", (0.0, 1e-3))
 @pytest.mark.parametrize("dtype", ("float32", "float64"))
+def test_sgd_update_of_non_finite_weights_matches_numpy(native, numpy_twin, dtype, weight_decay):
+    """A decay of 0 adds no term on either backend, as torch.optim.SGD: an infinite weight
+    stays infinite (not NaN through 0 · inf); with a decay, inf − inf is NaN on both."""
+    w = np.array([np.inf, -np.inf, np.nan, 1.0, -0.0, 0.0, 2.0], dtype)
+    dw = np.array([1.0, -2.0, 1.0, np.inf, -0.0, -0.0, np.nan], dtype)
+    got, want = w.copy(), w.copy()
+    native.sgd_update(got, dw, 0.1, weight_decay)
+    with np.errstate(invalid="ignore"):
+        numpy_twin.sgd_update(want, dw, 0.1, weight_decay)
+    np.testing.assert_array_equal(got, want)
+    finite = ~np.isnan(want)
+    np.testing.assert_array_equal(np.signbit(got[finite]), np.signbit(want[finite]))
+
+
+@pytest.mark.parametrize("weight_decay", (0.0, 1e-3))
+@pytest.mark.parametrize("dtype", ("float32", "float64"))
 def test_sgd_update_of_a_large_w_is_bitwise_native(native, numpy_twin, dtype, weight_decay):
     """The twin updates a W larger than its block (reference.update.BLOCK_BYTES) block by
     block: every element as the native kernel computes it, the last partial block too, and

@@ -63,7 +63,8 @@ void generic_micro_kernel(std::size_t kc, const T* a, const T* b, T* c, std::ptr
     for (std::size_t j = 0; j < n; ++j) {
       if (up.mode == TileUpdate<T>::overwrite) row[j] = acc[i][j];
       else if (up.mode == TileUpdate<T>::add) row[j] += acc[i][j];
-      else row[j] -= up.lr * (acc[i][j] + up.weight_decay * row[j]);  // as sgd_update
+      else  // as sgd_update, the decay term skipped when it is 0
+        row[j] -= up.lr * (up.weight_decay != T(0) ? acc[i][j] + up.weight_decay * row[j] : acc[i][j]);
     }
   }
 }

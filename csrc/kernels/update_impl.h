@@ -11,9 +11,16 @@
 
 namespace fastmlp {
 
+// A decay of 0 skips its term, as the twin (and torch.optim.SGD) do: dw + 0 · w is dw for
+// every finite w, signed zeros included, and an infinite w stays infinite instead of
+// turning NaN through 0 · inf.
 template <class T, Isa isa>
 void sgd_update_isa(T* w, const T* dw, std::size_t n, T lr, T weight_decay) {
-  // Same expression as the twin even when weight_decay == 0 (0 · inf is NaN there too).
+  if (weight_decay == T(0)) {
+#pragma omp simd
+    for (std::size_t i = 0; i < n; ++i) w[i] -= lr * dw[i];
+    return;
+  }
 #pragma omp simd
   for (std::size_t i = 0; i < n; ++i) w[i] -= lr * (dw[i] + weight_decay * w[i]);
 }
