@@ -47,7 +47,8 @@ def sgd_update(w, dw, lr, weight_decay):
     """In place: W ← W − lr (∂J/∂W + weight_decay · W). Biases are passed weight_decay=0."""
     lr, decay = float(lr), float(weight_decay)
     for w_b, dw_b in in_blocks(w, dw):
-        # a decay of 0 skips its pass (0 · W adds nothing to a finite W)
+        # a decay of 0 adds no term, as in torch.optim.SGD and the native kernel (0 · W is
+        # nothing for a finite W, but would turn an infinite one NaN)
         if decay:
             change = np.multiply(w_b, decay)
             change += dw_b
