@@ -602,7 +602,8 @@ void weight_sgd_step_then_forward(T* w, T* dw, const T* delta, std::ptrdiff_t rs
                                   const std::int64_t* x_rows, std::size_t n, std::size_t k,
                                   std::size_t m, T lr, T weight_decay, T* z, T* a,
                                   const T* x_next, const std::int64_t* next_rows,
-                                  std::size_t n_next, const T* bias, Act act, T param) {
+                                  std::size_t n_next, const T* bias, Act act, T param,
+                                  const WarmUp* warm_up) {
   const auto one_after_the_other = [&] {
     weight_sgd_step(w, dw, delta, rs_d, cs_d, x, rs_x, 1, x_rows, n, k, m, lr, weight_decay);
     linear_forward_rows(z, a, x_next, rs_x, 1, next_rows, w, as_offset(k), 1, bias, 1, n_next, k,
@@ -626,7 +627,7 @@ void weight_sgd_step_then_forward(T* w, T* dw, const T* delta, std::ptrdiff_t rs
     std::size_t i0, i1, j0, j1;  // rows [i0, i1) of W, just stepped: columns [i0, i1) of Z
     step.block(block, i0, i1, j0, j1);
     compute_block_dot(forward.product, 0, n_next, i0, i1, epilogue);
-  });
+  }, warm_up);
 }
 
 template <class T>
@@ -667,7 +668,7 @@ void weight_gradient_blocks(T* dw, const T* delta, std::ptrdiff_t rs_d, std::ptr
   template void weight_sgd_step_then_forward<T>(                                              \
       T*, T*, const T*, std::ptrdiff_t, std::ptrdiff_t, const T*, std::ptrdiff_t,             \
       const std::int64_t*, std::size_t, std::size_t, std::size_t, T, T, T*, T*, const T*,     \
-      const std::int64_t*, std::size_t, const T*, Act, T);                                    \
+      const std::int64_t*, std::size_t, const T*, Act, T, const WarmUp*);                     \
   template void linear_forward_rows<T>(T*, T*, const T*, std::ptrdiff_t, std::ptrdiff_t,        \
                                        const std::int64_t*, const T*, std::ptrdiff_t,          \
                                        std::ptrdiff_t, const T*, std::ptrdiff_t, std::size_t,  \

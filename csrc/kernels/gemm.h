@@ -22,6 +22,7 @@
 
 #include "kernels/activation.h"
 #include "kernels/dropout.h"
+#include "kernels/parallel.h"
 
 namespace fastmlp {
 
@@ -84,13 +85,15 @@ void weight_sgd_step(T* w, T* dw, const T* delta, std::ptrdiff_t rs_d, std::ptrd
 // takes the dot kernel, both run in one parallel region instead of two: each thread steps
 // its block of W's rows and at once computes the columns of Z those rows give, while they
 // are in its cache, then their bias and f. Otherwise the two calls run one after the other.
+// warm_up (or null): what the region's workers read afterwards (see WarmUp).
 template <class T>
 void weight_sgd_step_then_forward(T* w, T* dw, const T* delta, std::ptrdiff_t rs_d,
                                   std::ptrdiff_t cs_d, const T* x, std::ptrdiff_t rs_x,
                                   const std::int64_t* x_rows, std::size_t n, std::size_t k,
                                   std::size_t m, T lr, T weight_decay, T* z, T* a,
                                   const T* x_next, const std::int64_t* next_rows,
-                                  std::size_t n_next, const T* bias, Act act, T param);
+                                  std::size_t n_next, const T* bias, Act act, T param,
+                                  const WarmUp* warm_up = nullptr);
 
 // Called on a finished block of a product's C: rows [i0, i1), columns [j0, j1).
 using BlockCallback = void (*)(const void* context, std::size_t i0, std::size_t i1,

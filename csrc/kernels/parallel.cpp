@@ -45,7 +45,8 @@ void run_inline(std::size_t blocks, BlockFn fn, const void* context) {
 class Pool {
  public:
   // Call only with threads > 1 and blocks > 1 (run_blocks runs the rest inline).
-  void run(std::size_t blocks, std::size_t threads, BlockFn fn, const void* context) {
+  void run(std::size_t blocks, std::size_t threads, BlockFn fn, const void* context,
+           const WarmUp* warm_up) {
     std::unique_lock<std::mutex> submit(submit_, std::try_to_lock);
     if (!submit.owns_lock() || blocks > kIndexMask) {
       run_inline(blocks, fn, context);
@@ -57,6 +58,7 @@ class Pool {
     blocks_.store(blocks, std::memory_order_relaxed);
     threads_.store(threads, std::memory_order_relaxed);
     done_.store(0, std::memory_order_relaxed);
+    warm_up_.store(warm_up, std::memory_order_relaxed);
     const std::uint64_t gen = generation(ticket_.load(std::memory_order_relaxed)) + 1;
     ticket_.store(gen << kIndexBits, std::memory_order_seq_cst);  // publishes all of the above
     if (sleepers_.load(std::memory_order_seq_cst) > 0) {
@@ -67,17 +69,50 @@ class Pool {
     while (done_.load(std::memory_order_acquire) != blocks) cpu_relax();
   }
 
+  void wait_for_warm_up() const {
+    while (warming_.load(std::memory_order_acquire) != 0) cpu_relax();
+  }
+
  private:
-  // Claims and runs blocks of generation gen until none is left (or a newer job began).
+  // Claims and runs blocks of generation gen until none is left (or a newer job began);
+  // then a worker that ran any reads the job's WarmUp.
   void work(std::uint64_t gen, std::size_t slot) {
+    WarmUp after;  // the job's WarmUp, once this worker has claimed a block of it
     for (;;) {
       std::uint64_t t = ticket_.load(std::memory_order_acquire);
-      if (generation(t) != gen || (t & kIndexMask) >= blocks_.load(std::memory_order_relaxed)) return;
+      if (generation(t) != gen || (t & kIndexMask) >= blocks_.load(std::memory_order_relaxed)) break;
       if (!ticket_.compare_exchange_weak(t, t + 1, std::memory_order_acq_rel)) continue;
-      // Claimed: the job cannot end before this block is done, so fn_ and context_ are its own.
+      // Claimed: the job cannot end before this block is done, so fn_, context_ and
+      // warm_up_ are its own.
+      if (slot > 0 && after.count == 0) after = claim_warm_up();
       fn_.load(std::memory_order_relaxed)(context_.load(std::memory_order_relaxed),
                                           static_cast<std::size_t>(t & kIndexMask), slot);
       done_.fetch_add(1, std::memory_order_release);
+    }
+    if (after.count == 0) return;
+    read_rows(after, gen);
+    warming_.fetch_sub(1, std::memory_order_release);
+  }
+
+  // A copy of the running job's WarmUp (count 0: none), counted in warming_ until it has
+  // been read. Called with a claimed block in hand: done_ cannot yet tell the caller that
+  // the job has ended, so wait_for_warm_up cannot miss the count.
+  WarmUp claim_warm_up() {
+    const WarmUp* warm_up = warm_up_.load(std::memory_order_relaxed);
+    if (warm_up == nullptr || warm_up->count == 0) return {};
+    warming_.fetch_add(1, std::memory_order_relaxed);
+    return *warm_up;
+  }
+
+  // One load per cache line of the rows, until a job newer than gen begins (which the
+  // worker then joins late, as any late worker).
+  void read_rows(const WarmUp& warm_up, std::uint64_t gen) const {
+    for (std::size_t i = 0; i < warm_up.count; ++i) {
+      if (generation(ticket_.load(std::memory_order_relaxed)) != gen) return;
+      const std::int64_t row = warm_up.rows ? warm_up.rows[i] : static_cast<std::int64_t>(i);
+      const volatile char* bytes = warm_up.base + row * static_cast<std::int64_t>(warm_up.bytes);
+      for (std::size_t at = 0; at < warm_up.bytes; at += 64) bytes[at];
+      bytes[warm_up.bytes - 1];  // the last line, when the row does not start one
     }
   }
 
@@ -125,6 +160,8 @@ class Pool {
   std::atomic<BlockFn> fn_{nullptr};
   std::atomic<const void*> context_{nullptr};
   std::atomic<std::size_t> blocks_{0}, threads_{0}, done_{0};
+  std::atomic<const WarmUp*> warm_up_{nullptr};
+  std::atomic<int> warming_{0};  // workers that will read, or are reading, a WarmUp's rows
   std::mutex sleep_;
   std::condition_variable wake_;
   std::atomic<int> sleepers_{0};
@@ -147,12 +184,17 @@ Pool& pool() {
 
 }  // namespace
 
-void run_blocks(std::size_t blocks, std::size_t threads, BlockFn fn, const void* context) {
+void run_blocks(std::size_t blocks, std::size_t threads, BlockFn fn, const void* context,
+                const WarmUp* warm_up) {
   // Most products of a small network's step are one block: they never touch the pool.
   if (threads <= 1 || blocks <= 1)
     run_inline(blocks, fn, context);
   else
-    pool().run(blocks, threads, fn, context);
+    pool().run(blocks, threads, fn, context, warm_up);
+}
+
+void wait_for_warm_up() {
+  pool().wait_for_warm_up();
 }
 
 }  // namespace fastmlp
