@@ -5,8 +5,10 @@
 // compare-and-swap of the ticket, so a thread that still holds an old generation cannot
 // claim anything of a newer job. The caller starts the next job only after `done_` says
 // every block of this one has run, so a block's function and context stay valid while
-// any thread that claimed it runs it. Idle workers spin for a short while (steps follow
-// each other within microseconds), then sleep on a condition variable.
+// any thread that claimed it runs it. A job's WarmUp is copied by each worker that claims
+// a block of it, so the worker may read its rows after the job (and the caller's WarmUp)
+// is gone; `warming_` counts those readers. Idle workers spin for a short while (steps
+// follow each other within microseconds), then sleep on a condition variable.
 #include "kernels/parallel.h"
 
 #include <pthread.h>
