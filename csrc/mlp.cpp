@@ -348,15 +348,28 @@ struct NextBatch {
 // with it, in-process A/B).
 constexpr std::size_t kMaxWarmUpBytes = 128 << 10;
 
-// Rows lo .. lo + n of an epoch's batches (rows order[lo..] of x, or x's own with order
-// null; s_in each) as a WarmUp, or none when they are more than kMaxWarmUpBytes.
+// Where an epoch's rows from lo on lie: rows order[lo], order[lo + 1], ... of x (x_rows),
+// or with order null x's own rows from lo (x_rows null); s_in values a row.
+template <class T>
+struct EpochRows {
+  const T* x;
+  const std::int64_t* x_rows;
+};
+
+template <class T>
+EpochRows<T> epoch_rows(const T* x, const std::int64_t* order, std::size_t lo, std::size_t s_in) {
+  return order != nullptr ? EpochRows<T>{x, order + lo} : EpochRows<T>{x + lo * s_in, nullptr};
+}
+
+// n of an epoch's rows from lo on (see epoch_rows) as a WarmUp, or none when they are more
+// than kMaxWarmUpBytes.
 template <class T>
 WarmUp warm_up_rows(const T* x, const std::int64_t* order, std::size_t lo, std::size_t n,
                     std::size_t s_in) {
   const std::size_t row_bytes = s_in * sizeof(T);
   if (n == 0 || row_bytes == 0 || n * row_bytes > kMaxWarmUpBytes) return {};
-  return order != nullptr ? WarmUp{reinterpret_cast<const char*>(x), order + lo, n, row_bytes}
-                          : WarmUp{reinterpret_cast<const char*>(x + lo * s_in), nullptr, n, row_bytes};
+  const EpochRows<T> rows = epoch_rows(x, order, lo, s_in);
+  return {reinterpret_cast<const char*>(rows.x), rows.x_rows, n, row_bytes};
 }
 
 // Whether a step by `rule` may compute the next batch's layer 0 (see NextBatch): plain SGD,
@@ -711,19 +724,16 @@ StepResult train_epoch(T* const* w, T* const* b, const BatchNorms<T>& norms, Wor
   for (std::size_t lo = 0; lo < n_rows; lo += batch_size) {
     const std::size_t n = std::min(batch_size, n_rows - lo), hi = lo + n;
     ++number;
-    const Targets<T> y_lo = rows_from(y, lo, k);
     const std::size_t n_next = std::min(batch_size, n_rows - hi), after = hi + n_next;
     const WarmUp after_next = warm_up_rows(x, order, after, std::min(batch_size, n_rows - after), s_in);
-    const NextBatch<T> next = order != nullptr
-                                  ? NextBatch<T>{x, order + hi, n_next, after_next}
-                                  : NextBatch<T>{x + hi * s_in, nullptr, n_next, after_next};
+    const EpochRows<T> next_rows = epoch_rows(x, order, hi, s_in);
+    const NextBatch<T> next{next_rows.x, next_rows.x_rows, n_next, after_next};
     const NextBatch<T>* then = fuse && hi < n_rows ? &next : nullptr;
     // a shuffled batch: its rows of x are read where they lie, only the targets are gathered
-    StepResult step = order != nullptr
-                          ? step_on_rows(w, b, norms, ws, x, order + lo, gather_targets(ws, y, order + lo, n),
-                                         n, up, number, layer0_done, then)
-                          : step_on_rows(w, b, norms, ws, x + lo * s_in, static_cast<const std::int64_t*>(nullptr),
-                                         y_lo, n, up, number, layer0_done, then);
+    const EpochRows<T> rows = epoch_rows(x, order, lo, s_in);
+    const Targets<T> y_batch = order != nullptr ? gather_targets(ws, y, order + lo, n) : rows_from(y, lo, k);
+    StepResult step = step_on_rows(w, b, norms, ws, rows.x, rows.x_rows, y_batch, n, up, number,
+                                   layer0_done, then);
     // A batch with a NaN or inf in x ends the epoch with the weights the batches before it
     // gave: computing its z(0) early changed only the workspace.
     if (!step.x_finite) return step;
